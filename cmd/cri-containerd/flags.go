@@ -1,0 +1,81 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/config"
+)
+
+// bindFlags binds the command-line flags to cfg's fields, using cfg's current
+// values as the flag defaults.
+func bindFlags(fs *flag.FlagSet, cfg *config.Config, configPath *string) {
+	fs.StringVar(configPath, "config", config.DefaultConfigPath, "Path to the TOML config file (a missing default file is fine).")
+	fs.StringVar(&cfg.SocketPath, "socket-path", cfg.SocketPath, "Unix socket the CRI gRPC server listens on.")
+	fs.StringVar(&cfg.ContainerdEndpoint, "containerd-endpoint", cfg.ContainerdEndpoint, "containerd's gRPC socket.")
+	fs.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", cfg.ContainerdNamespace, "containerd namespace for CRI objects.")
+	fs.StringVar(&cfg.RootDir, "root-dir", cfg.RootDir, "Persistent state directory.")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "Volatile state directory (netns, FIFOs, pod files).")
+	fs.StringVar(&cfg.Snapshotter, "snapshotter", cfg.Snapshotter, "containerd snapshotter.")
+	fs.StringVar(&cfg.RegistryConfigPath, "registry-config-path", cfg.RegistryConfigPath, "Root of a containerd-style <host>/hosts.toml tree.")
+	fs.StringVar(&cfg.SandboxImage, "sandbox-image", cfg.SandboxImage, "Image of the pause container.")
+	fs.StringVar(&cfg.NetworkBinDir, "network-bin-dir", cfg.NetworkBinDir, "CNI plugin binaries directory.")
+	fs.StringVar(&cfg.NetworkConfDir, "network-conf-dir", cfg.NetworkConfDir, "CNI config directory.")
+	fs.StringVar(&cfg.StreamAddr, "stream-addr", cfg.StreamAddr, "Address of the exec/attach/port-forward streaming server.")
+	fs.StringVar(&cfg.StreamPort, "stream-port", cfg.StreamPort, "Port of the streaming server (0 picks a free one).")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Address of the Prometheus /metrics and /debug/pprof endpoint; empty disables.")
+	fs.StringVar(&cfg.RestrictOOMScoreAdj, "restrict-oom-score-adj", cfg.RestrictOOMScoreAdj, "Clamp container oom_score_adj to the daemon's own: auto, true or false.")
+	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", cfg.CgroupDriver, "cgroupfs or systemd.")
+	fs.DurationVar(&cfg.ImagePullProgressTimeout.Duration, "image-pull-progress-timeout", cfg.ImagePullProgressTimeout.Duration, "Cancel a pull that makes no progress for this long (0 disables).")
+	fs.DurationVar(&cfg.ContainerdStartTimeout.Duration, "containerd-start-timeout", cfg.ContainerdStartTimeout.Duration, "How long to wait for containerd at start.")
+}
+
+// parseConfig applies defaults, then the config file, then the flags that were
+// set explicitly. It returns the remaining positional arguments.
+func parseConfig(args []string, out io.Writer) (config.Config, []string, error) {
+	// Pass 1: find --config and validate every flag.
+	probe := config.Default()
+	var configPath string
+	fs := newFlagSet(out, &probe, &configPath)
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, nil, err
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			explicit = true
+		}
+	})
+	cfg := config.Default()
+	if err := config.LoadFile(configPath, &cfg, !explicit); err != nil {
+		return config.Config{}, nil, err
+	}
+	// Pass 2: flags over the file.
+	var ignored string
+	fs2 := newFlagSet(io.Discard, &cfg, &ignored)
+	if err := fs2.Parse(args); err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, fs2.Args(), nil
+}
+
+func newFlagSet(out io.Writer, cfg *config.Config, configPath *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("cri-containerd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	bindFlags(fs, cfg, configPath)
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	klogFlags.VisitAll(func(f *flag.Flag) {
+		if fs.Lookup(f.Name) == nil {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: cri-containerd [flags] [version | config default | config dump]\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}

@@ -1,0 +1,106 @@
+// Command cri-containerd is a standalone Kubernetes CRI v1 runtime that
+// drives an external containerd daemon.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/server"
+	"github.com/cri-containerd/cri-containerd/version"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "cri-containerd: %v\n", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, rest, err := parseConfig(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(rest) > 0 {
+		switch {
+		case rest[0] == "version":
+			fmt.Printf("%s %s %s (CRI %s)\n", version.RuntimeName, version.Version, version.Revision, version.CRIVersion)
+			return nil
+		case len(rest) == 2 && rest[0] == "config" && rest[1] == "default":
+			out, err := config.Encode(config.Default())
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(out)
+			return err
+		case rest[0] == "config" && len(rest) == 2 && rest[1] == "dump":
+			out, err := config.Encode(cfg)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(out)
+			return err
+		default:
+			return fmt.Errorf("unknown command %q (commands: version, config default, config dump)", rest)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return serve(cfg)
+}
+
+func serve(cfg config.Config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	klog.InfoS("Starting cri-containerd", "version", version.Version, "socket", cfg.SocketPath, "containerd", cfg.ContainerdEndpoint)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.MetricsAddr != "" {
+		startMetrics(cfg.MetricsAddr, reg)
+	}
+	svc, err := server.New(ctx, cfg, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	err = svc.Serve(ctx)
+	klog.InfoS("cri-containerd stopped")
+	return err
+}
+
+func startMetrics(addr string, reg *prometheus.Registry) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Metrics server failed", "addr", addr)
+		}
+	}()
+}

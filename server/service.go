@@ -1,0 +1,190 @@
+// Package server is the CRI v1 surface of cri-containerd: one file per RPC
+// (or RPC group), thin handlers over the domain packages (image, sandbox,
+// container, cni, streaming), and a single instrumented layer (instrument.go)
+// that logs, times and maps errors for every RPC.
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/cni"
+	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/image"
+)
+
+// Service implements the CRI RuntimeService and ImageService.
+type Service struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	config  config.Config
+	client  *containerd.Client
+	metrics *Metrics
+	images  *image.Service
+	cni     *cni.Manager
+
+	// netMu guards podCIDR.
+	netMu   sync.RWMutex
+	podCIDR string
+
+	grpcServer *grpc.Server
+}
+
+// New connects to containerd (retrying until cfg.ContainerdStartTimeout),
+// rebuilds the caches from containerd and returns a ready service.
+func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Service, error) {
+	for _, d := range []string{cfg.RootDir, cfg.StateDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	cli, err := connectContainerd(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		config:  cfg,
+		client:  cli,
+		metrics: NewMetrics(reg),
+	}
+	s.images = image.NewService(cli, image.Options{
+		Namespace:              cfg.ContainerdNamespace,
+		Snapshotter:            cfg.Snapshotter,
+		RegistryConfigPath:     cfg.RegistryConfigPath,
+		PullProgressTimeout:    cfg.ImagePullProgressTimeout.Duration,
+		MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
+		PinnedImages:           []string{cfg.SandboxImage},
+	}, reg)
+	s.cni, err = cni.New(cfg.NetworkConfDir, []string{cfg.NetworkBinDir}, cni.WithMaxConfNum(cfg.NetworkMaxConfNum))
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	if err := s.recover(s.nsCtx(ctx)); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("recovering state from containerd: %w", err)
+	}
+	return s, nil
+}
+
+// connectContainerd dials containerd and waits until it serves, so that a
+// daemon started together with containerd does not fail on the race.
+func connectContainerd(ctx context.Context, cfg config.Config) (*containerd.Client, error) {
+	cli, err := containerd.New(cfg.ContainerdEndpoint,
+		containerd.WithDefaultNamespace(cfg.ContainerdNamespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("creating containerd client for %s: %w", cfg.ContainerdEndpoint, err)
+	}
+	deadline := time.Now().Add(cfg.ContainerdStartTimeout.Duration)
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := cli.IsServing(pctx)
+		cancel()
+		if ok && err == nil {
+			v, verr := cli.Version(ctx)
+			if verr == nil {
+				klog.InfoS("Connected to containerd", "endpoint", cfg.ContainerdEndpoint, "version", v.Version, "revision", v.Revision)
+			}
+			return cli, nil
+		}
+		lastErr = err
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = cli.Close()
+			return nil, fmt.Errorf("containerd at %s is not reachable after %s: %v", cfg.ContainerdEndpoint, cfg.ContainerdStartTimeout.Duration, lastErr)
+		}
+		if attempt%5 == 0 {
+			klog.InfoS("Waiting for containerd", "endpoint", cfg.ContainerdEndpoint, "err", lastErr)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// nsCtx puts the containerd namespace into ctx; every call to containerd goes through it.
+func (s *Service) nsCtx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, s.config.ContainerdNamespace)
+}
+
+// recover rebuilds every in-memory cache from containerd and our own files.
+func (s *Service) recover(ctx context.Context) error {
+	if err := s.images.Recover(ctx); err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return nil
+}
+
+// Serve listens on the CRI socket and serves until ctx is done or the server fails.
+func (s *Service) Serve(ctx context.Context) error {
+	l, err := listenUnix(s.config.SocketPath)
+	if err != nil {
+		return err
+	}
+	s.grpcServer = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.metrics.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.StreamInterceptor),
+		grpc.MaxRecvMsgSize(16*1024*1024), grpc.MaxSendMsgSize(16*1024*1024),
+	)
+	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
+	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
+	errCh := make(chan error, 1)
+	go func() { errCh <- s.grpcServer.Serve(l) }()
+	klog.InfoS("Serving CRI", "socket", s.config.SocketPath)
+	select {
+	case <-ctx.Done():
+		s.grpcServer.GracefulStop()
+		return nil
+	case err := <-errCh:
+		return fmt.Errorf("CRI gRPC server: %w", err)
+	}
+}
+
+// Close releases the containerd connection.
+func (s *Service) Close() error {
+	return s.client.Close()
+}
+
+// listenUnix creates the socket's directory, replaces a stale socket and
+// restricts the socket to mode 0660.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("%s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	return l, nil
+}
