@@ -16,6 +16,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
+	cniOps   *prometheus.HistogramVec
 }
 
 // NewMetrics registers the RPC collectors in reg.
@@ -35,7 +36,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CRI RPCs currently being handled, by method.",
 		}, []string{"method"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.inflight)
+	m.cniOps = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "cri_containerd_cni_operation_duration_seconds",
+		Help:    "CNI setup/teardown latency, by operation and result.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"operation", "result"})
+	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps)
 	return m
 }
 
@@ -94,4 +100,13 @@ func (m *Metrics) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	m.observe(method, start, err)
 	klog.V(4).InfoS("CRI stream closed", "method", method, "err", err, "duration", time.Since(start))
 	return err
+}
+
+// observeCNI records a CNI operation's latency and result.
+func (s *Service) observeCNI(op string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.cniOps.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
 }

@@ -22,7 +22,12 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/image"
+	"github.com/cri-containerd/cri-containerd/registrar"
+	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/stats"
+	"github.com/cri-containerd/cri-containerd/streaming"
 )
 
 // Service implements the CRI RuntimeService and ImageService.
@@ -35,12 +40,28 @@ type Service struct {
 	metrics *Metrics
 	images  *image.Service
 	cni     *cni.Manager
+	events  *eventBroadcaster
+
+	sandboxes    *sandbox.Store
+	sandboxNames *registrar.Registrar
+
+	containers     *container.Store
+	containerNames *registrar.Registrar
+
+	// restrictOOM clamps container oom_score_adj to the daemon's own.
+	restrictOOM bool
 
 	// netMu guards podCIDR.
 	netMu   sync.RWMutex
 	podCIDR string
 
 	grpcServer *grpc.Server
+
+	// stream serves the exec/attach/port-forward URLs (streaming.go).
+	stream *streaming.Server
+
+	// stats keeps the previous CPU sample per container and pod (UsageNanoCores).
+	stats *stats.Collector
 }
 
 // New connects to containerd (retrying until cfg.ContainerdStartTimeout),
@@ -59,7 +80,17 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		config:  cfg,
 		client:  cli,
 		metrics: NewMetrics(reg),
+		events:  newEventBroadcaster(),
+		stats:   stats.NewCollector(),
+
+		sandboxes:    sandbox.NewStore(),
+		sandboxNames: registrar.New(),
+
+		containers:     container.NewStore(),
+		containerNames: registrar.New(),
 	}
+	s.restrictOOM = restrictOOMScoreAdj(cfg.RestrictOOMScoreAdj)
+	klog.InfoS("OOM score adjustment", "restrict", s.restrictOOM, "setting", cfg.RestrictOOMScoreAdj)
 	s.images = image.NewService(cli, image.Options{
 		Namespace:              cfg.ContainerdNamespace,
 		Snapshotter:            cfg.Snapshotter,
@@ -67,6 +98,8 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		PullProgressTimeout:    cfg.ImagePullProgressTimeout.Duration,
 		MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
 		PinnedImages:           []string{cfg.SandboxImage},
+		StatsCollectPeriod:     cfg.StatsCollectPeriod.Duration,
+		ExtraSnapshotters:      runtimeSnapshotters(cfg),
 	}, reg)
 	s.cni, err = cni.New(cfg.NetworkConfDir, []string{cfg.NetworkBinDir}, cni.WithMaxConfNum(cfg.NetworkMaxConfNum))
 	if err != nil {
@@ -76,6 +109,10 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	if err := s.recover(s.nsCtx(ctx)); err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("recovering state from containerd: %w", err)
+	}
+	if s.stream, err = s.newStreamServer(); err != nil {
+		_ = cli.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -127,6 +164,12 @@ func (s *Service) recover(ctx context.Context) error {
 	if err := s.images.Recover(ctx); err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
+	if err := s.recoverSandboxes(ctx); err != nil {
+		return fmt.Errorf("sandboxes: %w", err)
+	}
+	if err := s.recoverContainers(ctx); err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
 	return nil
 }
 
@@ -143,8 +186,16 @@ func (s *Service) Serve(ctx context.Context) error {
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
+	go s.monitorEvents(ctx)
+	go s.cni.Run(ctx, time.Second)
 	errCh := make(chan error, 1)
 	go func() { errCh <- s.grpcServer.Serve(l) }()
+	var streamErrCh chan error
+	if s.stream != nil {
+		streamErrCh = make(chan error, 1)
+		go func() { streamErrCh <- s.stream.Serve() }()
+		defer s.stream.Stop()
+	}
 	klog.InfoS("Serving CRI", "socket", s.config.SocketPath)
 	select {
 	case <-ctx.Done():
@@ -152,11 +203,17 @@ func (s *Service) Serve(ctx context.Context) error {
 		return nil
 	case err := <-errCh:
 		return fmt.Errorf("CRI gRPC server: %w", err)
+	case err := <-streamErrCh:
+		s.grpcServer.Stop()
+		return fmt.Errorf("CRI streaming server stopped: %w", err)
 	}
 }
 
-// Close releases the containerd connection.
+// Close stops the streaming server and releases the containerd connection.
 func (s *Service) Close() error {
+	if s.stream != nil {
+		_ = s.stream.Stop()
+	}
 	return s.client.Close()
 }
 

@@ -32,7 +32,7 @@ func (s *Service) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*run
 		networkCond.Message = fmt.Sprintf("Network plugin returns error: %v", err)
 	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
 		RuntimeHandlers: s.runtimeHandlers(),
 		Features: &runtimeapi.RuntimeFeatures{
 			SupplementalGroupsPolicy: true,

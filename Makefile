@@ -1,0 +1,63 @@
+# cri-containerd: build, local runtime stack and tests.
+# Run as root for everything but build/unit/clean. See hack/*.sh and deploy/lib.sh.
+
+GO ?= go
+OUTPUT_DIR := _output
+BIN := $(OUTPUT_DIR)/cri-containerd
+
+.PHONY: all build up down status test unit e2e critest images verify-images reference install clean
+
+all: build
+
+## build: compile the daemon into _output/cri-containerd
+build:
+	@mkdir -p $(OUTPUT_DIR)
+	$(GO) build -o $(BIN) ./cmd/cri-containerd
+
+## up: install deps, start containerd + registry (+ test images) + cri-containerd, run the demo
+up:
+	hack/up.sh
+
+## down: stop what `make up` started (by PID file)
+down:
+	hack/down.sh
+
+## status: show the stack's processes and the e2e environment contract
+status:
+	hack/status.sh
+
+## test: go vet, unit tests, e2e tests and critest against the running stack (started if needed)
+test:
+	hack/test.sh all
+
+## unit: go vet + unit tests (no root, no stack)
+unit:
+	hack/test.sh unit
+
+## e2e: stack up + go test ./test/e2e/...
+e2e:
+	hack/test.sh e2e
+
+## critest: stack up + critest (CRITEST_FOCUS / CRITEST_SKIP select specs)
+critest:
+	hack/test.sh critest
+
+## images: start the local registry if needed, build and push the test images
+images:
+	deploy/registry.sh up
+
+## verify-images: smoke-test the test images and the registry mirror through containerd (ctr)
+verify-images:
+	hack/verify-images.sh
+
+## reference: run critest against containerd's own CRI plugin here (baseline; CRITEST_FOCUS selects)
+reference:
+	hack/reference.sh
+
+## install: containerd, runc, CNI plugins, crictl, critest, crane (idempotent)
+install:
+	deploy/install.sh
+
+## clean: remove build outputs (not the stack's state; `make down` first)
+clean:
+	rm -rf $(OUTPUT_DIR)

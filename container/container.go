@@ -1,0 +1,261 @@
+// Package container owns workload containers: the metadata persisted in
+// containerd (a container extension), the status the daemon checkpoints to
+// disk (so exit codes survive the daemon and the task), and the in-memory store.
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/containerio"
+)
+
+// MetadataExtension is the containerd container extension holding Metadata.
+const MetadataExtension = "io.cri-containerd.container.metadata"
+
+func init() {
+	typeurl.Register(&Metadata{}, "github.com/cri-containerd/cri-containerd/container", "Metadata")
+}
+
+// Metadata is what the daemon persists about a container in containerd.
+type Metadata struct {
+	Version   int                         `json:"version"`
+	ID        string                      `json:"id"`
+	Name      string                      `json:"name"`
+	SandboxID string                      `json:"sandboxID"`
+	Config    *runtimeapi.ContainerConfig `json:"config"`
+	// ImageRef is the image ID (config digest); ImageName the reference the user gave.
+	ImageRef  string `json:"imageRef"`
+	ImageName string `json:"imageName"`
+	LogPath   string `json:"logPath,omitempty"`
+	// StopSignal comes from the image config.
+	StopSignal string `json:"stopSignal,omitempty"`
+	// User is the resolved uid/gid/groups (ContainerStatus.User).
+	UID                int64   `json:"uid"`
+	GID                int64   `json:"gid"`
+	SupplementalGroups []int64 `json:"supplementalGroups,omitempty"`
+	CreatedAt          int64   `json:"createdAt"`
+}
+
+// Status is the lifecycle status of a container, checkpointed to disk.
+type Status struct {
+	Pid        uint32 `json:"pid"`
+	CreatedAt  int64  `json:"createdAt"`
+	StartedAt  int64  `json:"startedAt"`
+	FinishedAt int64  `json:"finishedAt"`
+	ExitCode   int32  `json:"exitCode"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
+	Starting bool `json:"starting,omitempty"`
+	Removing bool `json:"removing,omitempty"`
+	// Unknown is set when the state cannot be determined (e.g. task lost).
+	Unknown bool `json:"unknown,omitempty"`
+	// OOMKilled is set when an OOM event was seen for the container.
+	OOMKilled bool `json:"oomKilled,omitempty"`
+	// Resources are the current resources (after UpdateContainerResources).
+	Resources *runtimeapi.ContainerResources `json:"resources,omitempty"`
+}
+
+// State derives the CRI state from the status.
+func (s Status) State() runtimeapi.ContainerState {
+	switch {
+	case s.Unknown:
+		return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+	case s.FinishedAt != 0:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	case s.StartedAt != 0:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case s.CreatedAt != 0:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+// Container is one container in the store.
+type Container struct {
+	Metadata
+	Container containerd.Container
+	// IO is the container's stdio plumbing (log file, attach fan-out).
+	IO *containerio.ContainerIO
+
+	statusPath string
+	mu         sync.RWMutex
+	status     Status
+	stopped    chan struct{}
+	// StopMu serialises stop and remove.
+	StopMu sync.Mutex
+}
+
+// New returns a container whose status is checkpointed under dir.
+func New(md Metadata, dir string, st Status) *Container {
+	c := &Container{Metadata: md, statusPath: filepath.Join(dir, "status"), status: st, stopped: make(chan struct{})}
+	if st.FinishedAt != 0 {
+		close(c.stopped)
+	}
+	return c
+}
+
+// Status returns a copy of the status.
+func (c *Container) Status() Status {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.status
+}
+
+// Stopped is closed once the container has exited.
+func (c *Container) Stopped() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.stopped
+}
+
+// Update changes the status under the lock and checkpoints it. If the
+// checkpoint fails the in-memory status is left unchanged.
+func (c *Container) Update(f func(*Status) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.status
+	if err := f(&st); err != nil {
+		return err
+	}
+	if err := writeStatus(c.statusPath, st); err != nil {
+		return err
+	}
+	c.status = st
+	if st.FinishedAt != 0 {
+		select {
+		case <-c.stopped:
+		default:
+			close(c.stopped)
+		}
+	}
+	return nil
+}
+
+// UpdateMemory changes the status without checkpointing (transient flags).
+func (c *Container) UpdateMemory(f func(*Status)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.status)
+}
+
+func writeStatus(path string, st Status) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("marshalling container status: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("creating container dir: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("writing container status: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing container status: %w", err)
+	}
+	return nil
+}
+
+// LoadStatus reads a checkpointed status; a missing file gives ok=false.
+func LoadStatus(dir string) (Status, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Status{}, false, nil
+		}
+		return Status{}, false, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return Status{}, false, fmt.Errorf("decoding container status: %w", err)
+	}
+	return st, true, nil
+}
+
+// Store is the in-memory cache of containers.
+type Store struct {
+	mu sync.RWMutex
+	m  map[string]*Container
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{m: map[string]*Container{}} }
+
+// Add inserts c.
+func (s *Store) Add(c *Container) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[c.ID]; ok {
+		return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrAlreadyExists)
+	}
+	s.m[c.ID] = c
+	return nil
+}
+
+// Get finds a container by ID or unique ID prefix.
+func (s *Store) Get(id string) (*Container, error) {
+	if id == "" {
+		return nil, fmt.Errorf("container id is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c, ok := s.m[id]; ok {
+		return c, nil
+	}
+	var found *Container
+	for k, c := range s.m {
+		if strings.HasPrefix(k, id) {
+			if found != nil {
+				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Delete removes id.
+func (s *Store) Delete(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
+// List returns all containers, oldest first.
+func (s *Store) List() []*Container {
+	s.mu.RLock()
+	out := make([]*Container, 0, len(s.m))
+	for _, c := range s.m {
+		out = append(out, c)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	return out
+}
+
+// ListBySandbox returns the containers of one sandbox.
+func (s *Store) ListBySandbox(sandboxID string) []*Container {
+	var out []*Container
+	for _, c := range s.List() {
+		if c.SandboxID == sandboxID {
+			out = append(out, c)
+		}
+	}
+	return out
+}

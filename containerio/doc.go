@@ -1,0 +1,74 @@
+// Package containerio is the stdio plumbing between containerd tasks and the
+// CRI: FIFOs, the kubelet-format container log, attach fan-out and stdin.
+//
+// # Log format
+//
+// [CRILogger] turns one output stream into kubelet CRI log records:
+//
+//	<RFC3339Nano timestamp> <stdout|stderr> <P|F> <content>\n
+//
+// A line ending in "\n" (a trailing "\r\n" is dropped as a whole) becomes one
+// "F" record. A line longer than the maximum line size is cut into records of
+// exactly that size tagged "P", followed by the remainder tagged "F". Content
+// still buffered without a newline when the stream ends (Close) is written as a
+// "P" record, as containerd does. A maximum line size <= 0 means unlimited.
+// Every record is handed to the sink in one Write call.
+//
+// [LogFile] is that sink for a container: a log file opened
+// O_CREATE|O_APPEND|O_WRONLY|O_NOFOLLOW with mode 0640 whose Write is
+// serialized by a mutex, so records of stdout and stderr never interleave.
+// [LogFile.Reopen] swaps the file under the same mutex (CRI ReopenContainerLog:
+// kubelet renames the file, then asks for a reopen; every record goes either to
+// the renamed file or to the new one, none is lost). The parent directory must
+// exist.
+//
+// # Container IO
+//
+// [ContainerIO] owns one container's stdio. It is made by [New] with no side
+// effect on disk. Then exactly one of:
+//
+//   - [ContainerIO.Creator]: a cio.Creator for container.NewTask. It creates
+//     <FIFODir>/<id>-stdin|stdout|stderr (stdin only when asked, no stderr with
+//     a TTY), opens the log file and starts copying;
+//   - [ContainerIO.Attacher]: a cio.Attach for container.Task after a daemon
+//     restart. It re-opens the FIFO paths that containerd stored for the task and
+//     appends to the same log file. The runc shim keeps every output FIFO open
+//     for reading and writing, so output written while the daemon was down waits
+//     in the pipe (up to its 64 KiB capacity) and is read after re-attaching.
+//
+// Each output stream is copied by one goroutine into the CRI log and into every
+// attached stream. Attached streams are fed through a bounded per-attacher
+// queue: a slow attacher is detached ([ErrSlowAttacher]) and a failing one is
+// dropped; neither ever blocks the log.
+//
+// [ContainerIO.Attach] serves CRI Attach: it forwards the client's stdin to the
+// container stdin (kept open by ContainerIO from the start, when the container
+// has stdin) and blocks until the container output ends, the client goes away
+// or ctx is done. With StdinOnce and no TTY, the end of the client's stdin
+// closes the container stdin (and calls AttachOptions.CloseStdin, which should
+// call task.CloseIO); otherwise the end of the client's stdin only detaches that
+// client.
+//
+// Lifetime: both return [ContainerIO.TaskIO], the cio.IO view containerd's
+// client uses (task.Delete calls its Cancel, Wait, then Close).
+// [ContainerIO.Wait] (with an optional timeout) returns once the output has
+// reached EOF (the shim closes the FIFOs when the container's output ends) and
+// the log is flushed and closed; [ContainerIO.Done] is the same as a channel.
+// [ContainerIO.Close] stops the copying but never removes the FIFOs, so the
+// daemon may Close on shutdown and re-attach later. [ContainerIO.Cleanup]
+// closes and removes FIFODir; call it when the container is removed (also after
+// a restart, from a ContainerIO made by New with the same Config), or remove a
+// directory that contains FIFODir.
+//
+// Limitation: the stdin FIFO is written only by this process. When the daemon
+// stops, the shim sees EOF on stdin and closes the container's stdin; a
+// re-attached ContainerIO detects that and treats stdin as closed.
+//
+// # Exec IO
+//
+// [ExecIO] is the IO of one exec process (ExecSync and streaming Exec): FIFOs
+// in a fresh temporary directory under a root, a cio.Creator for task.Exec, and
+// [ExecIO.Attach] that copies the output to the given writers (blocking: an exec
+// client gets all of its output) and forwards stdin. Close removes the
+// directory. Exec IO is not re-attached after a restart.
+package containerio

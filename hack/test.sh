@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The project's test entry point (`make test`, and .ci/run).
+#
+#   hack/test.sh [all]    go vet, unit tests, then (stack up) image smoke test,
+#                         e2e tests + critest
+#   hack/test.sh unit     go vet + unit tests (everything outside test/e2e)
+#   hack/test.sh e2e      stack up + go test ./test/e2e/...
+#   hack/test.sh critest  stack up + hack/critest.sh
+#
+# "stack up" is hack/up.sh without the demo: containerd, registry + images,
+# a freshly built cri-containerd (restarted when its binary changed). The
+# stack is left running afterwards (stop it with `make down`), unless
+# TEST_STACK_DOWN=1.
+#
+# Environment contract for the e2e tests (go test ./test/e2e/...); values are
+# the defaults from deploy/lib.sh:
+#   CRI_ENDPOINT        unix:///run/cri-containerd/cri-containerd.sock  CRI gRPC endpoint of the running daemon
+#   CRI_SOCKET          /run/cri-containerd/cri-containerd.sock         same, as a path
+#   CONTAINERD_ADDRESS  /run/cri-containerd-stack/containerd.sock       containerd gRPC socket
+#   CONTAINERD_NAMESPACE k8s.io                                         namespace cri-containerd uses
+#   CONTAINERD_CONFIG   <repo>/deploy/containerd-config.toml
+#   REGISTRY            127.0.0.1:5000                                  local registry (plain http), holds every test image
+#   CERTS_D             /etc/cri-containerd/certs.d                     hosts.toml tree mapping all registries to REGISTRY
+#   CNI_CONF_DIR        /etc/cri-containerd/net.d                       CNI config dir (10-cri-containerd.conflist)
+#   CNI_BIN_DIR         /opt/cni/bin
+#   CNI_SUBNET          10.231.0.0/16   CNI_BRIDGE cricbr0   CNI_IPAM_DIR /var/lib/cri-containerd-stack/cni-ipam
+#   CRI_CONTAINERD_BIN  <repo>/_output/cri-containerd                   daemon binary (tests may start their own instance)
+#   CRI_CONTAINERD_CONFIG <repo>/deploy/cri-containerd.toml             daemon --config file used by the stack
+#   SANDBOX_IMAGE       registry.k8s.io/pause:3.10.2
+#   IMAGES_MANIFEST     <repo>/_output/e2e-images.json                  what test/e2e/images pushed (refs, digests)
+#   STACK_ROOT, STACK_STATE, STACK_LOG_DIR, PID_DIR                    the stack's own dirs (see deploy/lib.sh)
+# A test that starts its own daemon should use its own --socket-path,
+# --root-dir and --state-dir (e.g. under t.TempDir()) and the same
+# --containerd-endpoint/--registry-config-path/--network-* values.
+set -euo pipefail
+# shellcheck source=deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
+cd "$REPO_ROOT"
+
+what="${1:-all}"
+
+unit() {
+	log "go vet ./..."
+	go vet ./...
+	local pkgs
+	pkgs="$(go list ./... | grep -v '/test/e2e' || true)"
+	if [[ -n "$pkgs" ]]; then
+		log "unit tests"
+		# shellcheck disable=SC2086 # one package per word
+		go test -count=1 $pkgs
+	fi
+}
+
+stack() {
+	stack_up --with-daemon
+	set -a
+	# shellcheck disable=SC1090
+	source <(stack_env)
+	set +a
+}
+
+e2e() {
+	log "e2e tests (go test ./test/e2e/...)"
+	go test -v -count=1 -timeout 30m ./test/e2e/...
+}
+
+rc=0
+case "$what" in
+unit) unit ;;
+e2e)
+	stack
+	e2e || rc=$?
+	;;
+critest)
+	stack
+	"${REPO_ROOT}/hack/critest.sh" || rc=$?
+	;;
+all)
+	unit
+	stack
+	"${REPO_ROOT}/hack/verify-images.sh" || { rc=$?; log "image smoke test FAILED"; }
+	e2e || { rc=$?; log "e2e tests FAILED"; }
+	"${REPO_ROOT}/hack/critest.sh" || { rc=$?; log "critest FAILED"; }
+	;;
+*) die "usage: $0 [all|unit|e2e|critest]" ;;
+esac
+
+if [[ "${TEST_STACK_DOWN:-0}" == 1 && "$what" != unit ]]; then
+	"${REPO_ROOT}/hack/down.sh"
+fi
+if ((rc)); then
+	log "FAILED ($what)"
+	exit "$rc"
+fi
+log "PASSED ($what)"

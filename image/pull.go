@@ -1,0 +1,315 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	dockerconfig "github.com/containerd/containerd/v2/core/remotes/docker/config"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"k8s.io/klog/v2"
+)
+
+// PullOpt tunes one pull.
+type PullOpt func(*pullOptions)
+
+type pullOptions struct {
+	snapshotter string
+}
+
+// WithSnapshotter unpacks into snapshotter instead of the default one ("" = default).
+func WithSnapshotter(name string) PullOpt {
+	return func(o *pullOptions) {
+		if name != "" {
+			o.snapshotter = name
+		}
+	}
+}
+
+func (s *Service) pullOptions(opts []PullOpt) pullOptions {
+	o := pullOptions{snapshotter: s.opts.Snapshotter}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Pull pulls ref (normalized docker-style) with the per-request credentials,
+// unpacks it into the snapshotter and names it in containerd by repo tag,
+// repo digest and ID. Concurrent pulls of the same reference with the same
+// credentials share one pull, which is cancelled only when every caller
+// has gone away. Errors wrap errdefs sentinels: InvalidArgument (bad
+// reference or AuthConfig), Unauthenticated / PermissionDenied (registry
+// refused the credentials), NotFound (no such image), Unavailable (registry
+// unreachable), and context.DeadlineExceeded when the pull made no progress
+// for Options.PullProgressTimeout.
+func (s *Service) Pull(ctx context.Context, ref string, creds *Credentials, opts ...PullOpt) (Image, error) {
+	named, err := NormalizeRef(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := creds.validate(); err != nil {
+		return Image{}, err
+	}
+	o := s.pullOptions(opts)
+	key := named.String() + "\x00" + o.snapshotter + "\x00" + creds.fingerprint()
+	img, err := s.flight.do(ctx, key, func(fctx context.Context) (Image, error) {
+		return s.pull(fctx, named, creds, o)
+	})
+	if err != nil {
+		return Image{}, err
+	}
+	return img.clone(), nil
+}
+
+// fingerprint identifies the credentials without keeping them.
+func (c *Credentials) fingerprint() string {
+	if c == nil {
+		return ""
+	}
+	h := sha256.New()
+	for _, f := range []string{c.Username, c.Password, c.Auth, c.ServerAddress, c.IdentityToken, c.RegistryToken} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Service) pull(ctx context.Context, named reference.Named, creds *Credentials, o pullOptions) (_ Image, retErr error) {
+	ref := named.String()
+	start := time.Now()
+	tracker := &progressTracker{}
+	s.metrics.inProgress.Inc()
+	defer func() {
+		s.metrics.inProgress.Dec()
+		result := "success"
+		if retErr != nil {
+			result = "failure"
+		}
+		s.metrics.pulls.WithLabelValues(result).Inc()
+		s.metrics.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+		_, n := tracker.status()
+		s.metrics.bytes.Add(float64(n))
+	}()
+
+	// Our own lease, released even when the pull is cancelled (client.Pull
+	// releases its own lease with the cancelled context, which leaves the
+	// partial content pinned for the lease's 24h expiry).
+	lctx, releaseLease, err := s.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour))
+	if err != nil {
+		return Image{}, fmt.Errorf("creating lease for pulling %q: %w", ref, err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer dcancel()
+		if err := releaseLease(dctx); err != nil {
+			klog.ErrorS(err, "Failed to release image pull lease", "ref", ref)
+		}
+	}()
+	ctx = lctx
+
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timeout := s.opts.PullProgressTimeout
+	stallErr := fmt.Errorf("pulling image %q: cancelled after no progress for %s (image pull progress timeout): %w",
+		ref, timeout, context.DeadlineExceeded)
+	go watchProgress(pctx, ref, tracker, timeout, s.opts.progressCheckInterval, func() { cancel(stallErr) })
+
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, creds, tracker)})
+	labels := map[string]string{ImageLabelKey: ImageLabelValue}
+	if s.store.isPinnedName(ref) {
+		labels[PinnedLabelKey] = PinnedLabelValue
+	}
+	klog.V(2).InfoS("Pulling image", "ref", ref, "snapshotter", o.snapshotter)
+	cimg, err := s.client.Pull(pctx, ref,
+		containerd.WithResolver(resolver),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(o.snapshotter),
+		containerd.WithPullLabels(labels),
+		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
+	)
+	if err != nil {
+		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
+			return Image{}, stallErr
+		}
+		return Image{}, classifyPullError(ref, err)
+	}
+	cancel(nil) // stop the watchdog
+
+	configDesc, err := cimg.Config(ctx)
+	if err != nil {
+		return Image{}, fmt.Errorf("reading config descriptor of pulled image %q: %w", ref, err)
+	}
+	id := configDesc.Digest.String()
+	repoDigest, repoTag := repoDigestAndTag(named, cimg.Target().Digest)
+	for _, name := range []string{id, repoTag, repoDigest} {
+		if name == "" {
+			continue
+		}
+		if err := s.createOrUpdateRecord(ctx, name, cimg, labels); err != nil {
+			return Image{}, fmt.Errorf("naming image %s %q in containerd: %w", id, name, err)
+		}
+		if err := s.refreshName(ctx, name); err != nil {
+			return Image{}, fmt.Errorf("caching image %q: %w", name, err)
+		}
+	}
+	s.invalidateFsInfo()
+	img, ok := s.store.byID(id)
+	if !ok {
+		return Image{}, fmt.Errorf("image %s (%q) was removed while being pulled: %w", id, ref, errdefs.ErrNotFound)
+	}
+	_, n := tracker.status()
+	klog.InfoS("Pulled image", "ref", ref, "id", id, "repoTag", repoTag, "repoDigest", repoDigest,
+		"size", img.Size, "bytesFetched", n, "duration", time.Since(start))
+	return img, nil
+}
+
+// registryHosts builds the per-pull registry configuration: the hosts.toml
+// tree under RegistryConfigPath (mirrors, plain HTTP, TLS), the request's
+// credentials and the progress-counting transport. Loopback registries
+// without a hosts.toml are reached over HTTPS with fallback to plain HTTP
+// (containerd's docker.IsLocalhost rule in ConfigureHosts).
+func (s *Service) registryHosts(ctx context.Context, creds *Credentials, tracker *progressTracker) docker.RegistryHosts {
+	opts := dockerconfig.HostOptions{
+		Credentials:  creds.ForHost,
+		UpdateClient: updateClient(tracker, creds.registryToken),
+	}
+	if s.opts.RegistryConfigPath != "" {
+		opts.HostDir = hostDirFromRoots(filepath.SplitList(s.opts.RegistryConfigPath))
+	}
+	return dockerconfig.ConfigureHosts(ctx, opts)
+}
+
+// hostDirFromRoots searches several hosts.toml roots in order.
+func hostDirFromRoots(roots []string) func(string) (string, error) {
+	fns := make([]func(string) (string, error), 0, len(roots))
+	for _, r := range roots {
+		if r != "" {
+			fns = append(fns, dockerconfig.HostDirFromRoot(r))
+		}
+	}
+	return func(host string) (string, error) {
+		for _, fn := range fns {
+			dir, err := fn(host)
+			if err != nil && !errdefs.IsNotFound(err) {
+				return "", err
+			}
+			if dir != "" {
+				return dir, nil
+			}
+		}
+		return "", nil
+	}
+}
+
+// classifyPullError gives a pull failure the errdefs class the CRI caller
+// needs (server/errors.go maps it to a gRPC code), keeping the message.
+func classifyPullError(ref string, err error) error {
+	msg := fmt.Sprintf("failed to pull and unpack image %q", ref)
+	var status remoteerrors.ErrUnexpectedStatus
+	var netErr net.Error
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var urlErr *url.Error
+	var tlsErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s: %w", msg, err)
+	case errors.Is(err, docker.ErrInvalidAuthorization):
+		return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrUnauthenticated)
+	case errors.As(err, &status):
+		switch {
+		case status.StatusCode == 401:
+			return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrUnauthenticated)
+		case status.StatusCode == 403:
+			return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrPermissionDenied)
+		case status.StatusCode == 404:
+			return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrNotFound)
+		case status.StatusCode == 429:
+			return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrResourceExhausted)
+		case status.StatusCode >= 500:
+			return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrUnavailable)
+		}
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w", msg, err)
+	case errors.As(err, &tlsErr):
+		return fmt.Errorf("%s: %v: %w", msg, err, errdefs.ErrUnavailable)
+	case errors.As(err, &dnsErr), errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Errorf("%s: registry not reachable: %v: %w", msg, err, errdefs.ErrUnavailable)
+	case errors.As(err, &urlErr), errors.As(err, &netErr):
+		return fmt.Errorf("%s: registry request failed: %v: %w", msg, err, errdefs.ErrUnavailable)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// flightGroup runs one pull per key at a time; callers with the same key
+// wait for the running one. The shared pull runs on a context detached from
+// any single caller and is cancelled when the last waiting caller leaves.
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall
+}
+
+type flightCall struct {
+	done    chan struct{}
+	img     Image
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+func (g *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (Image, error)) (Image, error) {
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[string]*flightCall{}
+	}
+	c, ok := g.calls[key]
+	if !ok {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c = &flightCall{done: make(chan struct{}), cancel: cancel}
+		g.calls[key] = c
+		go func() {
+			defer close(c.done)
+			defer cancel()
+			c.img, c.err = fn(cctx)
+			g.mu.Lock()
+			if g.calls[key] == c {
+				delete(g.calls, key)
+			}
+			g.mu.Unlock()
+		}()
+	}
+	c.waiters++
+	g.mu.Unlock()
+
+	select {
+	case <-c.done:
+		return c.img, c.err
+	case <-ctx.Done():
+		g.mu.Lock()
+		c.waiters--
+		if c.waiters == 0 {
+			c.cancel()
+			if g.calls[key] == c {
+				delete(g.calls, key) // a later caller starts afresh
+			}
+		}
+		g.mu.Unlock()
+		return Image{}, fmt.Errorf("pulling image: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,240 @@
+package image
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+)
+
+// store is the in-memory index of CRI-visible images: image ID -> image, and
+// containerd record name -> image ID. containerd stays the source of truth;
+// the store is updated after every change made in containerd and rebuilt
+// from it on start.
+type store struct {
+	mu     sync.RWMutex
+	images map[string]*entry // by ID
+	refs   map[string]string // record name -> ID
+	pinned map[string]bool   // normalized pinned references
+}
+
+type entry struct {
+	img Image
+	// names are the containerd record names pointing at the image (tags,
+	// digests and the ID record), with the target (manifest) digest of each.
+	names map[string]string
+	// pinnedNames are the names whose record carries the pinned label.
+	pinnedNames map[string]struct{}
+}
+
+func newStore(pinned []string) *store {
+	s := &store{images: map[string]*entry{}, refs: map[string]string{}, pinned: map[string]bool{}}
+	for _, p := range pinned {
+		if p == "" {
+			continue
+		}
+		if n, err := reference.ParseDockerRef(p); err == nil {
+			s.pinned[n.String()] = true
+		} else {
+			s.pinned[p] = true
+		}
+	}
+	return s
+}
+
+// put records that the containerd record name (whose target is the manifest
+// digest target) points at img, which carries the image's ID-level facts;
+// its name lists are ignored. labelPinned says the record has the pinned
+// label.
+func (s *store) put(name string, img Image, labelPinned bool, target string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.refs[name]; ok && old != img.ID {
+		s.dropLocked(name, old)
+	}
+	e, ok := s.images[img.ID]
+	if !ok {
+		e = &entry{img: img, names: map[string]string{}, pinnedNames: map[string]struct{}{}}
+		s.images[img.ID] = e
+	}
+	e.names[name] = target
+	if labelPinned {
+		e.pinnedNames[name] = struct{}{}
+	} else {
+		delete(e.pinnedNames, name)
+	}
+	s.refs[name] = img.ID
+	s.refreshLocked(e)
+}
+
+// drop forgets the record name; the image goes when no name is left.
+func (s *store) drop(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id, ok := s.refs[name]; ok {
+		s.dropLocked(name, id)
+	}
+}
+
+func (s *store) dropLocked(name, id string) {
+	delete(s.refs, name)
+	e, ok := s.images[id]
+	if !ok {
+		return
+	}
+	delete(e.names, name)
+	delete(e.pinnedNames, name)
+	if len(e.names) == 0 {
+		delete(s.images, id)
+		return
+	}
+	s.refreshLocked(e)
+}
+
+// refreshLocked recomputes the derived fields of e from its names.
+func (s *store) refreshLocked(e *entry) {
+	names := make([]string, 0, len(e.names))
+	for n := range e.names {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	e.img.References = names
+	e.img.RepoTags, e.img.RepoDigests = splitReferences(names)
+	pinned := len(e.pinnedNames) > 0
+	for _, n := range names {
+		if s.pinned[n] {
+			pinned = true
+		}
+	}
+	e.img.Pinned = pinned
+}
+
+// names returns the record names of image id.
+func (s *store) names(id string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e, ok := s.images[id]; ok {
+		return append([]string(nil), e.img.References...)
+	}
+	return nil
+}
+
+// targets returns the distinct target digests the names of image id point at.
+func (s *store) targets(id string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.images[id]
+	if !ok {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range e.names {
+		if t != "" && !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hasTarget reports whether some name of image id points at target.
+func (s *store) hasTarget(id, target string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e, ok := s.images[id]; ok {
+		for _, t := range e.names {
+			if t == target {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// byID returns a copy of the image with the full ID.
+func (s *store) byID(id string) (Image, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e, ok := s.images[id]; ok {
+		return e.img.clone(), true
+	}
+	return Image{}, false
+}
+
+// resolve finds an image by full ID, record name (normalized reference) or
+// unique ID prefix, in that order.
+func (s *store) resolve(ref string) (Image, error) {
+	if ref == "" {
+		return Image{}, fmt.Errorf("image reference must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if isFullID(ref) {
+		if e, ok := s.images[ref]; ok {
+			return e.img.clone(), nil
+		}
+		return Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+	}
+	named, perr := reference.ParseDockerRef(ref)
+	if perr == nil {
+		if id, ok := s.refs[named.String()]; ok {
+			if e, ok := s.images[id]; ok {
+				return e.img.clone(), nil
+			}
+		}
+	}
+	if hex, ok := idPrefix(ref); ok {
+		var found *entry
+		for id, e := range s.images {
+			if strings.HasPrefix(strings.TrimPrefix(id, "sha256:"), hex) {
+				if found != nil {
+					return Image{}, fmt.Errorf("image ID prefix %q is ambiguous: %w", ref, errdefs.ErrInvalidArgument)
+				}
+				found = e
+			}
+		}
+		if found != nil {
+			return found.img.clone(), nil
+		}
+		return Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+	}
+	if perr != nil {
+		return Image{}, fmt.Errorf("invalid image reference %q: %v: %w", ref, perr, errdefs.ErrInvalidArgument)
+	}
+	return Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+}
+
+// list returns copies of every image, ordered by first repo tag, then first
+// repo digest, then ID.
+func (s *store) list() []Image {
+	s.mu.RLock()
+	out := make([]Image, 0, len(s.images))
+	for _, e := range s.images {
+		out = append(out, e.img.clone())
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return sortKey(out[i]) < sortKey(out[j]) })
+	return out
+}
+
+func sortKey(img Image) string {
+	switch {
+	case len(img.RepoTags) > 0:
+		return "0" + img.RepoTags[0] + "\x00" + img.ID
+	case len(img.RepoDigests) > 0:
+		return "1" + img.RepoDigests[0] + "\x00" + img.ID
+	}
+	return "2" + img.ID
+}
+
+// isPinnedName reports whether the normalized reference is configured as pinned.
+func (s *store) isPinnedName(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pinned[name]
+}

@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	hostsFile := filepath.Join(dir, "host-hosts")
+	resolvFile := filepath.Join(dir, "host-resolv")
+	os.WriteFile(hostsFile, []byte("127.0.0.1 localhost node1\n"), 0o644)
+	os.WriteFile(resolvFile, []byte("nameserver 10.0.0.1\n"), 0o644)
+	host := HostFiles{Hosts: hostsFile, ResolvConf: resolvFile, Hostname: func() (string, error) { return "node1", nil }}
+
+	for _, tc := range []struct {
+		name                     string
+		cfg                      *runtimeapi.PodSandboxConfig
+		wantHostname, wantResolv string
+	}{
+		{"defaults from host", &runtimeapi.PodSandboxConfig{}, "node1\n", "nameserver 10.0.0.1\n"},
+		{"hostname and dns", &runtimeapi.PodSandboxConfig{
+			Hostname: "web-0",
+			DnsConfig: &runtimeapi.DNSConfig{
+				Servers: []string{"8.8.8.8", "1.1.1.1"}, Searches: []string{"ns.svc.cluster.local", "svc.cluster.local"},
+				Options: []string{"ndots:5", "timeout:1"},
+			},
+		}, "web-0\n", "search ns.svc.cluster.local svc.cluster.local\nnameserver 8.8.8.8\nnameserver 1.1.1.1\noptions ndots:5 timeout:1\n"},
+		{"empty dns config", &runtimeapi.PodSandboxConfig{Hostname: "h", DnsConfig: &runtimeapi.DNSConfig{}}, "h\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := PathsFor(filepath.Join(dir, tc.name, "root"), filepath.Join(dir, tc.name, "state"), "abc")
+			if err := WriteFiles(p, tc.cfg, host); err != nil {
+				t.Fatal(err)
+			}
+			check := func(path, want string) {
+				got, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != want {
+					t.Errorf("%s = %q, want %q", filepath.Base(path), got, want)
+				}
+			}
+			check(p.HostnamePath(), tc.wantHostname)
+			check(p.ResolvConfPath(), tc.wantResolv)
+			check(p.HostsPath(), "127.0.0.1 localhost node1\n")
+		})
+	}
+}
+
+func TestStoreGetPrefix(t *testing.T) {
+	s := NewStore()
+	for _, id := range []string{"abc123", "abd456", "xyz"} {
+		if err := s.Add(New(Metadata{ID: id})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		q, want string
+		wantErr bool
+	}{
+		{"abc123", "abc123", false}, {"abc", "abc123", false}, {"ab", "", true}, {"x", "xyz", false}, {"nope", "", true}, {"", "", true},
+	} {
+		sb, err := s.Get(tc.q)
+		if tc.wantErr != (err != nil) {
+			t.Fatalf("Get(%q) err = %v", tc.q, err)
+		}
+		if err == nil && sb.ID != tc.want {
+			t.Fatalf("Get(%q) = %q, want %q", tc.q, sb.ID, tc.want)
+		}
+	}
+}

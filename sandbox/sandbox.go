@@ -1,0 +1,158 @@
+// Package sandbox owns pod sandboxes: their persisted metadata (kept in
+// containerd as a container extension, so a crashed daemon can find what it
+// made), the in-memory store, their state machine, and the per-pod files
+// (hostname, hosts, resolv.conf, /dev/shm) and network namespace paths.
+package sandbox
+
+import (
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	// LabelKind marks every containerd container we create; value KindSandbox or KindContainer.
+	LabelKind = "io.cri-containerd.kind"
+	// KindSandbox is the LabelKind value of pause containers.
+	KindSandbox = "sandbox"
+	// KindContainer is the LabelKind value of workload containers.
+	KindContainer = "container"
+	// LabelSandboxID names the sandbox a workload container belongs to.
+	LabelSandboxID = "io.cri-containerd.sandbox-id"
+	// MetadataExtension is the containerd container extension that holds Metadata.
+	MetadataExtension = "io.cri-containerd.sandbox.metadata"
+)
+
+func init() {
+	typeurl.Register(&Metadata{}, "github.com/cri-containerd/cri-containerd/sandbox", "Metadata")
+}
+
+// Phase records how far RunPodSandbox got; it is persisted so recovery
+// knows whether a sandbox was fully made.
+type Phase string
+
+const (
+	// PhaseCreating: the containerd container exists; network or task may not.
+	PhaseCreating Phase = "creating"
+	// PhaseCreated: RunPodSandbox finished.
+	PhaseCreated Phase = "created"
+)
+
+// Metadata is what the daemon persists about a sandbox (JSON in a containerd
+// container extension). It never holds runtime state that containerd owns.
+type Metadata struct {
+	Version        int                          `json:"version"`
+	ID             string                       `json:"id"`
+	Name           string                       `json:"name"`
+	Config         *runtimeapi.PodSandboxConfig `json:"config"`
+	RuntimeHandler string                       `json:"runtimeHandler"`
+	RuntimeType    string                       `json:"runtimeType"`
+	NetNSPath      string                       `json:"netnsPath,omitempty"`
+	IP             string                       `json:"ip,omitempty"`
+	AdditionalIPs  []string                     `json:"additionalIPs,omitempty"`
+	CNIResult      []byte                       `json:"cniResult,omitempty"`
+	CreatedAt      int64                        `json:"createdAt"`
+	Phase          Phase                        `json:"phase"`
+	// NetworkTornDown is set once CNI DEL succeeded and the netns is gone.
+	NetworkTornDown bool `json:"networkTornDown,omitempty"`
+	// ImageID is the pause image's config digest.
+	ImageID string `json:"imageID,omitempty"`
+}
+
+// State is the CRI-visible state of a sandbox.
+type State int
+
+const (
+	// StateUnknown: not yet known (e.g. during creation).
+	StateUnknown State = iota
+	// StateReady: the pause task runs.
+	StateReady
+	// StateNotReady: the pause task is gone or stopped.
+	StateNotReady
+)
+
+// Sandbox is one pod sandbox in the store.
+type Sandbox struct {
+	Metadata
+
+	// Container is the containerd container of the pause process.
+	Container containerd.Container
+
+	mu       sync.RWMutex
+	state    State
+	pid      uint32
+	exitedAt time.Time
+	exitCode uint32
+	stopped  chan struct{}
+	// stopMu serialises stop/remove on this sandbox.
+	StopMu sync.Mutex
+}
+
+// New returns a sandbox in StateUnknown.
+func New(md Metadata) *Sandbox {
+	return &Sandbox{Metadata: md, stopped: make(chan struct{})}
+}
+
+// State returns the current state and pause pid.
+func (s *Sandbox) State() (State, uint32) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.state, s.pid
+}
+
+// SetReady records a running pause process.
+func (s *Sandbox) SetReady(pid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = StateReady
+	s.pid = pid
+	select {
+	case <-s.stopped:
+		s.stopped = make(chan struct{})
+	default:
+	}
+}
+
+// SetNotReady records that the pause process exited (or never ran). It is
+// idempotent and wakes Stopped waiters.
+func (s *Sandbox) SetNotReady(code uint32, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == StateNotReady {
+		return
+	}
+	s.state = StateNotReady
+	s.pid = 0
+	s.exitCode = code
+	s.exitedAt = at
+	select {
+	case <-s.stopped:
+	default:
+		close(s.stopped)
+	}
+}
+
+// Stopped is closed once the sandbox is NotReady.
+func (s *Sandbox) Stopped() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.stopped
+}
+
+// UpdateMetadata changes the in-memory metadata under the lock and returns a copy.
+func (s *Sandbox) UpdateMetadata(f func(*Metadata)) Metadata {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.Metadata)
+	return s.Metadata
+}
+
+// GetMetadata returns a copy of the metadata.
+func (s *Sandbox) GetMetadata() Metadata {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.Metadata
+}

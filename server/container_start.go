@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/sandbox"
+)
+
+// StartContainer starts a created container: its IO (CRI log file written by
+// the daemon, attach fan-out, stdin when asked) and its task.
+func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContainerRequest) (_ *runtimeapi.StartContainerResponse, retErr error) {
+	ctx = s.nsCtx(ctx)
+	c, err := s.containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	sb, err := s.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox of container %s: %w", c.ID, err)
+	}
+	if st, _ := sb.State(); st != sandbox.StateReady {
+		return nil, fmt.Errorf("sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	var startErr error
+	c.UpdateMemory(func(st *container.Status) {
+		switch {
+		case st.State() != runtimeapi.ContainerState_CONTAINER_CREATED:
+			startErr = fmt.Errorf("container %s is in state %s, not CREATED: %w", c.ID, st.State(), errdefs.ErrFailedPrecondition)
+		case st.Starting:
+			startErr = fmt.Errorf("container %s is already starting: %w", c.ID, errdefs.ErrFailedPrecondition)
+		case st.Removing:
+			startErr = fmt.Errorf("container %s is being removed: %w", c.ID, errdefs.ErrFailedPrecondition)
+		default:
+			st.Starting = true
+		}
+	})
+	if startErr != nil {
+		return nil, startErr
+	}
+	defer c.UpdateMemory(func(st *container.Status) { st.Starting = false })
+	defer func() {
+		if retErr != nil {
+			// A container that failed to start is reported as exited with the reason.
+			_ = c.Update(func(st *container.Status) error {
+				if st.FinishedAt == 0 {
+					st.FinishedAt = time.Now().UnixNano()
+					st.ExitCode = 128
+					st.Reason = "StartError"
+					st.Message = retErr.Error()
+				}
+				return nil
+			})
+		}
+	}()
+
+	cio, err := s.newContainerIO(c)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			cio.Close()
+		}
+	}()
+	task, err := c.Container.NewTask(ctx, cio.Creator())
+	if err != nil {
+		return nil, fmt.Errorf("creating task for container %s: %w", c.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Rollback: deleting task", "containerID", c.ID)
+			}
+		}
+	}()
+	c.IO = cio
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting container %s: %w", c.ID, err)
+	}
+	if err := c.Update(func(st *container.Status) error {
+		st.Pid = task.Pid()
+		st.StartedAt = time.Now().UnixNano()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	s.emitContainerEvent(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	klog.V(2).InfoS("Container started", "containerID", c.ID, "pid", task.Pid())
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// newContainerIO makes the IO of a container: FIFOs under the state dir (so a
+// restarted daemon re-opens the same pipes) and the CRI log writer.
+func (s *Service) newContainerIO(c *container.Container) (*containerio.ContainerIO, error) {
+	return containerio.New(containerio.Config{
+		ID:          c.ID,
+		FIFODir:     filepath.Join(s.config.StateDir, "containers", c.ID, "io"),
+		LogPath:     c.LogPath,
+		Stdin:       c.Config.GetStdin(),
+		StdinOnce:   c.Config.GetStdinOnce(),
+		Tty:         c.Config.GetTty(),
+		MaxLineSize: s.config.MaxContainerLogLineSize,
+	})
+}

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/container"
+)
+
+// ContainerStatus reports a container's state, exit, image, mounts, log path,
+// user and resources.
+func (s *Service) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	c, err := s.containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", r.GetContainerId(), err)
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: s.containerStatus(c)}
+	if r.GetVerbose() {
+		info, err := s.containerInfo(s.nsCtx(ctx), c)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+func (s *Service) containerStatus(c *container.Container) *runtimeapi.ContainerStatus {
+	st := c.Status()
+	imageSpec := c.Config.GetImage()
+	image, imageRef := c.ImageName, c.ImageRef
+	if img, err := s.images.Get(c.ImageRef); err == nil {
+		if len(img.RepoTags) > 0 {
+			image = img.RepoTags[0]
+		}
+		if len(img.RepoDigests) > 0 {
+			imageRef = img.RepoDigests[0]
+		}
+	}
+	if strings.HasPrefix(c.ImageName, "sha256:") {
+		image = c.ImageName
+	}
+	status := &runtimeapi.ContainerStatus{
+		Id:          c.ID,
+		Metadata:    c.Config.GetMetadata(),
+		State:       st.State(),
+		CreatedAt:   st.CreatedAt,
+		StartedAt:   st.StartedAt,
+		FinishedAt:  st.FinishedAt,
+		ExitCode:    st.ExitCode,
+		Image:       &runtimeapi.ImageSpec{Image: image, Annotations: imageSpec.GetAnnotations(), UserSpecifiedImage: c.ImageName, RuntimeHandler: imageSpec.GetRuntimeHandler()},
+		ImageRef:    imageRef,
+		ImageId:     c.ImageRef,
+		Reason:      st.Reason,
+		Message:     st.Message,
+		Labels:      c.Config.GetLabels(),
+		Annotations: c.Config.GetAnnotations(),
+		Mounts:      c.Config.GetMounts(),
+		LogPath:     c.LogPath,
+		Resources:   st.Resources,
+		User: &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
+			Uid: c.UID, Gid: c.GID, SupplementalGroups: c.SupplementalGroups,
+		}},
+	}
+	return status
+}
+
+func (s *Service) containerInfo(ctx context.Context, c *container.Container) (map[string]string, error) {
+	st := c.Status()
+	info := map[string]any{
+		"sandboxID": c.SandboxID,
+		"pid":       st.Pid,
+		"removing":  st.Removing,
+		"config":    c.Config,
+		"logPath":   c.LogPath,
+		"image":     c.ImageRef,
+	}
+	if sp, err := c.Container.Spec(ctx); err == nil {
+		info["runtimeSpec"] = sp
+	}
+	if ci, err := c.Container.Info(ctx); err == nil {
+		info["snapshotKey"] = ci.SnapshotKey
+		info["snapshotter"] = ci.Snapshotter
+		info["runtimeType"] = ci.Runtime.Name
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return nil, fmt.Errorf("marshalling container info: %w", err)
+	}
+	return map[string]string{"info": string(b)}, nil
+}
+
+func (s *Service) sandboxContainerStatuses(sandboxID string) []*runtimeapi.ContainerStatus {
+	var out []*runtimeapi.ContainerStatus
+	for _, c := range s.containers.ListBySandbox(sandboxID) {
+		out = append(out, s.containerStatus(c))
+	}
+	return out
+}
+
+func (s *Service) emitContainerEvent(c *container.Container, t runtimeapi.ContainerEventType) {
+	if s.events == nil {
+		return
+	}
+	e := &runtimeapi.ContainerEventResponse{
+		ContainerId:        c.ID,
+		ContainerEventType: t,
+		CreatedAt:          time.Now().UnixNano(),
+		ContainersStatuses: []*runtimeapi.ContainerStatus{s.containerStatus(c)},
+	}
+	if sb, err := s.sandboxes.Get(c.SandboxID); err == nil {
+		e.PodSandboxStatus = sandboxStatus(sb)
+		e.ContainersStatuses = s.sandboxContainerStatuses(sb.ID)
+	}
+	s.events.publish(e)
+}
+
+func cloneResources(r *runtimeapi.LinuxContainerResources) *runtimeapi.ContainerResources {
+	if r == nil {
+		return nil
+	}
+	return &runtimeapi.ContainerResources{Linux: proto.Clone(r).(*runtimeapi.LinuxContainerResources)}
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/moby/sys/signal"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/container"
+)
+
+// killWaitTimeout bounds the wait for a SIGKILLed container to be reported exited.
+const killWaitTimeout = 2 * time.Minute
+
+// StopContainer sends the image's stop signal (SIGTERM by default), waits up
+// to the timeout, then SIGKILLs. Stopping a container that is not running is
+// not an error.
+func (s *Service) StopContainer(ctx context.Context, r *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	ctx = s.nsCtx(ctx)
+	c, err := s.containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.stopContainer(ctx, c, time.Duration(r.GetTimeout())*time.Second); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+func (s *Service) stopContainer(ctx context.Context, c *container.Container, timeout time.Duration) error {
+	c.StopMu.Lock()
+	defer c.StopMu.Unlock()
+	st := c.Status()
+	state := st.State()
+	if state != runtimeapi.ContainerState_CONTAINER_RUNNING && state != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+		return nil
+	}
+	task, err := c.Container.Task(ctx, nil)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("loading task of %s: %w", c.ID, err)
+		}
+		// The task is gone without us seeing the exit.
+		s.recordExit(c, 255, time.Now(), "Unknown", "container task disappeared")
+		return nil
+	}
+	if timeout > 0 {
+		sig := syscall.SIGTERM
+		if c.StopSignal != "" {
+			if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
+				sig = parsed
+			} else {
+				klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", c.ID, "signal", c.StopSignal)
+			}
+		}
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("sending %v to %s: %w", sig, c.ID, err)
+		}
+		select {
+		case <-c.Stopped():
+			return nil
+		case <-time.After(timeout):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("killing %s: %w", c.ID, err)
+	}
+	select {
+	case <-c.Stopped():
+		return nil
+	case <-time.After(killWaitTimeout):
+		return fmt.Errorf("container %s did not exit after SIGKILL: %w", c.ID, context.DeadlineExceeded)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stopSandboxContainers stops every container of a sandbox at once (no grace period).
+func (s *Service) stopSandboxContainers(ctx context.Context, sandboxID string) error {
+	var errs []error
+	for _, c := range s.containers.ListBySandbox(sandboxID) {
+		if err := s.stopContainer(ctx, c, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d container(s) failed to stop: %w", len(errs), errs[0])
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/netns"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/cni"
+	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/spec"
+)
+
+// cleanupTimeout bounds each rollback step, which runs on a context that is
+// not cancelled with the request's.
+const cleanupTimeout = time.Minute
+
+// RunPodSandbox creates and starts a pod sandbox: name reservation, pause
+// image, netns, pod files, the containerd container (metadata persisted
+// before anything that could leak), CNI, then the pause task. Every step
+// undoes itself when a later one fails.
+func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
+	ctx = s.nsCtx(ctx)
+	cfg := r.GetConfig()
+	if err := validateSandboxConfig(cfg); err != nil {
+		return nil, err
+	}
+	handler, rt, err := s.runtimeFor(r.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	name := sandboxName(cfg.GetMetadata())
+	if err := s.sandboxNames.Reserve(name, id); err != nil {
+		return nil, fmt.Errorf("reserving sandbox name %q: %w", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			s.sandboxNames.ReleaseByID(id)
+		}
+	}()
+	log := klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", klog.KRef(cfg.GetMetadata().GetNamespace(), cfg.GetMetadata().GetName()))
+
+	img, err := s.images.EnsureImage(ctx, s.config.SandboxImage, nil)
+	if err != nil {
+		return nil, fmt.Errorf("getting sandbox image %q: %w", s.config.SandboxImage, err)
+	}
+	cimg, err := s.client.GetImage(ctx, img.ID)
+	if err != nil {
+		cimg, err = s.containerdImage(ctx, img.RepoTags, img.RepoDigests)
+		if err != nil {
+			return nil, fmt.Errorf("loading sandbox image %q from containerd: %w", s.config.SandboxImage, err)
+		}
+	}
+
+	paths := sandbox.PathsFor(s.config.RootDir, s.config.StateDir, id)
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNetwork := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+
+	// 1. Network namespace, in a directory named for the sandbox, so that a
+	// crash before the metadata lands can still be found and cleaned.
+	var podNS *netns.NetNS
+	if !hostNetwork {
+		podNS, err = netns.NewNetNS(paths.NetNSDir)
+		if err != nil {
+			return nil, fmt.Errorf("creating network namespace: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				if err := podNS.Remove(); err != nil {
+					log.Error(err, "Rollback: removing network namespace")
+				}
+				_ = os.RemoveAll(paths.NetNSDir)
+			}
+		}()
+	}
+
+	// 2. Pod files and /dev/shm.
+	if err := sandbox.WriteFiles(paths, cfg, sandbox.DefaultHostFiles); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = os.RemoveAll(paths.RootDir)
+		}
+	}()
+	shmPath := ""
+	if !hostIPC {
+		shmPath = paths.ShmPath()
+		if err := sandbox.MountShm(shmPath, shmSizeBytes); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sandbox.UnmountShm(paths.ShmPath()); err != nil {
+				log.Error(err, "Rollback: unmounting shm")
+			}
+			_ = os.RemoveAll(paths.StateDir)
+		}
+	}()
+
+	// 3. The containerd container, carrying our metadata.
+	md := sandbox.Metadata{
+		Version:        1,
+		ID:             id,
+		Name:           name,
+		Config:         cfg,
+		RuntimeHandler: handler,
+		RuntimeType:    rt.Type,
+		CreatedAt:      time.Now().UnixNano(),
+		Phase:          sandbox.PhaseCreating,
+		ImageID:        img.ID,
+	}
+	if podNS != nil {
+		md.NetNSPath = podNS.GetPath()
+	}
+	specOpts, err := spec.SandboxSpecOpts(spec.SandboxParams{
+		ID:                      id,
+		Config:                  cfg,
+		ImageConfig:             img.Config,
+		NetNSPath:               md.NetNSPath,
+		HostnamePath:            paths.HostnamePath(),
+		HostsPath:               paths.HostsPath(),
+		ResolvConfPath:          paths.ResolvConfPath(),
+		ShmPath:                 shmPath,
+		CgroupParent:            cfg.GetLinux().GetCgroupParent(),
+		SystemdCgroup:           rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
+		RestrictOOMScoreAdj:     s.restrictOOM,
+		EnableUnprivilegedPorts: s.config.EnableUnprivilegedPorts,
+		EnableUnprivilegedICMP:  s.config.EnableUnprivilegedICMP,
+		ImageName:               s.config.SandboxImage,
+		Annotations:             sandboxAnnotations(id, cfg, s.config.SandboxImage),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("generating sandbox spec: %w", err)
+	}
+	snapshotter := s.snapshotterFor(rt)
+	ctr, err := s.client.NewContainer(ctx, id,
+		containerd.WithSnapshotter(snapshotter),
+		containerd.WithNewSnapshot(id, cimg),
+		containerd.WithImageName(cimg.Name()),
+		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
+		containerd.WithContainerLabels(sandboxLabels(cfg)),
+		containerd.WithContainerExtension(sandbox.MetadataExtension, &md),
+		containerd.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating containerd container: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				log.Error(err, "Rollback: deleting containerd container")
+			}
+		}
+	}()
+
+	// 4. Pod network.
+	if podNS != nil {
+		cniOpts, err := cni.PodOptions(id, cfg, s.podCIDRs())
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		res, err := s.cni.Setup(ctx, id, md.NetNSPath, cniOpts...)
+		s.observeCNI("setup", start, err)
+		if err != nil {
+			// A partial ADD may have allocated an IP: DEL with the same arguments.
+			cctx, cancel := cleanupCtx(ctx)
+			if derr := s.cni.Remove(cctx, id, md.NetNSPath, cniOpts...); derr != nil {
+				log.Error(derr, "Rollback: CNI DEL after failed ADD")
+			}
+			cancel()
+			return nil, fmt.Errorf("setting up pod network: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				cctx, cancel := cleanupCtx(ctx)
+				defer cancel()
+				if err := s.cni.Remove(cctx, id, md.NetNSPath, cniOpts...); err != nil {
+					log.Error(err, "Rollback: CNI DEL")
+				}
+			}
+		}()
+		md.IP, md.AdditionalIPs, err = cni.PodIPs(res)
+		if err != nil {
+			return nil, fmt.Errorf("pod network for %s: %w", id, err)
+		}
+		if raw, err := json.Marshal(res); err == nil {
+			md.CNIResult = raw
+		}
+		if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+			return nil, fmt.Errorf("persisting sandbox network: %w", err)
+		}
+	}
+
+	// 5. The pause task.
+	sb := sandbox.New(md)
+	sb.Container = ctr
+	task, err := ctr.NewTask(ctx, cio.NullIO, s.taskOpts(cfg.GetLinux().GetCgroupParent())...)
+	if err != nil {
+		return nil, fmt.Errorf("creating pause task: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				log.Error(err, "Rollback: deleting pause task")
+			}
+		}
+	}()
+	// The store entry must exist before Start so that the exit event of a
+	// pause process that dies at once is not missed.
+	if err := s.sandboxes.Add(sb); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			s.sandboxes.Delete(id)
+		}
+	}()
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting pause task: %w", err)
+	}
+	sb.SetReady(task.Pid())
+	md = sb.UpdateMetadata(func(m *sandbox.Metadata) { m.Phase = sandbox.PhaseCreated })
+	if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+		return nil, fmt.Errorf("persisting sandbox state: %w", err)
+	}
+	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", task.Pid())
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// shmSizeBytes is the size of a pod's own /dev/shm (as containerd: 64 MiB).
+const shmSizeBytes = 64 * 1024 * 1024
+
+func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig) error {
+	if cfg == nil {
+		return fmt.Errorf("sandbox config is required: %w", errdefs.ErrInvalidArgument)
+	}
+	md := cfg.GetMetadata()
+	if md == nil || md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
+		return fmt.Errorf("sandbox metadata name, namespace and uid are required: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// runtimeFor resolves a CRI runtime handler name.
+func (s *Service) runtimeFor(handler string) (string, config.Runtime, error) {
+	if handler == "" {
+		handler = s.config.DefaultRuntimeName
+	}
+	rt, ok := s.config.Runtimes[handler]
+	if !ok {
+		return "", config.Runtime{}, fmt.Errorf("no runtime for %q is configured: %w", handler, errdefs.ErrInvalidArgument)
+	}
+	return handler, rt, nil
+}
+
+func (s *Service) snapshotterFor(rt config.Runtime) string {
+	if rt.Snapshotter != "" {
+		return rt.Snapshotter
+	}
+	return s.config.Snapshotter
+}
+
+func runcOptions(rt config.Runtime, cfg config.Config) *runcoptions.Options {
+	return &runcoptions.Options{
+		BinaryName:    rt.BinaryName,
+		Root:          rt.Root,
+		SystemdCgroup: rt.SystemdCgroup || cfg.CgroupDriver == "systemd",
+	}
+}
+
+func (s *Service) taskOpts(cgroupParent string) []containerd.NewTaskOpts {
+	return nil
+}
+
+// sandboxName is the unique CRI name of a pod sandbox.
+func sandboxName(md *runtimeapi.PodSandboxMetadata) string {
+	return strings.Join([]string{md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func sandboxLabels(cfg *runtimeapi.PodSandboxConfig) map[string]string {
+	return map[string]string{sandbox.LabelKind: sandbox.KindSandbox}
+}
+
+func sandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig, _ string) map[string]string {
+	return map[string]string{
+		"io.kubernetes.cri.container-type":        "sandbox",
+		"io.kubernetes.cri.sandbox-id":            id,
+		"io.kubernetes.cri.sandbox-name":          cfg.GetMetadata().GetName(),
+		"io.kubernetes.cri.sandbox-namespace":     cfg.GetMetadata().GetNamespace(),
+		"io.kubernetes.cri.sandbox-uid":           cfg.GetMetadata().GetUid(),
+		"io.kubernetes.cri.sandbox-log-directory": cfg.GetLogDirectory(),
+	}
+}
+
+// updateExtension replaces one extension of a containerd container.
+func updateExtension(name string, v any) containerd.UpdateContainerOpts {
+	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {
+		a, err := typeurl.MarshalAny(v)
+		if err != nil {
+			return fmt.Errorf("marshalling extension %s: %w", name, err)
+		}
+		if c.Extensions == nil {
+			c.Extensions = map[string]typeurl.Any{}
+		}
+		c.Extensions[name] = a
+		return nil
+	}
+}
+
+// cleanupCtx returns a context for rollback work that survives the request's cancellation.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
+// containerdImage finds the containerd image record under any of the names.
+func (s *Service) containerdImage(ctx context.Context, names ...[]string) (containerd.Image, error) {
+	var lastErr error = errdefs.ErrNotFound
+	for _, list := range names {
+		for _, n := range list {
+			img, err := s.client.GetImage(ctx, n)
+			if err == nil {
+				return img, nil
+			}
+			lastErr = err
+		}
+	}
+	return nil, lastErr
+}

@@ -1,0 +1,346 @@
+package framework
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// DaemonOptions configures a private cri-containerd instance.
+type DaemonOptions struct {
+	// Namespace is the containerd namespace (default: a fresh random one,
+	// deleted with its images when the test ends).
+	Namespace string
+	// RegistryConfigPath is the hosts.toml root ("" = an empty directory:
+	// no mirrors, loopback registries reached directly).
+	RegistryConfigPath string
+	// SandboxImage (default registry.k8s.io/pause:3.10.2).
+	SandboxImage string
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+// Daemon is a cri-containerd process the test started with its own socket,
+// root and state directories, against the stack's containerd.
+type Daemon struct {
+	t        testing.TB
+	Bin      string
+	Dir      string // holds the socket, root, state, log
+	Socket   string
+	Endpoint string // unix://Socket
+	Env      StackEnv
+	Opts     DaemonOptions
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	conn *grpc.ClientConn
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// DaemonBinary returns the daemon binary to run: $CRI_CONTAINERD_BIN when it
+// exists, else one built once per test process from the module.
+func DaemonBinary(t testing.TB, env StackEnv) string {
+	t.Helper()
+	if env.DaemonBin != "" {
+		if _, err := os.Stat(env.DaemonBin); err == nil {
+			return env.DaemonBin
+		}
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cri-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "cri-containerd")
+		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/cri-containerd")
+		cmd.Dir = RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// StartDaemon starts a private daemon and stops it (and cleans its
+// namespace, when generated) at the end of the test.
+func StartDaemon(t testing.TB, env StackEnv, opts DaemonOptions) *Daemon {
+	t.Helper()
+	// Unix socket paths are limited to 108 bytes: keep the directory short.
+	dir, err := os.MkdirTemp("", "cri-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownNS := opts.Namespace == ""
+	if ownNS {
+		opts.Namespace = "cri-e2e-" + RandomSuffix()
+	}
+	if opts.RegistryConfigPath == "" {
+		opts.RegistryConfigPath = filepath.Join(dir, "certs.d")
+		if err := os.MkdirAll(opts.RegistryConfigPath, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opts.SandboxImage == "" {
+		opts.SandboxImage = "registry.k8s.io/pause:3.10.2"
+	}
+	d := &Daemon{
+		t: t, Bin: DaemonBinary(t, env), Dir: dir,
+		Socket: filepath.Join(dir, "cri.sock"), Env: env, Opts: opts,
+	}
+	d.Endpoint = "unix://" + d.Socket
+	t.Cleanup(func() {
+		d.Stop()
+		if ownNS {
+			CleanupNamespace(t, env.ContainerdAddress, opts.Namespace)
+		}
+		if t.Failed() {
+			d.DumpLog()
+		}
+		_ = os.RemoveAll(dir)
+	})
+	d.Start()
+	return d
+}
+
+func (d *Daemon) args() []string {
+	cfg := filepath.Join(d.Dir, "config.toml")
+	_ = os.WriteFile(cfg, nil, 0o644)
+	a := []string{
+		"--config", cfg,
+		"--socket-path", d.Socket,
+		"--containerd-endpoint", d.Env.ContainerdAddress,
+		"--containerd-namespace", d.Opts.Namespace,
+		"--root-dir", filepath.Join(d.Dir, "root"),
+		"--state-dir", filepath.Join(d.Dir, "state"),
+		"--registry-config-path", d.Opts.RegistryConfigPath,
+		"--sandbox-image", d.Opts.SandboxImage,
+		"--metrics-addr", "",
+		"--stream-port", "0",
+		"--containerd-start-timeout", "20s",
+		"-v", "4",
+	}
+	if d.Env.CNIConfDir != "" {
+		a = append(a, "--network-conf-dir", d.Env.CNIConfDir)
+	}
+	if d.Env.CNIBinDir != "" {
+		a = append(a, "--network-bin-dir", d.Env.CNIBinDir)
+	}
+	return append(a, d.Opts.ExtraArgs...)
+}
+
+// LogPath is the daemon's combined stdout/stderr (appended across restarts).
+func (d *Daemon) LogPath() string { return filepath.Join(d.Dir, "daemon.log") }
+
+// Start starts the process and waits until the CRI socket answers.
+func (d *Daemon) Start() {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil {
+		d.t.Fatal("daemon already running")
+	}
+	logf, err := os.OpenFile(d.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	cmd := exec.Command(d.Bin, d.args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		d.t.Fatalf("starting %s: %v", d.Bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
+	d.cmd, d.done = cmd, done
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-done:
+			d.cmd = nil
+			d.DumpLog()
+			d.t.Fatalf("daemon exited during start: %v", cmd.ProcessState)
+		default:
+		}
+		if c, err := net.DialTimeout("unix", d.Socket, time.Second); err == nil {
+			_ = c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			d.DumpLog()
+			d.t.Fatal("daemon did not serve its socket within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(d.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.conn = conn
+}
+
+// Stop terminates the daemon (SIGTERM, then SIGKILL after 10s).
+func (d *Daemon) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		_ = d.conn.Close()
+		d.conn = nil
+	}
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+	d.cmd = nil
+}
+
+// Restart stops and starts the daemon with the same directories and namespace.
+func (d *Daemon) Restart() {
+	d.t.Helper()
+	d.Stop()
+	d.Start()
+}
+
+// ImageClient is a CRI image client on the daemon's socket.
+func (d *Daemon) ImageClient() runtimeapi.ImageServiceClient {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return runtimeapi.NewImageServiceClient(d.conn)
+}
+
+// RuntimeClient is a CRI runtime client on the daemon's socket.
+func (d *Daemon) RuntimeClient() runtimeapi.RuntimeServiceClient {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return runtimeapi.NewRuntimeServiceClient(d.conn)
+}
+
+// DumpLog writes the tail of the daemon log to the test log.
+func (d *Daemon) DumpLog() {
+	b, err := os.ReadFile(d.LogPath())
+	if err != nil {
+		return
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 200 {
+		lines = lines[len(lines)-200:]
+	}
+	d.t.Logf("daemon log (%s), last %d lines:\n%s", d.LogPath(), len(lines), strings.Join(lines, "\n"))
+}
+
+// DialCRI connects to a CRI endpoint ("unix:///path").
+func DialCRI(t testing.TB, endpoint string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// CleanupNamespace deletes every image in a containerd namespace
+// (synchronously garbage-collected) and then the namespace.
+func CleanupNamespace(t testing.TB, address, ns string) {
+	cli, err := containerd.New(address, containerd.WithDefaultNamespace(ns))
+	if err != nil {
+		t.Logf("cleanup %s: %v", ns, err)
+		return
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), time.Minute)
+	defer cancel()
+	is := cli.ImageService()
+	imgs, err := is.List(ctx)
+	if err != nil {
+		t.Logf("cleanup %s: listing images: %v", ns, err)
+	}
+	for i, img := range imgs {
+		var opts []images.DeleteOpt
+		if i == len(imgs)-1 {
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := is.Delete(ctx, img.Name, opts...); err != nil {
+			t.Logf("cleanup %s: deleting image %s: %v", ns, img.Name, err)
+		}
+	}
+	// Leases left by interrupted pulls pin content; drop them too.
+	ls := cli.LeasesService()
+	if all, err := ls.List(ctx); err == nil {
+		for _, l := range all {
+			_ = ls.Delete(ctx, l, leases.SynchronousDelete)
+		}
+	}
+	var err2 error
+	for i := 0; i < 20; i++ {
+		if err2 = cli.NamespaceService().Delete(ctx, ns); err2 == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond) // garbage collection is asynchronous
+	}
+	t.Logf("cleanup: namespace %s not deleted: %v", ns, err2)
+}
+
+// RandomSuffix returns 8 random hex characters.
+func RandomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Leases lists the containerd leases in a namespace (a finished pull must
+// not leave one behind: it would pin content for its 24h expiry).
+func Leases(t testing.TB, address, ns string) []string {
+	t.Helper()
+	cli, err := containerd.New(address, containerd.WithDefaultNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
+	defer cancel()
+	all, err := cli.LeasesService().List(ctx)
+	if err != nil {
+		t.Fatalf("listing leases in %s: %v", ns, err)
+	}
+	var ids []string
+	for _, l := range all {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
