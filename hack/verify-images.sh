@@ -12,6 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
 
 NS="${VERIFY_NAMESPACE:-cri-containerd-verify}"
 RUNC_ROOT="${STACK_STATE}/runc"
+FIFO_DIR="${STACK_STATE}/fifo"
 c() { ctr --address "$CONTAINERD_ADDRESS" -n "$NS" "$@" 2> >(grep -v 'level=warning' >&2); }
 fails=0
 check() { # check DESCRIPTION EXPECTED_REGEXP ACTUAL
@@ -22,7 +23,7 @@ check() { # check DESCRIPTION EXPECTED_REGEXP ACTUAL
 		fails=$((fails + 1))
 	fi
 }
-run() { c run --rm --runc-root "$RUNC_ROOT" "$@" 2>&1; }
+run() { c run --rm --runc-root "$RUNC_ROOT" --fifo-dir "$FIFO_DIR" "$@" 2>&1; }
 stop_task() {
 	c tasks kill -s SIGTERM "$1" >/dev/null 2>&1 || true
 	local i
@@ -73,7 +74,7 @@ check "nonewprivs: setuid works without no_new_privs" '^Effective uid: 0$' "$(ru
 check "nonewprivs: no_new_privs blocks setuid" '^Effective uid: 1000$' "$(run -u 1000 "$NNP" v-nnp2)"
 check "predefined-group: id -G" '^1000 50000$' "$(run "$PG" v-pg id -G)"
 
-c run --rm --runc-root "$RUNC_ROOT" "$PAUSE" v-pause >/dev/null &
+c run --rm --runc-root "$RUNC_ROOT" --fifo-dir "$FIFO_DIR" "$PAUSE" v-pause >/dev/null &
 bg=$!
 pid=
 for _ in $(seq 50); do
@@ -87,15 +88,15 @@ st=0
 wait "$bg" || st=$?
 check "pause: exits 0 on SIGTERM" '^0$' "$st"
 
-c run -d --runc-root "$RUNC_ROOT" --net-host "$NGINX" v-nginx >/dev/null
+c run -d --runc-root "$RUNC_ROOT" --fifo-dir "$FIFO_DIR" --net-host "$NGINX" v-nginx >/dev/null
 for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:12003/ 2>/dev/null && break; sleep 0.1; done
 check "hostnet-nginx: serves :12003" 'Welcome to nginx' "$(curl -fsS http://127.0.0.1:12003/ || true)"
-out="$(c tasks exec --exec-id v1 v-nginx sh -c 'tr "\0" " " </proc/1/cmdline; echo; cat /var/run/nginx.pid; pidof nginx')"
+out="$(c tasks exec --fifo-dir "$FIFO_DIR" --exec-id v1 v-nginx sh -c 'tr "\0" " " </proc/1/cmdline; echo; cat /var/run/nginx.pid; pidof nginx')"
 check "nginx: /proc/1/cmdline has master process" 'master process' "$out"
 check "nginx: pid file and pidof agree" '^1$' "$(sed -n 2p <<<"$out")"
 stop_task v-nginx
 
-c run -d --runc-root "$RUNC_ROOT" --net-host "$HTTPD" v-httpd >/dev/null
+c run -d --runc-root "$RUNC_ROOT" --fifo-dir "$FIFO_DIR" --net-host "$HTTPD" v-httpd >/dev/null
 for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:80/ 2>/dev/null && break; sleep 0.1; done
 check "httpd: It works! on :80" 'It works!' "$(curl -fsS http://127.0.0.1:80/ || true)"
 stop_task v-httpd

@@ -54,10 +54,15 @@ func newFsCache(name string) *fsCache {
 // waits for the walk.
 func (s *Service) FsInfo(ctx context.Context) ([]FsUsage, error) {
 	var out []FsUsage
-	for _, name := range s.snapshotters() {
+	for i, name := range s.snapshotters() {
 		u, err := s.fsUsage(ctx, s.fsCacheFor(name))
 		if err != nil {
-			return nil, err
+			if i == 0 {
+				return nil, err
+			}
+			// A runtime handler's extra snapshotter must not hide the default one.
+			klog.V(2).InfoS("Skipping snapshotter in filesystem usage", "snapshotter", name, "err", err)
+			continue
 		}
 		out = append(out, u)
 	}

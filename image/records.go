@@ -44,22 +44,31 @@ func (s *Service) createOrUpdateRecord(ctx context.Context, name string, img con
 }
 
 // refreshName re-reads the containerd record name and updates the cache:
-// gone from containerd means gone from the cache.
+// gone from containerd means gone from the cache. Refreshes of one name may
+// race (pull, remove, events); a refresh whose read is older than a change
+// applied meanwhile reads again, so the cache ends on containerd's latest
+// state.
 func (s *Service) refreshName(ctx context.Context, name string) error {
-	rec, err := s.client.ImageService().Get(ctx, name)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			s.store.drop(name)
+	for attempt := 0; ; attempt++ {
+		since := s.store.version()
+		rec, err := s.client.ImageService().Get(ctx, name)
+		if err != nil {
+			if !errdefs.IsNotFound(err) {
+				return err
+			}
+			if s.store.apply(name, nil, false, "", since) || attempt >= 5 {
+				return nil
+			}
+			continue
+		}
+		img, err := s.imageInfo(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if s.store.apply(name, &img, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String(), since) || attempt >= 5 {
 			return nil
 		}
-		return err
 	}
-	img, err := s.imageInfo(ctx, rec)
-	if err != nil {
-		return err
-	}
-	s.store.put(name, img, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String())
-	return nil
 }
 
 // imageInfo reads the ID-level facts of a record's image (config, chain ID,

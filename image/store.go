@@ -19,6 +19,12 @@ type store struct {
 	images map[string]*entry // by ID
 	refs   map[string]string // record name -> ID
 	pinned map[string]bool   // normalized pinned references
+
+	// seq counts mutations; touched is the seq of each name's last mutation,
+	// so that a refresh computed from an older containerd read can tell it
+	// lost a race (see apply).
+	seq     uint64
+	touched map[string]uint64
 }
 
 type entry struct {
@@ -31,7 +37,7 @@ type entry struct {
 }
 
 func newStore(pinned []string) *store {
-	s := &store{images: map[string]*entry{}, refs: map[string]string{}, pinned: map[string]bool{}}
+	s := &store{images: map[string]*entry{}, refs: map[string]string{}, pinned: map[string]bool{}, touched: map[string]uint64{}}
 	for _, p := range pinned {
 		if p == "" {
 			continue
@@ -52,6 +58,11 @@ func newStore(pinned []string) *store {
 func (s *store) put(name string, img Image, labelPinned bool, target string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.putLocked(name, img, labelPinned, target)
+}
+
+func (s *store) putLocked(name string, img Image, labelPinned bool, target string) {
+	s.touch(name)
 	if old, ok := s.refs[name]; ok && old != img.ID {
 		s.dropLocked(name, old)
 	}
@@ -74,9 +85,49 @@ func (s *store) put(name string, img Image, labelPinned bool, target string) {
 func (s *store) drop(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.touch(name)
 	if id, ok := s.refs[name]; ok {
 		s.dropLocked(name, id)
 	}
+}
+
+func (s *store) touch(name string) {
+	s.seq++
+	s.touched[name] = s.seq
+	if len(s.touched) > 4096 {
+		for n, v := range s.touched {
+			if v+4096 < s.seq {
+				delete(s.touched, n)
+			}
+		}
+	}
+}
+
+// version is the mutation count to pass to apply.
+func (s *store) version() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.seq
+}
+
+// apply sets name to img (nil: absent) unless name was changed after
+// version since, in which case the caller's containerd read may be stale:
+// it returns false and the caller reads again.
+func (s *store) apply(name string, img *Image, labelPinned bool, target string, since uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.touched[name] > since {
+		return false
+	}
+	if img == nil {
+		s.touch(name)
+		if id, ok := s.refs[name]; ok {
+			s.dropLocked(name, id)
+		}
+		return true
+	}
+	s.putLocked(name, *img, labelPinned, target)
+	return true
 }
 
 func (s *store) dropLocked(name, id string) {
@@ -237,4 +288,17 @@ func (s *store) isPinnedName(name string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.pinned[name]
+}
+
+// allNames returns every cached record name with its target digest.
+func (s *store) allNames() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]string, len(s.refs))
+	for n, id := range s.refs {
+		if e, ok := s.images[id]; ok {
+			out[n] = e.names[n]
+		}
+	}
+	return out
 }

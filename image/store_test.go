@@ -149,3 +149,44 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
+
+func TestStoreApplyDetectsStaleReads(t *testing.T) {
+	s := newStore(nil)
+	img := Image{ID: idA}
+	const name = "docker.io/library/busybox:latest"
+
+	// A read taken before a removal must not resurrect the name.
+	before := s.version()
+	s.put(name, img, false, mA)
+	s.drop(name) // Remove deleted it meanwhile
+	if s.apply(name, &img, false, mA, before) {
+		t.Fatal("stale read applied over a newer removal")
+	}
+	if _, err := s.resolve(name); !errdefs.IsNotFound(err) {
+		t.Fatalf("name resurrected: %v", err)
+	}
+
+	// A fresh read applies; absence from a fresh read drops.
+	if !s.apply(name, &img, false, mA, s.version()) {
+		t.Fatal("fresh read not applied")
+	}
+	if _, err := s.resolve(name); err != nil {
+		t.Fatal(err)
+	}
+	if !s.apply(name, nil, false, "", s.version()) {
+		t.Fatal("fresh absence not applied")
+	}
+	if _, ok := s.byID(idA); ok {
+		t.Fatal("image kept after its only name went")
+	}
+
+	// Changes to other names do not invalidate a read.
+	v := s.version()
+	s.put("other:1", Image{ID: idB}, false, mB)
+	if !s.apply(name, &img, false, mA, v) {
+		t.Fatal("unrelated change invalidated the read")
+	}
+	if got := s.allNames(); got[name] != mA || got["other:1"] != mB {
+		t.Errorf("allNames = %v", got)
+	}
+}

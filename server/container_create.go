@@ -10,6 +10,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -63,7 +64,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	if err != nil {
 		return nil, fmt.Errorf("loading image %q from containerd: %w", cfg.GetImage().GetImage(), err)
 	}
-	_, rt, err := s.runtimeFor(sbMeta.RuntimeHandler)
+	handler, rt, err := s.runtimeFor(sbMeta.RuntimeHandler)
 	if err != nil {
 		return nil, err
 	}
@@ -102,31 +103,37 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
 		netnsPath = ""
 	}
+	// Image volumes: resolve and mount them, pointing the mounts' host paths there.
+	cfg = proto.Clone(cfg).(*runtimeapi.ContainerConfig)
+	if err := s.mountImageVolumes(ctx, sb.ID, s.snapshotterFor(rt), cfg.GetMounts()); err != nil {
+		return nil, err
+	}
 	imageName := cfg.GetImage().GetUserSpecifiedImage()
 	if imageName == "" {
 		imageName = cfg.GetImage().GetImage()
 	}
 	specOpts, err := spec.ContainerSpecOpts(spec.ContainerParams{
-		ID:                  id,
-		Name:                name,
-		Config:              cfg,
-		SandboxConfig:       sbCfg,
-		SandboxID:           sb.ID,
-		SandboxPid:          sbPid,
-		TargetPid:           targetPid,
-		NetNSPath:           netnsPath,
-		ImageConfig:         img.Config,
-		ImageName:           imageName,
-		HostnamePath:        paths.HostnamePath(),
-		HostsPath:           paths.HostsPath(),
-		ResolvConfPath:      paths.ResolvConfPath(),
-		ShmPath:             shmPath,
-		CgroupParent:        sbCfg.GetLinux().GetCgroupParent(),
-		SystemdCgroup:       rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
-		RestrictOOMScoreAdj: s.restrictOOM,
-		DisableAppArmor:     s.config.DisableAppArmor,
-		ImageVolumeDir:      filepath.Join(rootDir, "volumes"),
-		Annotations:         containerAnnotations(id, cfg.GetMetadata().GetName(), sb.ID, sbCfg, imageName),
+		ID:                        id,
+		Name:                      name,
+		Config:                    cfg,
+		SandboxConfig:             sbCfg,
+		SandboxID:                 sb.ID,
+		SandboxPid:                sbPid,
+		TargetPid:                 targetPid,
+		NetNSPath:                 netnsPath,
+		ImageConfig:               img.Config,
+		ImageName:                 imageName,
+		HostnamePath:              paths.HostnamePath(),
+		HostsPath:                 paths.HostsPath(),
+		ResolvConfPath:            paths.ResolvConfPath(),
+		ShmPath:                   shmPath,
+		CgroupParent:              sbCfg.GetLinux().GetCgroupParent(),
+		SystemdCgroup:             rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
+		RestrictOOMScoreAdj:       s.restrictOOM,
+		DisableAppArmor:           s.config.DisableAppArmor,
+		ImageVolumeDir:            filepath.Join(rootDir, "volumes"),
+		SupportsRecursiveReadOnly: s.handlerFeatures(handler).GetRecursiveReadOnlyMounts(),
+		Annotations:               containerAnnotations(id, cfg.GetMetadata().GetName(), sb.ID, sbCfg, imageName),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("generating container spec: %w", err)

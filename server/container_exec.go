@@ -12,6 +12,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -24,6 +25,14 @@ const (
 	// maxExecSyncOutput caps each of ExecSync's stdout and stderr; the rest
 	// of the output is read and dropped (as containerd does).
 	maxExecSyncOutput = 16 << 20
+	// maxExecSyncResponse keeps stdout+stderr within the 16 MiB gRPC
+	// message limit of the server and of kubelet's client (minus room for
+	// the protobuf framing), so that a large output is truncated rather
+	// than failing the call with ResourceExhausted.
+	maxExecSyncResponse = 16<<20 - 4<<10
+	// initialSizeWait is how long a TTY exec waits for the client's first
+	// terminal size, so that the process starts with the right size.
+	initialSizeWait = 100 * time.Millisecond
 	// execKillWait bounds the wait for an exec process to exit after SIGKILL.
 	execKillWait = 10 * time.Second
 	// execCleanupTimeout bounds deleting an exec process. The runc shim
@@ -52,14 +61,27 @@ func (s *Service) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if stdout.Truncated() || stderr.Truncated() {
-		klog.V(2).InfoS("ExecSync output truncated", "containerID", r.GetContainerId(), "limit", maxExecSyncOutput)
+	out, errOut, trimmed := fitOutput(stdout.Bytes(), stderr.Bytes(), maxExecSyncResponse)
+	if trimmed || stdout.Truncated() || stderr.Truncated() {
+		klog.V(2).InfoS("ExecSync output truncated", "containerID", r.GetContainerId(), "stdoutBytes", len(out), "stderrBytes", len(errOut))
 	}
 	return &runtimeapi.ExecSyncResponse{
-		Stdout:   stdout.Bytes(),
-		Stderr:   stderr.Bytes(),
+		Stdout:   out,
+		Stderr:   errOut,
 		ExitCode: int32(code),
 	}, nil
+}
+
+// fitOutput trims stdout and stderr to at most limit bytes together,
+// keeping stdout first.
+func fitOutput(stdout, stderr []byte, limit int) ([]byte, []byte, bool) {
+	if len(stdout)+len(stderr) <= limit {
+		return stdout, stderr, false
+	}
+	if len(stdout) > limit {
+		stdout = stdout[:limit]
+	}
+	return stdout, stderr[:min(len(stderr), limit-len(stdout))], true
 }
 
 // Exec checks that the container runs and returns the streaming URL that
@@ -139,6 +161,13 @@ func (s *Service) execInContainer(ctx context.Context, id string, opts execOptio
 	pspec.ConsoleSize = nil
 	if opts.tty {
 		pspec.Env = setEnv(pspec.Env, "TERM", "xterm")
+		if opts.resize != nil {
+			var sz streaming.TerminalSize
+			sz, opts.resize = firstSize(opts.resize, initialSizeWait)
+			if sz.Width > 0 && sz.Height > 0 {
+				pspec.ConsoleSize = &specs.Box{Width: uint(sz.Width), Height: uint(sz.Height)}
+			}
+		}
 	}
 
 	execID := newID()
@@ -179,6 +208,23 @@ func (s *Service) execInContainer(ctx context.Context, id string, opts execOptio
 // removes what a crashed daemon left behind.
 func (s *Service) execFIFORoot(containerID string) string {
 	return filepath.Join(s.config.StateDir, "containers", containerID, "exec")
+}
+
+// firstSize waits up to wait for the client's first terminal size (clients
+// send it right after connecting). It returns the channel to read further
+// sizes from: nil once the channel was closed.
+func firstSize(resize <-chan streaming.TerminalSize, wait time.Duration) (streaming.TerminalSize, <-chan streaming.TerminalSize) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case sz, ok := <-resize:
+		if !ok {
+			return streaming.TerminalSize{}, nil
+		}
+		return sz, resize
+	case <-t.C:
+		return streaming.TerminalSize{}, resize
+	}
 }
 
 // setEnv sets key=value in env, replacing an existing key.

@@ -318,3 +318,38 @@ func TestSetEnv(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+func TestFitOutput(t *testing.T) {
+	for _, tc := range []struct {
+		out, errOut, limit int
+		wantOut, wantErr   int
+		wantTrimmed        bool
+	}{
+		{3, 4, 10, 3, 4, false},
+		{6, 6, 10, 6, 4, true},
+		{12, 6, 10, 10, 0, true},
+		{0, 12, 10, 0, 10, true},
+	} {
+		o, e, trimmed := fitOutput(make([]byte, tc.out), make([]byte, tc.errOut), tc.limit)
+		if len(o) != tc.wantOut || len(e) != tc.wantErr || trimmed != tc.wantTrimmed {
+			t.Errorf("%+v: got %d, %d, %v", tc, len(o), len(e), trimmed)
+		}
+	}
+}
+
+func TestFirstSize(t *testing.T) {
+	ch := make(chan streaming.TerminalSize, 1)
+	ch <- streaming.TerminalSize{Width: 80, Height: 24}
+	sz, rest := firstSize(ch, time.Second)
+	if sz.Width != 80 || sz.Height != 24 || rest == nil {
+		t.Fatalf("got %+v %v", sz, rest)
+	}
+	start := time.Now()
+	if sz, rest = firstSize(ch, 50*time.Millisecond); sz.Width != 0 || rest == nil || time.Since(start) > time.Second {
+		t.Fatalf("got %+v %v", sz, rest)
+	}
+	close(ch)
+	if _, rest = firstSize(ch, time.Second); rest != nil {
+		t.Fatal("closed channel kept")
+	}
+}

@@ -22,7 +22,7 @@ import (
 func (s *Service) ContainerStats(ctx context.Context, r *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
 	c, err := s.containers.Get(r.GetContainerId())
 	if err != nil {
-		return nil, fmt.Errorf("container %q: %w", r.GetContainerId(), err)
+		return nil, err // NotFound / InvalidArgument, naming the ID
 	}
 	ctx = s.nsCtx(ctx)
 	samples, err := s.taskSamples(ctx, []string{c.ID})
@@ -158,8 +158,13 @@ type fsLookup struct {
 	s      *Service
 	mounts map[string]string // snapshotter -> root directory
 
-	mu    sync.Mutex
-	statf map[string]*stats.FsCapacity // mountpoint -> capacity (nil: failed)
+	mu sync.Mutex
+	fs map[string]fsInfo // mountpoint -> device and capacity
+}
+
+type fsInfo struct {
+	device   string
+	capacity *stats.FsCapacity // nil: unknown
 }
 
 // fsInfoWait bounds how long a stats call waits for the first snapshotter
@@ -167,7 +172,7 @@ type fsLookup struct {
 const fsInfoWait = time.Second
 
 func (s *Service) newFsLookup(ctx context.Context) *fsLookup {
-	l := &fsLookup{s: s, mounts: map[string]string{}, statf: map[string]*stats.FsCapacity{}}
+	l := &fsLookup{s: s, mounts: map[string]string{}, fs: map[string]fsInfo{}}
 	fctx, cancel := context.WithTimeout(ctx, fsInfoWait)
 	defer cancel()
 	infos, err := s.images.FsInfo(fctx)
@@ -195,8 +200,11 @@ func (s *Service) containerSnapshotter(c *container.Container) string {
 }
 
 // writableLayer returns the usage of the container's writable layer (its
-// snapshot key is its ID), or nil when it is unknown.
+// snapshot key is its ID), or nil when it is unknown. A nil lookup knows nothing.
 func (l *fsLookup) writableLayer(ctx context.Context, c *container.Container) *layerUsage {
+	if l == nil {
+		return nil
+	}
 	sn := l.s.containerSnapshotter(c)
 	u := &layerUsage{mountpoint: l.mounts[sn], at: time.Now()}
 	if size, inodes, ok := l.s.images.SnapshotUsage(sn, c.ID); ok {
@@ -214,22 +222,28 @@ func (l *fsLookup) writableLayer(ctx context.Context, c *container.Container) *l
 	return u
 }
 
-// capacity returns the capacity of the filesystem at mountpoint, once per lookup.
-func (l *fsLookup) capacity(mountpoint string) *stats.FsCapacity {
-	if mountpoint == "" {
-		return nil
+// filesystem returns the device and capacity of the filesystem at
+// mountpoint (a snapshotter root), measured once per lookup.
+func (l *fsLookup) filesystem(mountpoint string) (device string, capacity *stats.FsCapacity) {
+	if l == nil || mountpoint == "" {
+		return "", nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c, ok := l.statf[mountpoint]; ok {
-		return c
+	if fs, ok := l.fs[mountpoint]; ok {
+		return fs.device, fs.capacity
 	}
-	var out *stats.FsCapacity
+	fs := fsInfo{}
 	if c, err := stats.Statfs(mountpoint); err == nil {
-		out = &c
+		fs.capacity = &c
 	} else {
 		klog.V(4).InfoS("Statfs of snapshotter root failed", "path", mountpoint, "err", err)
 	}
-	l.statf[mountpoint] = out
-	return out
+	if dev, err := stats.MountSource(mountpoint); err == nil {
+		fs.device = dev
+	} else {
+		klog.V(4).InfoS("Device of snapshotter root unknown", "path", mountpoint, "err", err)
+	}
+	l.fs[mountpoint] = fs
+	return fs.device, fs.capacity
 }

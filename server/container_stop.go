@@ -25,6 +25,10 @@ func (s *Service) StopContainer(ctx context.Context, r *runtimeapi.StopContainer
 	ctx = s.nsCtx(ctx)
 	c, err := s.containers.Get(r.GetContainerId())
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			// Idempotent: a container that is gone is stopped.
+			return &runtimeapi.StopContainerResponse{}, nil
+		}
 		return nil, err
 	}
 	if err := s.stopContainer(ctx, c, time.Duration(r.GetTimeout())*time.Second); err != nil {

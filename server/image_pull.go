@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/config"
@@ -67,4 +68,24 @@ func runtimeSnapshotters(cfg config.Config) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// redactRequest returns req fit for logging: a PullImageRequest's
+// credentials are masked (the request logger would print them otherwise).
+func redactRequest(req any) any {
+	r, ok := req.(*runtimeapi.PullImageRequest)
+	if !ok || r.GetAuth() == nil {
+		return req
+	}
+	c := proto.Clone(r).(*runtimeapi.PullImageRequest)
+	mask := func(s *string) {
+		if *s != "" {
+			*s = "<redacted>"
+		}
+	}
+	mask(&c.Auth.Password)
+	mask(&c.Auth.Auth)
+	mask(&c.Auth.IdentityToken)
+	mask(&c.Auth.RegistryToken)
+	return c
 }

@@ -87,3 +87,21 @@ func TestHandlerSnapshotter(t *testing.T) {
 		t.Errorf("runtimeSnapshotters = %v", got)
 	}
 }
+
+func TestRedactRequest(t *testing.T) {
+	req := &runtimeapi.PullImageRequest{
+		Image: &runtimeapi.ImageSpec{Image: "busybox"},
+		Auth:  &runtimeapi.AuthConfig{Username: "alice", Password: "pw", Auth: "YTpi", IdentityToken: "it", RegistryToken: "rt"},
+	}
+	got := redactRequest(req).(*runtimeapi.PullImageRequest)
+	if a := got.GetAuth(); a.Username != "alice" || a.Password != "<redacted>" || a.Auth != "<redacted>" || a.IdentityToken != "<redacted>" || a.RegistryToken != "<redacted>" {
+		t.Errorf("redacted auth = %v", a)
+	}
+	if req.Auth.Password != "pw" {
+		t.Error("the request itself was modified")
+	}
+	other := &runtimeapi.ImageStatusRequest{}
+	if redactRequest(other) != any(other) {
+		t.Error("other requests must pass through")
+	}
+}

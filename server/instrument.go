@@ -74,7 +74,7 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	lvl := logLevel(method)
 	m.inflight.WithLabelValues(method).Inc()
 	defer m.inflight.WithLabelValues(method).Dec()
-	klog.V(lvl).InfoS("CRI request", "method", method, "request", req)
+	klog.V(lvl).InfoS("CRI request", "method", method, "request", redactRequest(req))
 	resp, err := handler(ctx, req)
 	err = toGRPC(err)
 	m.observe(method, start, err)

@@ -90,8 +90,11 @@ func (s *Service) containerMetricsInfo(ctx context.Context, c *container.Contain
 		klog.V(4).InfoS("Listing container processes failed", "containerID", c.ID, "err", err)
 	}
 	if u := fs.writableLayer(ctx, c); u != nil {
-		usage := &stats.FsUsage{Device: u.mountpoint, UsedBytes: u.size, InodesUsed: u.inodes}
-		usage.Capacity = fs.capacity(u.mountpoint)
+		usage := &stats.FsUsage{UsedBytes: u.size, InodesUsed: u.inodes}
+		usage.Device, usage.Capacity = fs.filesystem(u.mountpoint)
+		if usage.Device == "" {
+			usage.Device = u.mountpoint
+		}
 		if usage.Capacity == nil && st.Pid != 0 {
 			// The container's root is the overlay of its writable layer.
 			if capa, err := stats.Statfs(fmt.Sprintf("/proc/%d/root", st.Pid)); err == nil {

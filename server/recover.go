@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/netns"
@@ -107,6 +106,9 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 			return fmt.Errorf("removing netns: %w", err)
 		}
 	}
+	if err := s.unmountImageVolumes(md.ID); err != nil {
+		return err
+	}
 	if err := removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID)); err != nil {
 		return err
 	}
@@ -150,8 +152,10 @@ func (s *Service) cleanupOrphanSandboxDirs(ctx context.Context) {
 					}
 				}
 			}
+			if err := s.unmountImageVolumes(id); err != nil {
+				klog.ErrorS(err, "Unmounting orphan image volumes", "podSandboxID", id)
+			}
 			_ = removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, id))
 		}
 	}
-	_ = time.Now
 }

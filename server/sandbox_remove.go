@@ -32,6 +32,9 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	}
 	sb.StopMu.Lock()
 	defer sb.StopMu.Unlock()
+	if _, rt, err := s.runtimeFor(sb.RuntimeHandler); err == nil {
+		s.removeImageVolumes(ctx, sb.ID, s.snapshotterFor(rt))
+	}
 	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}

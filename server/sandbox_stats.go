@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -22,7 +21,7 @@ const statsParallelism = 4
 func (s *Service) PodSandboxStats(ctx context.Context, r *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
 	sb, err := s.sandboxes.Get(r.GetPodSandboxId())
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %q: %w", r.GetPodSandboxId(), err)
+		return nil, err // NotFound / InvalidArgument, naming the ID
 	}
 	out, err := s.podSandboxStatsList(s.nsCtx(ctx), []*sandbox.Sandbox{sb})
 	if err != nil {

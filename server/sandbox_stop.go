@@ -52,6 +52,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 	if err := s.teardownNetwork(ctx, sb); err != nil {
 		return err
 	}
+	if err := s.unmountImageVolumes(sb.ID); err != nil {
+		return err
+	}
 	paths := sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)
 	if err := sandbox.UnmountShm(paths.ShmPath()); err != nil {
 		return err

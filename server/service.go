@@ -50,6 +50,8 @@ type Service struct {
 
 	// restrictOOM clamps container oom_score_adj to the daemon's own.
 	restrictOOM bool
+	// features are the probed features of each runtime handler.
+	features map[string]*runtimeapi.RuntimeHandlerFeatures
 
 	// netMu guards podCIDR.
 	netMu   sync.RWMutex
@@ -90,6 +92,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		containerNames: registrar.New(),
 	}
 	s.restrictOOM = restrictOOMScoreAdj(cfg.RestrictOOMScoreAdj)
+	s.features = probeRuntimeFeatures(ctx, cfg.Runtimes)
 	klog.InfoS("OOM score adjustment", "restrict", s.restrictOOM, "setting", cfg.RestrictOOMScoreAdj)
 	s.images = image.NewService(cli, image.Options{
 		Namespace:              cfg.ContainerdNamespace,
@@ -188,6 +191,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
 	go s.monitorEvents(ctx)
 	go s.cni.Run(ctx, time.Second)
+	go s.images.Watch(s.nsCtx(ctx))
 	errCh := make(chan error, 1)
 	go func() { errCh <- s.grpcServer.Serve(l) }()
 	var streamErrCh chan error

@@ -53,7 +53,7 @@ func (s *Service) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*run
 func (s *Service) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	var hs []*runtimeapi.RuntimeHandler
 	for name := range s.config.Runtimes {
-		f := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+		f := s.handlerFeatures(name)
 		hs = append(hs, &runtimeapi.RuntimeHandler{Name: name, Features: f})
 		if name == s.config.DefaultRuntimeName {
 			hs = append(hs, &runtimeapi.RuntimeHandler{Name: "", Features: f})

@@ -70,13 +70,13 @@ func (c *Collector) UsageNanoCores(key string, usage uint64, at time.Time) (rate
 	st.seen = now
 	dt := at.Sub(st.last.at)
 	switch {
+	case dt <= 0:
+		// Same (or older) reading: nothing new to measure.
+		return st.rate, st.haveRate
 	case usage < st.last.usage:
 		// Counter reset: restart from this sample.
 		*st = cpuState{last: cpuSample{at: at, usage: usage}, seen: now}
 		return 0, false
-	case dt <= 0:
-		// Same (or older) reading: nothing new to measure.
-		return st.rate, st.haveRate
 	case dt < minRateInterval && st.haveRate:
 		return st.rate, true
 	}

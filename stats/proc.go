@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,4 +63,24 @@ func BlockDeviceName(major, minor uint64) string {
 		}
 	}
 	return fmt.Sprintf("%d:%d", major, minor)
+}
+
+// MountSource returns the source of the mount holding path (the block
+// device for a disk filesystem, e.g. "/dev/vda1"), as cadvisor labels
+// filesystem metrics.
+func MountSource(path string) (string, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(path))
+	if err != nil {
+		return "", fmt.Errorf("reading mounts of %s: %w", path, err)
+	}
+	var best *mountinfo.Info
+	for _, m := range mounts {
+		if best == nil || len(m.Mountpoint) > len(best.Mountpoint) {
+			best = m
+		}
+	}
+	if best == nil {
+		return "", fmt.Errorf("no mount holds %s", path)
+	}
+	return best.Source, nil
 }

@@ -413,9 +413,7 @@ func TestImagePullProgressTimeout(t *testing.T) {
 	if id := mustPull(t, c, pushed.Ref, nil); id != pushed.ConfigDigest {
 		t.Errorf("retry pulled %s, want %s", id, pushed.ConfigDigest)
 	}
-	if l := framework.Leases(t, env.ContainerdAddress, d.Opts.Namespace); len(l) != 0 {
-		t.Errorf("pulls left leases behind: %v", l)
-	}
+	waitNoLeases(t, env.ContainerdAddress, d.Opts.Namespace)
 }
 
 // TestImageConcurrentPulls pulls one reference from many clients at once.
@@ -459,20 +457,29 @@ func TestImageConcurrentPulls(t *testing.T) {
 			t.Errorf("abandoned pull %d: %v, want DeadlineExceeded", i, errs[i])
 		}
 	}
+	// Once every caller is gone the shared pull is cancelled and its lease
+	// released (a caller arriving before the last one left would have
+	// joined the still running pull: wait for it to end first).
+	waitNoLeases(t, env.ContainerdAddress, d.Opts.Namespace)
 	reg.StallBlobs.Store(false)
 	if id := mustPull(t, c, slow.Ref, nil); id != slow.ConfigDigest {
 		t.Errorf("pull after abandoned pulls: %s", id)
 	}
+	waitNoLeases(t, env.ContainerdAddress, d.Opts.Namespace)
+}
+
+func waitNoLeases(t *testing.T, address, ns string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		l := framework.Leases(t, env.ContainerdAddress, d.Opts.Namespace)
+		l := framework.Leases(t, address, ns)
 		if len(l) == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("pulls left leases behind: %v", l)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -578,6 +585,66 @@ func TestImageRestartRecovery(t *testing.T) {
 			t.Errorf("ImageStatus(%q) after restart = %v, before %v", n, got, before[n])
 		}
 	}
+}
+
+// TestImageExternalChanges changes image records behind the daemon's back
+// (as ctr would): the daemon follows containerd's image events.
+func TestImageExternalChanges(t *testing.T) {
+	env := framework.RequireStack(t, "ContainerdAddress")
+	reg := framework.StartTestRegistry(t, "", "")
+	pushed := reg.PushRandomImage(t, "e2e/external:1", 1, 4096, "")
+	d := framework.StartDaemon(t, env, framework.DaemonOptions{})
+	c := d.ImageClient()
+	id := mustPull(t, c, pushed.Ref, nil)
+	cli, ctx := framework.ContainerdClient(t, env.ContainerdAddress, d.Opts.Namespace)
+	is := cli.ImageService()
+
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not seen within 10s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// A name added in containerd shows up as a repo tag of the image.
+	rec, err := is.Get(ctx, pushed.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const added = "example.test/added:1"
+	rec.Name = added
+	if _, err := is.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	eventually("added name", func() bool {
+		st := imageStatus(t, c, added)
+		return st != nil && st.Id == id && slices.Contains(st.RepoTags, added)
+	})
+
+	// A name deleted in containerd goes; the image stays under its other names.
+	if err := is.Delete(ctx, pushed.Ref); err != nil {
+		t.Fatal(err)
+	}
+	eventually("deleted name", func() bool { return imageStatus(t, c, pushed.Ref) == nil })
+	if st := imageStatus(t, c, id); st == nil || slices.Contains(st.RepoTags, pushed.Ref) {
+		t.Fatalf("image after deleting one name: %v", st)
+	}
+
+	// Everything deleted in containerd: the image is gone.
+	all, err := is.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all {
+		if err := is.Delete(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually("image removal", func() bool { return imageStatus(t, c, id) == nil && len(listImages(t, c, "")) == 0 })
 }
 
 // TestImageServiceOnStackDaemon runs non-destructive checks against the

@@ -123,6 +123,10 @@ func StartDaemon(t testing.TB, env StackEnv, opts DaemonOptions) *Daemon {
 		}
 		if t.Failed() {
 			d.DumpLog()
+			if os.Getenv("CRI_E2E_KEEP") != "" {
+				t.Logf("keeping %s (CRI_E2E_KEEP)", dir)
+				return
+			}
 		}
 		_ = os.RemoveAll(dir)
 	})
@@ -343,4 +347,18 @@ func Leases(t testing.TB, address, ns string) []string {
 		ids = append(ids, l.ID)
 	}
 	return ids
+}
+
+// ContainerdClient connects to containerd for direct checks; the returned
+// context carries the namespace.
+func ContainerdClient(t testing.TB, address, ns string) (*containerd.Client, context.Context) {
+	t.Helper()
+	cli, err := containerd.New(address, containerd.WithDefaultNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 5*time.Minute)
+	t.Cleanup(cancel)
+	return cli, ctx
 }
