@@ -26,11 +26,18 @@ DEMO_POD="${DEMO_POD:-auto}"
 if [[ "$DEMO_POD" != 0 ]]; then
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' EXIT
-	mkdir -p "$tmp/logs"
+	DEMO_HOST_PORT="${DEMO_HOST_PORT:-18080}"
+	DEMO_LOG_DIR="${DEMO_LOG_DIR:-/var/log/pods/default_demo}"
+	mkdir -p "$DEMO_LOG_DIR"
+	# A demo pod from an earlier run holds the name and the host port: remove it.
+	for old in $(crictl_ pods --name '^demo$' -q 2>/dev/null); do
+		crictl_ rmp -f "$old" >/dev/null 2>&1 || true
+	done
 	cat >"$tmp/pod.json" <<JSON
 {
   "metadata": { "name": "demo", "namespace": "default", "uid": "demo-uid-$$", "attempt": 0 },
-  "log_directory": "$tmp/logs",
+  "log_directory": "$DEMO_LOG_DIR",
+  "port_mappings": [ { "protocol": 0, "container_port": 80, "host_port": $DEMO_HOST_PORT } ],
   "linux": {}
 }
 JSON
@@ -38,7 +45,7 @@ JSON
 {
   "metadata": { "name": "busybox" },
   "image": { "image": "$DEMO_IMAGE" },
-  "command": ["sh", "-c", "echo hello from cri-containerd; sleep 3600"],
+  "command": ["sh", "-c", "echo hello from cri-containerd > /tmp/index.html; echo hello from cri-containerd; exec httpd -f -v -p 80 -h /tmp"],
   "log_path": "busybox.log",
   "linux": {}
 }
@@ -58,8 +65,9 @@ JSON
 	run crictl_ pods
 	run crictl_ ps
 	run crictl_ exec "$ctr" sh -c 'hostname; ip -4 addr show eth0 | grep inet; ls /bin | head -3'
+	run crictl_ inspectp --output go-template --template '{{.status.network.ip}}' "$pod"
 	sleep 1
+	run curl -sS --max-time 5 "http://127.0.0.1:${DEMO_HOST_PORT}/index.html"
 	run crictl_ logs "$ctr"
-	run crictl_ stopp "$pod"
-	run crictl_ rmp "$pod"
+	log "the demo pod keeps running (host port ${DEMO_HOST_PORT}); 'make down' removes it"
 fi

@@ -141,6 +141,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		containerd.WithPullSnapshotter(o.snapshotter),
 		containerd.WithPullLabels(labels),
 		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
+		containerd.WithDownloadLimiter(s.downloads),
 	)
 	if err != nil {
 		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {

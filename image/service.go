@@ -37,6 +37,7 @@ import (
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"k8s.io/klog/v2"
 )
 
@@ -51,10 +52,12 @@ const (
 
 // Options configures the image service.
 type Options struct {
-	Namespace              string
-	Snapshotter            string
-	RegistryConfigPath     string
-	PullProgressTimeout    time.Duration
+	Namespace           string
+	Snapshotter         string
+	RegistryConfigPath  string
+	PullProgressTimeout time.Duration
+	// MaxConcurrentDownloads limits concurrent layer downloads, per pull and
+	// across all pulls of the daemon (default 3).
 	MaxConcurrentDownloads int
 	// PinnedImages are references whose images report pinned=true (the sandbox image).
 	PinnedImages []string
@@ -111,6 +114,9 @@ type Service struct {
 	store   *store
 	metrics *metrics
 	flight  flightGroup
+	// downloads limits concurrent layer downloads across all pulls
+	// (MaxConcurrentDownloads), as containerd's CRI does.
+	downloads *semaphore.Weighted
 
 	fsMu sync.Mutex
 	fs   map[string]*fsCache
@@ -130,6 +136,8 @@ func NewService(cli *containerd.Client, opts Options, reg prometheus.Registerer)
 		store:   newStore(opts.PinnedImages),
 		metrics: newMetrics(reg),
 		fs:      map[string]*fsCache{},
+
+		downloads: semaphore.NewWeighted(int64(opts.MaxConcurrentDownloads)),
 	}
 }
 
