@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -145,12 +146,17 @@ func LoadFile(path string, cfg *Config, allowMissing bool) error {
 	if err := dec.Decode(cfg); err != nil {
 		var sme *toml.StrictMissingError
 		if errors.As(err, &sme) {
-			return fmt.Errorf("config file %s: unknown key(s):\n%s", path, sme.String())
+			var keys []string
+			for _, e := range sme.Errors {
+				row, _ := e.Position()
+				keys = append(keys, fmt.Sprintf("%q (line %d)", strings.Join(e.Key(), "."), row))
+			}
+			return fmt.Errorf("config file %s: unknown key %s", path, strings.Join(keys, ", "))
 		}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return fmt.Errorf("config file %s: line %d column %d: %s", path, row, col, de.Error())
+			return fmt.Errorf("config file %s: line %d column %d: %s", path, row, col, strings.ReplaceAll(de.Error(), "\n", " "))
 		}
 		return fmt.Errorf("config file %s: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,9 +40,14 @@ func parseConfig(args []string, out io.Writer) (config.Config, []string, error) 
 	// Pass 1: find --config and validate every flag.
 	probe := config.Default()
 	var configPath string
-	fs := newFlagSet(out, &probe, &configPath)
+	fs := newFlagSet(io.Discard, &probe, &configPath)
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
+			return config.Config{}, nil, err
+		}
+		return config.Config{}, nil, fmt.Errorf("%w (see --help)", err)
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) {

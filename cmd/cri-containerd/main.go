@@ -43,7 +43,11 @@ func run(args []string) error {
 	if len(rest) > 0 {
 		switch {
 		case rest[0] == "version":
-			fmt.Printf("%s %s %s (CRI %s)\n", version.RuntimeName, version.Version, version.Revision, version.CRIVersion)
+			fmt.Printf("%s %s (CRI %s)", version.RuntimeName, version.Version, version.CRIVersion)
+			if version.Revision != "" {
+				fmt.Printf(" revision %s", version.Revision)
+			}
+			fmt.Println()
 			return nil
 		case len(rest) == 2 && rest[0] == "config" && rest[1] == "default":
 			out, err := config.Encode(config.Default())
