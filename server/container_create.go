@@ -151,7 +151,11 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		StopSignal: stopSignal,
 		CreatedAt:  time.Now().UnixNano(),
 	}
-	ctr, err := s.client.NewContainer(ctx, id,
+	// The client releases its temporary lease with this context: keep it
+	// alive even if the caller gives up, so no lease is left behind.
+	nctx, ncancel := cleanupCtx(ctx)
+	defer ncancel()
+	ctr, err := s.client.NewContainer(nctx, id,
 		containerd.WithSnapshotter(s.snapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),

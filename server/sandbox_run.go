@@ -152,7 +152,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		return nil, fmt.Errorf("generating sandbox spec: %w", err)
 	}
 	snapshotter := s.snapshotterFor(rt)
-	ctr, err := s.client.NewContainer(ctx, id,
+	// The client releases its temporary lease with this context: keep it
+	// alive even if the caller gives up, so no lease is left behind.
+	nctx, ncancel := cleanupCtx(ctx)
+	defer ncancel()
+	ctr, err := s.client.NewContainer(nctx, id,
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
+)
+
+// privateContainerd runs a containerd of the test's own (own root, state and
+// sockets), so the test can stop and restart it without disturbing others.
+type privateContainerd struct {
+	t      *testing.T
+	dir    string
+	socket string
+	cmd    *exec.Cmd
+	done   chan struct{}
+}
+
+func startPrivateContainerd(t *testing.T) *privateContainerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ctrd-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &privateContainerd{t: t, dir: dir, socket: filepath.Join(dir, "c.sock")}
+	cfg := fmt.Sprintf(`version = 4
+root = %[1]q
+state = %[2]q
+imports = []
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
+[plugins]
+  [plugins."io.containerd.server.v1.grpc"]
+    address = %[3]q
+  [plugins."io.containerd.server.v1.ttrpc"]
+    address = %[4]q
+  [plugins."io.containerd.server.v1.debug"]
+    address = %[5]q
+  [plugins."io.containerd.server.v1.metrics"]
+    address = ""
+  [plugins."io.containerd.shim.v1.manager"]
+    socket_dir = %[6]q
+  [plugins."io.containerd.internal.v1.opt"]
+    path = %[7]q
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc",
+		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "s"), filepath.Join(dir, "opt"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.stop()
+		_ = exec.Command("umount", "-R", filepath.Join(dir, "state")).Run()
+		_ = os.RemoveAll(dir)
+	})
+	c.start()
+	return c
+}
+
+func (c *privateContainerd) start() {
+	c.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(c.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.cmd = exec.Command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("starting containerd: %v", err)
+	}
+	c.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = logf.Close(); close(done) }(c.cmd, c.done)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if conn, err := net.DialTimeout("unix", c.socket, time.Second); err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("private containerd did not serve within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *privateContainerd) stop() {
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd = nil
+}
+
+func runtimeReady(ctx context.Context, rc runtimeapi.RuntimeServiceClient) (bool, string) {
+	resp, err := rc.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		return false, "Status error: " + err.Error()
+	}
+	for _, c := range resp.GetStatus().GetConditions() {
+		if c.GetType() == runtimeapi.RuntimeReady {
+			return c.GetStatus(), c.GetReason() + ": " + c.GetMessage()
+		}
+	}
+	return false, "no RuntimeReady condition"
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestContainerdRestart: the daemon survives containerd going away and
+// coming back. RuntimeReady turns false and true again, the pod is still
+// there and ready, and the event subscription is re-established (a pause
+// process killed after the restart turns the pod NOTREADY without any RPC).
+func TestContainerdRestart(t *testing.T) {
+	env := framework.RequireStack(t, "ContainerdAddress", "CertsD")
+	ctrd := startPrivateContainerd(t)
+	denv := env
+	denv.ContainerdAddress = ctrd.socket
+	d := framework.StartDaemon(t, denv, framework.DaemonOptions{RegistryConfigPath: env.CertsD})
+	rc := d.RuntimeClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "ctrd-restart", Namespace: "e2e", Uid: "uid-" + framework.RandomSuffix()},
+		LogDirectory: t.TempDir(),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+	}
+	run, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	id := run.GetPodSandboxId()
+
+	ctrd.stop()
+	waitFor(t, 20*time.Second, "RuntimeReady=false while containerd is down", func() bool {
+		ok, _ := runtimeReady(ctx, rc)
+		return !ok
+	})
+	_, why := runtimeReady(ctx, rc)
+	t.Logf("containerd down: RuntimeReady=false (%s)", why)
+	if _, err := rc.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err != nil {
+		t.Errorf("ListPodSandbox while containerd is down: %v", err)
+	}
+
+	ctrd.start()
+	waitFor(t, 30*time.Second, "RuntimeReady=true after containerd restart", func() bool {
+		ok, _ := runtimeReady(ctx, rc)
+		return ok
+	})
+	st, err := rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+	if err != nil {
+		t.Fatalf("PodSandboxStatus: %v", err)
+	}
+	if st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod state after containerd restart = %v, want READY", st.GetStatus().GetState())
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid == 0 {
+		t.Fatalf("verbose info has no pid: %v %q", err, st.GetInfo()["info"])
+	}
+	// Give the event monitor its re-subscription, then kill the pause process.
+	time.Sleep(2 * time.Second)
+	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill pause %d: %v", info.Pid, err)
+	}
+	waitFor(t, 20*time.Second, "pod NOTREADY after its pause process was killed", func() bool {
+		s, err := rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+		return err == nil && s.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	})
+	if _, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	out, _ := exec.Command("ctr", "-a", ctrd.socket, "-n", d.Opts.Namespace, "containers", "ls", "-q").Output()
+	if len(out) != 0 {
+		t.Errorf("containerd containers left: %s", out)
+	}
+}
