@@ -53,3 +53,25 @@ func (s *Service) StreamPodSandboxMetrics(r *runtimeapi.StreamPodSandboxMetricsR
 		return stream.Send(&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: chunk})
 	})
 }
+
+// StreamPodSandboxes is the streaming form of ListPodSandbox.
+func (s *Service) StreamPodSandboxes(r *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
+	resp, err := s.ListPodSandbox(stream.Context(), &runtimeapi.ListPodSandboxRequest{Filter: r.GetFilter()})
+	if err != nil {
+		return err
+	}
+	return sendChunks(resp.GetItems(), func(chunk []*runtimeapi.PodSandbox) error {
+		return stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: chunk})
+	})
+}
+
+// StreamContainers is the streaming form of ListContainers.
+func (s *Service) StreamContainers(r *runtimeapi.StreamContainersRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainersResponse]) error {
+	resp, err := s.ListContainers(stream.Context(), &runtimeapi.ListContainersRequest{Filter: r.GetFilter()})
+	if err != nil {
+		return err
+	}
+	return sendChunks(resp.GetContainers(), func(chunk []*runtimeapi.Container) error {
+		return stream.Send(&runtimeapi.StreamContainersResponse{Containers: chunk})
+	})
+}

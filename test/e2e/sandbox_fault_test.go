@@ -17,10 +17,13 @@ import (
 )
 
 // slowCNI is a CNI plugin directory in which one plugin is a shell wrapper
-// around the real one: while the file slow-<CNI_COMMAND> exists in Dir the
-// wrapper records "<cmd>-started-<pid>" (holding CNI_CONTAINERID) in
-// Dir/markers, sleeps, runs the real plugin, then records "<cmd>-done-<pid>"
-// (holding the exit code). Every other plugin is a symlink to the real one.
+// around the real one; every other plugin is a symlink to the real one.
+//   - while Dir/slow-<CNI_COMMAND> exists, the wrapper records
+//     markers/<cmd>-started-<pid> (holding CNI_CONTAINERID), sleeps, runs the
+//     real plugin, then records markers/<cmd>-done-<pid> (its exit code);
+//   - while Dir/slowafter-<CNI_COMMAND> exists, it runs the real plugin
+//     first, then records <cmd>-started-<pid>, sleeps, and only then prints
+//     the plugin's result and records <cmd>-done-<pid>.
 type slowCNI struct {
 	Dir     string
 	markers string
@@ -64,6 +67,15 @@ if [ -e "$d/slow-$CNI_COMMAND" ]; then
 	echo "$rc" >"$m/$CNI_COMMAND-done-$$"
 	exit $rc
 fi
+if [ -e "$d/slowafter-$CNI_COMMAND" ]; then
+	%[1]q "$@" >"$m/stdout-$$"
+	rc=$?
+	echo "$CNI_CONTAINERID" >"$m/$CNI_COMMAND-started-$$"
+	/bin/sleep %[3]s
+	cat "$m/stdout-$$"
+	echo "$rc" >"$m/$CNI_COMMAND-done-$$"
+	exit $rc
+fi
 exec %[1]q "$@"
 `, filepath.Join(realDir, plugin), dir, strconv.FormatFloat(delay.Seconds(), 'f', -1, 64))
 	if err := os.WriteFile(filepath.Join(dir, plugin), []byte(script), 0o755); err != nil {
@@ -72,10 +84,11 @@ exec %[1]q "$@"
 	return w
 }
 
-// setSlow turns the delay for one CNI command (ADD, DEL) on or off.
-func (w *slowCNI) setSlow(t *testing.T, cmd string, on bool) {
+// setSlow turns the delay for one CNI command (ADD, DEL) on or off; mode is
+// "slow" (sleep before the real plugin) or "slowafter" (sleep after it).
+func (w *slowCNI) setSlow(t *testing.T, mode, cmd string, on bool) {
 	t.Helper()
-	p := filepath.Join(w.Dir, "slow-"+cmd)
+	p := filepath.Join(w.Dir, mode+"-"+cmd)
 	if on {
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -137,33 +150,35 @@ func processGone(pid int) bool {
 	return false
 }
 
-// startFaultDaemon starts a private daemon whose CNI bridge plugin is the slow wrapper.
-func startFaultDaemon(t *testing.T) (*sbEnv, *slowCNI) {
+// startFaultDaemon starts a private daemon whose CNI bridge plugin is the
+// slow wrapper. With confDir != "" the daemon reads a copy of the stack's
+// CNI config from confDir (returned, to remove and restore it).
+func startFaultDaemon(t *testing.T, confDir string) (*sbEnv, *slowCNI, map[string][]byte) {
 	t.Helper()
 	var w *slowCNI
+	var conf map[string][]byte
 	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
 		w = newSlowCNI(t, env.CNIBinDir, "bridge", 3*time.Second)
 		env.CNIBinDir = w.Dir
+		if confDir != "" {
+			conf = copyCNIConf(t, env.CNIConfDir, confDir)
+			env.CNIConfDir = confDir
+		}
 	})
-	return s, w
+	return s, w, conf
 }
 
-// TestSandboxFaultDaemonKilledDuringCNIAdd: the daemon is SIGKILLed while
-// RunPodSandbox's CNI ADD runs (bridge plugin sleeping). The orphaned plugin
-// finishes on its own (allocating an IP nobody will ever use); after the
-// restart the half-made sandbox is gone completely: not listed, no netns
-// mount, no IP allocation, no containerd container or active snapshot, no
-// directory, no portmap rule; the pod's name can be used again.
-func TestSandboxFaultDaemonKilledDuringCNIAdd(t *testing.T) {
-	s, w := startFaultDaemon(t)
-	hostPort := framework.FreeTCPPort(t, 18000, 19000)
-	cfg := framework.PodConfig("fault-add", framework.WithPortMapping(int32(hostPort), 8080))
+// killDuringRunPodSandbox starts RunPodSandbox(cfg), kills the daemon while
+// the bridge plugin's ADD sleeps, waits for the orphaned plugin to finish and
+// returns the sandbox ID the ADD ran for.
+func killDuringRunPodSandbox(t *testing.T, s *sbEnv, w *slowCNI, cfg *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
 	// Pull the pause image first so that the kill happens in CNI, not in a pull.
 	if _, err := s.d.ImageClient().PullImage(sbCtx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: s.d.Opts.SandboxImage}}); err != nil {
 		t.Fatalf("PullImage: %v", err)
 	}
-
-	w.setSlow(t, "ADD", true)
+	w.setSlow(t, "slow", "ADD", true)
+	defer w.setSlow(t, "slow", "ADD", false)
 	rc := s.rc()
 	errCh := make(chan error, 1)
 	go func() {
@@ -185,8 +200,7 @@ func TestSandboxFaultDaemonKilledDuringCNIAdd(t *testing.T) {
 		t.Fatal("RunPodSandbox did not return after the daemon was killed")
 	}
 	code := w.waitDone(t, "ADD", pid, time.Minute)
-	t.Logf("orphaned bridge ADD finished (exit %s)", code)
-	w.setSlow(t, "ADD", false)
+	t.Logf("orphaned bridge ADD finished (exit %s; 141 = SIGPIPE writing its result to the dead daemon)", code)
 
 	// What the crash left: the scenario must really be half-made.
 	leftIP := framework.IPAMFilesFor(t, s.ipam, id)
@@ -196,17 +210,34 @@ func TestSandboxFaultDaemonKilledDuringCNIAdd(t *testing.T) {
 	if len(leftIP) != 1 || len(leftNS) != 1 || len(leftCtrs) != 1 {
 		t.Fatalf("the crash did not leave the expected half-made sandbox (1 IP, 1 netns, 1 container)")
 	}
+	return id
+}
+
+// TestSandboxFaultDaemonKilledDuringCNIAdd: the daemon is SIGKILLed while
+// RunPodSandbox's CNI ADD runs (bridge plugin sleeping). The orphaned plugin
+// finishes on its own (allocating an IP nobody will ever use); after the
+// restart the half-made sandbox is gone completely: not listed, no netns
+// mount, no IP allocation, no containerd container or active snapshot, no
+// directory, no portmap rule; the pod's name can be used again.
+func TestSandboxFaultDaemonKilledDuringCNIAdd(t *testing.T) {
+	s, w, _ := startFaultDaemon(t, "")
+	hostPort := framework.FreeTCPPort(t, 18000, 19000)
+	cfg := framework.PodConfig("fault-add", framework.WithPortMapping(int32(hostPort), 8080))
+	id := killDuringRunPodSandbox(t, s, w, cfg)
 
 	s.d.Restart()
 	rcl := s.d.RuntimeClient()
-	if ids := framework.ListPodIDs(t, rcl); len(ids) != 0 {
-		// Recovering it would also be acceptable if it were consistent; this
-		// daemon promises to clean it (server/recover.go), so check that.
-		for _, x := range ids {
-			st, info := framework.PodStatus(t, rcl, x)
-			t.Logf("listed after restart: %s state %v info %+v", x, st.GetState(), info)
+	// The daemon cleans a half-made sandbox at startup (server/recover.go).
+	// Listing it instead would be acceptable if it were consistent: NOTREADY,
+	// and gone completely after kubelet's StopPodSandbox + RemovePodSandbox.
+	for _, x := range framework.ListPodIDs(t, rcl) {
+		st, info := framework.PodStatus(t, rcl, x)
+		t.Logf("listed after restart: %s state %v info %+v", x, st.GetState(), info)
+		if x != id || st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			t.Errorf("after restart: sandbox %s listed in state %v; want nothing, or the half-made %s NOTREADY", x, st.GetState(), id[:12])
 		}
-		t.Errorf("half-made sandbox still listed after restart: %v", ids)
+		stopPod(t, rcl, x)
+		removePod(t, rcl, x)
 	}
 	s.assertNoLeaks(t, id)
 
@@ -224,7 +255,7 @@ func TestSandboxFaultDaemonKilledDuringCNIAdd(t *testing.T) {
 // NOTREADY with its teardown still pending; the next StopPodSandbox (kubelet
 // retries) finishes it and RemovePodSandbox leaves nothing behind.
 func TestSandboxFaultDaemonKilledDuringCNIDel(t *testing.T) {
-	s, w := startFaultDaemon(t)
+	s, w, _ := startFaultDaemon(t, "")
 	rc := s.rc()
 	hostPort := framework.FreeTCPPort(t, 18000, 19000)
 	cfg := framework.PodConfig("fault-del", framework.WithPortMapping(int32(hostPort), 8080))
@@ -232,7 +263,7 @@ func TestSandboxFaultDaemonKilledDuringCNIDel(t *testing.T) {
 	_, info := framework.PodStatus(t, rc, id)
 	nsPath := info.NetNamespacePath
 
-	w.setSlow(t, "DEL", true)
+	w.setSlow(t, "slow", "DEL", true)
 	errCh := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -257,7 +288,7 @@ func TestSandboxFaultDaemonKilledDuringCNIDel(t *testing.T) {
 	}
 	code := w.waitDone(t, "DEL", pid, time.Minute)
 	t.Logf("orphaned bridge DEL finished (exit %s)", code)
-	w.setSlow(t, "DEL", false)
+	w.setSlow(t, "slow", "DEL", false)
 	t.Logf("left by the crash: IP files %v, netns mounts %v", framework.IPAMFilesFor(t, s.ipam, id), framework.NetNSMounts(t, s.d.StateDir()))
 
 	s.d.Restart()
@@ -286,5 +317,103 @@ func TestSandboxFaultDaemonKilledDuringCNIDel(t *testing.T) {
 		t.Errorf("after the second stop: rules %v", r)
 	}
 	removePod(t, rcl, id)
+	s.assertNoLeaks(t, id)
+}
+
+// TestSandboxFaultClientCancelsDuringCNIAdd: kubelet gives up on
+// RunPodSandbox (its context is cancelled) after the bridge plugin allocated
+// the IP but before it answered. The daemon kills the plugin and rolls back:
+// the IP, netns, container, snapshot and dirs are all released.
+func TestSandboxFaultClientCancelsDuringCNIAdd(t *testing.T) {
+	s, w, _ := startFaultDaemon(t, "")
+	rc := s.rc()
+	if _, err := s.d.ImageClient().PullImage(sbCtx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: s.d.Opts.SandboxImage}}); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	hostPort := framework.FreeTCPPort(t, 18000, 19000)
+	cfg := framework.PodConfig("fault-cancel", framework.WithPortMapping(int32(hostPort), 8080))
+	w.setSlow(t, "slowafter", "ADD", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errCh := make(chan error, 1)
+	go func() {
+		_, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		errCh <- err
+	}()
+	pid, id := w.waitStarted(t, "ADD", time.Minute)
+	if f := framework.IPAMFilesFor(t, s.ipam, id); len(f) != 1 {
+		t.Fatalf("bridge ADD finished but IP allocations for %s = %v, want 1", id[:12], f)
+	}
+	t.Logf("bridge ADD for %s allocated its IP and sleeps (wrapper pid %d): cancelling RunPodSandbox", id[:12], pid)
+	cancel()
+	if err := <-errCh; err == nil {
+		t.Fatal("RunPodSandbox succeeded although it was cancelled")
+	} else {
+		t.Logf("RunPodSandbox: %v", err)
+	}
+	w.setSlow(t, "slowafter", "ADD", false)
+	// The rollback runs in the daemon after the client is gone: wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaks := framework.SandboxLeaks(t, s.d, s.ipam, []string{id}, true)
+		if len(leaks) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, l := range leaks {
+				t.Errorf("leak 30s after the cancelled RunPodSandbox: %s", l)
+			}
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if ids := framework.ListPodIDs(t, rc); len(ids) != 0 {
+		t.Errorf("sandboxes listed after the cancelled run: %v", ids)
+	}
+	s.assertNoLeaks(t, id)
+	// The name is free again.
+	nid := runPod(t, rc, cfg, "")
+	stopPod(t, rc, nid)
+	removePod(t, rc, nid)
+	s.assertNoLeaks(t, id, nid)
+}
+
+// TestRegression_HalfMadeSandboxCleanupNotRetried: the daemon dies during
+// RunPodSandbox's CNI ADD and restarts while the CNI config is missing (e.g.
+// the network plugin is being reinstalled), so the startup cleanup of the
+// half-made sandbox cannot run CNI DEL. Once the config is back, the IP,
+// the portmap rules and the containerd container must not stay leaked: the
+// daemon must either clean them itself or list the sandbox (NOTREADY) so
+// that kubelet's StopPodSandbox/RemovePodSandbox can.
+func TestRegression_HalfMadeSandboxCleanupNotRetried(t *testing.T) {
+	confDir := t.TempDir()
+	s, w, conf := startFaultDaemon(t, confDir)
+	hostPort := framework.FreeTCPPort(t, 18000, 19000)
+	cfg := framework.PodConfig("fault-nocni", framework.WithPortMapping(int32(hostPort), 8080))
+	id := killDuringRunPodSandbox(t, s, w, cfg)
+
+	removeCNIConf(t, confDir, conf)
+	s.d.Restart()
+	rc := s.d.RuntimeClient()
+	waitNetworkReady(t, rc, false)
+	t.Logf("restarted without CNI config: listed %v, IP files %v, netns mounts %v, containerd containers %v",
+		framework.ListPodIDs(t, rc), framework.IPAMFilesFor(t, s.ipam, id), framework.NetNSMounts(t, s.d.StateDir()),
+		framework.ContainerdContainers(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace))
+
+	restoreCNIConf(t, confDir, conf)
+	waitNetworkReady(t, rc, true)
+	// Give the daemon time to retry by itself; act as kubelet on anything listed.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, x := range framework.ListPodIDs(t, rc) {
+			t.Logf("sandbox %s is listed: stopping and removing it as kubelet would", x[:12])
+			stopPod(t, rc, x)
+			removePod(t, rc, x)
+		}
+		if len(framework.SandboxLeaks(t, s.d, s.ipam, []string{id}, true)) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	s.assertNoLeaks(t, id)
 }

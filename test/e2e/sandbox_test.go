@@ -471,69 +471,17 @@ func TestSandboxPauseKilledBecomesNotReady(t *testing.T) {
 // back it reports NetworkReady=true and runs pods again.
 func TestSandboxNetworkReadyFollowsCNIConfig(t *testing.T) {
 	confDir := t.TempDir()
-	var src string
+	var saved map[string][]byte
 	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
-		src = env.CNIConfDir
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			if ext := filepath.Ext(e.Name()); ext == ".conflist" || ext == ".conf" || ext == ".json" {
-				b, err := os.ReadFile(filepath.Join(src, e.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(confDir, e.Name()), b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		saved = copyCNIConf(t, env.CNIConfDir, confDir)
 		env.CNIConfDir = confDir
 	})
 	rc := s.rc()
-	files := framework.DirEntries(t, confDir)
-	if len(files) == 0 {
-		t.Fatalf("no CNI config in %s", src)
-	}
-	saved := map[string][]byte{}
-	for _, f := range files {
-		saved[f], _ = os.ReadFile(filepath.Join(confDir, f))
-	}
 
-	netReady := func() *runtimeapi.RuntimeCondition {
-		resp, err := rc.Status(sbCtx(t), &runtimeapi.StatusRequest{})
-		if err != nil {
-			t.Fatalf("Status: %v", err)
-		}
-		for _, c := range resp.GetStatus().GetConditions() {
-			if c.GetType() == runtimeapi.NetworkReady {
-				return c
-			}
-		}
-		t.Fatal("Status has no NetworkReady condition")
-		return nil
-	}
-	waitNet := func(want bool) *runtimeapi.RuntimeCondition {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			c := netReady()
-			if c.GetStatus() == want {
-				return c
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("NetworkReady = %v (%s: %s), want %v", c.GetStatus(), c.GetReason(), c.GetMessage(), want)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+	waitNet := func(want bool) *runtimeapi.RuntimeCondition { return waitNetworkReady(t, rc, want) }
 	waitNet(true)
 
-	for f := range saved {
-		if err := os.Remove(filepath.Join(confDir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeCNIConf(t, confDir, saved)
 	c := waitNet(false)
 	t.Logf("without CNI config: NetworkReady=false reason %q message %q", c.GetReason(), c.GetMessage())
 	if c.GetReason() == "" || c.GetMessage() == "" {
@@ -559,11 +507,7 @@ func TestSandboxNetworkReadyFollowsCNIConfig(t *testing.T) {
 	stopPod(t, rc, hid)
 	removePod(t, rc, hid)
 
-	for f, b := range saved {
-		if err := os.WriteFile(filepath.Join(confDir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restoreCNIConf(t, confDir, saved)
 	c = waitNet(true)
 	t.Logf("with the config restored: NetworkReady=true (%q)", c.GetReason())
 	id := runPod(t, rc, framework.PodConfig("net-again"), "")
@@ -631,4 +575,74 @@ func median(ds []time.Duration) time.Duration {
 	c := slices.Clone(ds)
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c[len(c)/2].Round(100 * time.Microsecond)
+}
+
+// copyCNIConf copies the CNI config files of src into dst and returns them.
+func copyCNIConf(t *testing.T, src, dst string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := map[string][]byte{}
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); ext == ".conflist" || ext == ".conf" || ext == ".json" {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			saved[e.Name()] = b
+		}
+	}
+	if len(saved) == 0 {
+		t.Fatalf("no CNI config in %s", src)
+	}
+	restoreCNIConf(t, dst, saved)
+	return saved
+}
+
+func restoreCNIConf(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for f, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func removeCNIConf(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for f := range files {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitNetworkReady polls Status until NetworkReady is want (15s at most).
+func waitNetworkReady(t *testing.T, rc runtimeapi.RuntimeServiceClient, want bool) *runtimeapi.RuntimeCondition {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := rc.Status(sbCtx(t), &runtimeapi.StatusRequest{})
+		if err != nil {
+			t.Fatalf("Status: %v", err)
+		}
+		var c *runtimeapi.RuntimeCondition
+		for _, x := range resp.GetStatus().GetConditions() {
+			if x.GetType() == runtimeapi.NetworkReady {
+				c = x
+			}
+		}
+		if c == nil {
+			t.Fatal("Status has no NetworkReady condition")
+		}
+		if c.GetStatus() == want {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("NetworkReady = %v (%s: %s), want %v", c.GetStatus(), c.GetReason(), c.GetMessage(), want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -64,7 +64,15 @@ func NewContainerConfig(name, image string, cmd ...string) *runtimeapi.Container
 		},
 		Linux: &runtimeapi.LinuxContainerConfig{
 			Resources:       &runtimeapi.LinuxContainerResources{},
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{},
+			// kubelet copies the pod's namespace options; the PID namespace is
+			// the container's own unless the pod shares one.
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{
+					Network: runtimeapi.NamespaceMode_POD,
+					Pid:     runtimeapi.NamespaceMode_CONTAINER,
+					Ipc:     runtimeapi.NamespaceMode_POD,
+				},
+			},
 		},
 	}
 }
