@@ -1,0 +1,155 @@
+package container
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestStatusState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   Status
+		want runtimeapi.ContainerState
+	}{
+		{"zero", Status{}, runtimeapi.ContainerState_CONTAINER_UNKNOWN},
+		{"created", Status{CreatedAt: 1}, runtimeapi.ContainerState_CONTAINER_CREATED},
+		{"running", Status{CreatedAt: 1, StartedAt: 2}, runtimeapi.ContainerState_CONTAINER_RUNNING},
+		{"exited", Status{CreatedAt: 1, StartedAt: 2, FinishedAt: 3}, runtimeapi.ContainerState_CONTAINER_EXITED},
+		{"exited without start", Status{CreatedAt: 1, FinishedAt: 3}, runtimeapi.ContainerState_CONTAINER_EXITED},
+		{"unknown wins", Status{CreatedAt: 1, StartedAt: 2, Unknown: true}, runtimeapi.ContainerState_CONTAINER_UNKNOWN},
+	} {
+		if got := tc.st.State(); got != tc.want {
+			t.Errorf("%s: State() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestStatusCheckpoint: an exit recorded by Update survives the process
+// (LoadStatus reads it back) and wakes Stopped waiters.
+func TestStatusCheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c1")
+	c := New(Metadata{ID: "c1"}, dir, Status{CreatedAt: 1})
+	if err := c.Update(func(st *Status) error { st.StartedAt = 2; st.Pid = 42; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Stopped():
+		t.Fatal("Stopped closed while running")
+	default:
+	}
+	if err := c.Update(func(st *Status) error { st.FinishedAt = 3; st.ExitCode = 7; st.Reason = "Error"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Stopped()
+	st, ok, err := LoadStatus(dir)
+	if err != nil || !ok {
+		t.Fatalf("LoadStatus: ok=%v err=%v", ok, err)
+	}
+	if st.ExitCode != 7 || st.Reason != "Error" || st.State() != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Fatalf("loaded %+v", st)
+	}
+	// A failed update leaves the status unchanged.
+	if err := c.Update(func(st *Status) error { st.ExitCode = 9; return fmt.Errorf("nope") }); err == nil {
+		t.Fatal("expected error")
+	}
+	if c.Status().ExitCode != 7 {
+		t.Fatal("failed update changed the status")
+	}
+	if _, ok, err := LoadStatus(filepath.Join(t.TempDir(), "none")); ok || err != nil {
+		t.Fatalf("missing status: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestStore(t *testing.T) {
+	s := NewStore()
+	for i, id := range []string{"aaa111", "aab222", "bbb333"} {
+		c := New(Metadata{ID: id, SandboxID: fmt.Sprintf("pod%d", i%2), CreatedAt: int64(i)}, t.TempDir(), Status{})
+		if err := s.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Add(New(Metadata{ID: "aaa111"}, t.TempDir(), Status{})); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("duplicate add: %v", err)
+	}
+	for _, tc := range []struct {
+		q, want string
+		check   func(error) bool
+	}{
+		{"aaa", "aaa111", nil},
+		{"aa", "", errdefs.IsInvalidArgument},
+		{"zzz", "", errdefs.IsNotFound},
+		{"", "", errdefs.IsInvalidArgument},
+		{"bbb333", "bbb333", nil},
+	} {
+		c, err := s.Get(tc.q)
+		if tc.check != nil {
+			if !tc.check(err) {
+				t.Errorf("Get(%q) err = %v", tc.q, err)
+			}
+			continue
+		}
+		if err != nil || c.ID != tc.want {
+			t.Errorf("Get(%q) = %v, %v", tc.q, c, err)
+		}
+	}
+	if n := len(s.ListBySandbox("pod0")); n != 2 {
+		t.Errorf("ListBySandbox(pod0) = %d, want 2", n)
+	}
+	l := s.List()
+	if len(l) != 3 || l[0].ID != "aaa111" || l[2].ID != "bbb333" {
+		t.Errorf("List order wrong")
+	}
+	s.Delete("aab222")
+	if _, err := s.Get("aab"); !errdefs.IsNotFound(err) {
+		t.Errorf("after delete: %v", err)
+	}
+}
+
+func BenchmarkStoreGetByID(b *testing.B) {
+	s := NewStore()
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%064x", i)
+		_ = s.Add(New(Metadata{ID: ids[i]}, b.TempDir(), Status{}))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Get(ids[i%len(ids)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkStoreGetByPrefix(b *testing.B) {
+	s := NewStore()
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint(i))))
+		_ = s.Add(New(Metadata{ID: ids[i]}, b.TempDir(), Status{}))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := ids[i%len(ids)]
+		if _, err := s.Get(id[:12]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkStoreList(b *testing.B) {
+	s := NewStore()
+	for i := 0; i < 1000; i++ {
+		_ = s.Add(New(Metadata{ID: fmt.Sprintf("%064x", i), CreatedAt: int64(i)}, b.TempDir(), Status{}))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if len(s.List()) != 1000 {
+			b.Fatal("short list")
+		}
+	}
+}
