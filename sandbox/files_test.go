@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -72,5 +73,30 @@ func TestStoreGetPrefix(t *testing.T) {
 		if err == nil && sb.ID != tc.want {
 			t.Fatalf("Get(%q) = %q, want %q", tc.q, sb.ID, tc.want)
 		}
+	}
+}
+
+// TestRegression_ExitBeforeSetReady: an exit recorded before SetReady (the
+// pause process died right after start) must not be overwritten by Ready.
+func TestRegression_ExitBeforeSetReady(t *testing.T) {
+	sb := New(Metadata{ID: "x"})
+	sb.SetNotReady(137, time.Now())
+	if sb.SetReady(42) {
+		t.Fatal("SetReady succeeded after the exit was recorded")
+	}
+	if st, _ := sb.State(); st != StateNotReady {
+		t.Fatalf("state = %v, want NotReady", st)
+	}
+	select {
+	case <-sb.Stopped():
+	default:
+		t.Fatal("Stopped not closed")
+	}
+	fresh := New(Metadata{ID: "y"})
+	if !fresh.SetReady(7) {
+		t.Fatal("SetReady on a new sandbox failed")
+	}
+	if st, pid := fresh.State(); st != StateReady || pid != 7 {
+		t.Fatalf("state = %v pid %d", st, pid)
 	}
 }

@@ -103,17 +103,18 @@ func (s *Sandbox) State() (State, uint32) {
 	return s.state, s.pid
 }
 
-// SetReady records a running pause process.
-func (s *Sandbox) SetReady(pid uint32) {
+// SetReady records a running pause process. It only moves a sandbox out of
+// StateUnknown: if the pause process's exit was already recorded (it died
+// between task start and this call), the sandbox stays NotReady.
+func (s *Sandbox) SetReady(pid uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.state != StateUnknown {
+		return false
+	}
 	s.state = StateReady
 	s.pid = pid
-	select {
-	case <-s.stopped:
-		s.stopped = make(chan struct{})
-	default:
-	}
+	return true
 }
 
 // SetNotReady records that the pause process exited (or never ran). It is

@@ -56,7 +56,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	}()
 	log := klog.FromContext(ctx).WithValues("containerID", id, "podSandboxID", sb.ID, "name", cfg.GetMetadata().GetName())
 
-	img, err := s.images.Get(cfg.GetImage().GetImage())
+	img, err := s.imgStore.Get(cfg.GetImage().GetImage())
 	if err != nil {
 		return nil, fmt.Errorf("resolving image %q: %w", cfg.GetImage().GetImage(), err)
 	}
@@ -155,7 +155,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	// alive even if the caller gives up, so no lease is left behind.
 	nctx, ncancel := cleanupCtx(ctx)
 	defer ncancel()
-	ctr, err := s.client.NewContainer(nctx, id,
+	ctr, err := s.ctrdClient.NewContainer(nctx, id,
 		containerd.WithSnapshotter(s.snapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),

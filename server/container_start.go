@@ -86,12 +86,17 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 		}
 	}()
 	c.IO = cio
+	// Taken before the process is released: a process that exits at once
+	// must not report an exit time earlier than its start time.
+	startedAt := time.Now().UnixNano()
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting container %s: %w", c.ID, err)
 	}
 	if err := c.Update(func(st *container.Status) error {
-		st.Pid = task.Pid()
-		st.StartedAt = time.Now().UnixNano()
+		st.StartedAt = startedAt
+		if st.FinishedAt == 0 { // the exit may already have been recorded
+			st.Pid = task.Pid()
+		}
 		return nil
 	}); err != nil {
 		return nil, err

@@ -37,9 +37,11 @@ func (s *Service) StopContainer(ctx context.Context, r *runtimeapi.StopContainer
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
+// Concurrent calls are not serialised: a call with a shorter timeout (kubelet
+// forcing a stop, RemoveContainer) SIGKILLs without waiting for the grace
+// period of an earlier call, which then returns as soon as the container has
+// exited.
 func (s *Service) stopContainer(ctx context.Context, c *container.Container, timeout time.Duration) error {
-	c.StopMu.Lock()
-	defer c.StopMu.Unlock()
 	st := c.Status()
 	state := st.State()
 	if state != runtimeapi.ContainerState_CONTAINER_RUNNING && state != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
@@ -50,9 +52,24 @@ func (s *Service) stopContainer(ctx context.Context, c *container.Container, tim
 		if !errdefs.IsNotFound(err) {
 			return fmt.Errorf("loading task of %s: %w", c.ID, err)
 		}
+		// The exit handler deletes the task before it records the exit
+		// (draining the output in between): give it time to record the
+		// real exit code.
+		if stoppedWithin(ctx, c, exitRecordWait) {
+			return nil
+		}
 		// The task is gone without us seeing the exit.
 		s.recordExit(c, 255, time.Now(), "Unknown", "container task disappeared")
 		return nil
+	}
+	// kill sends sig; an error because the container exited meanwhile (its
+	// task deleted, its shim gone) is not one.
+	kill := func(sig syscall.Signal, opts ...containerd.KillOpts) error {
+		err := task.Kill(ctx, sig, opts...)
+		if err == nil || errdefs.IsNotFound(err) || stoppedWithin(ctx, c, exitRecordWait) {
+			return nil
+		}
+		return err
 	}
 	if timeout > 0 {
 		sig := syscall.SIGTERM
@@ -63,7 +80,7 @@ func (s *Service) stopContainer(ctx context.Context, c *container.Container, tim
 				klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", c.ID, "signal", c.StopSignal)
 			}
 		}
-		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		if err := kill(sig); err != nil {
 			return fmt.Errorf("sending %v to %s: %w", sig, c.ID, err)
 		}
 		select {
@@ -74,7 +91,7 @@ func (s *Service) stopContainer(ctx context.Context, c *container.Container, tim
 			return ctx.Err()
 		}
 	}
-	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+	if err := kill(syscall.SIGKILL, containerd.WithKillAll); err != nil {
 		return fmt.Errorf("killing %s: %w", c.ID, err)
 	}
 	select {
@@ -84,6 +101,24 @@ func (s *Service) stopContainer(ctx context.Context, c *container.Container, tim
 		return fmt.Errorf("container %s did not exit after SIGKILL: %w", c.ID, context.DeadlineExceeded)
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// exitRecordWait bounds the wait for an exit being handled to be recorded:
+// the task deletion, then the output drain (ioDrainTimeout).
+const exitRecordWait = ioDrainTimeout + 10*time.Second
+
+// stoppedWithin reports whether the container's exit is recorded within d.
+func stoppedWithin(ctx context.Context, c *container.Container, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.Stopped():
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/netns"
@@ -19,8 +20,9 @@ import (
 // recoverSandboxes rebuilds the sandbox store from containerd. A sandbox
 // whose RunPodSandbox never finished (the daemon died in the middle) is
 // cleaned up completely: task, CNI (DEL with the ADD arguments), netns,
-// files and container. Directories that belong to no known sandbox are
-// removed last.
+// files and container; when that fails (e.g. no CNI config yet) it is kept
+// NOTREADY, netns included, so that StopPodSandbox/RemovePodSandbox retry.
+// Directories that belong to no known sandbox are removed last.
 func (s *Service) recoverSandboxes(ctx context.Context) error {
 	ctrs, err := s.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
 	if err != nil {
@@ -32,16 +34,25 @@ func (s *Service) recoverSandboxes(ctx context.Context) error {
 			klog.ErrorS(err, "Skipping sandbox container with unreadable metadata", "id", c.ID())
 			continue
 		}
-		if md.Phase != sandbox.PhaseCreated {
+		halfMade := md.Phase != sandbox.PhaseCreated
+		if halfMade {
 			klog.InfoS("Cleaning up sandbox left half-made by a previous run", "podSandboxID", md.ID, "phase", md.Phase)
-			if err := s.cleanupHalfMadeSandbox(ctx, c, md); err != nil {
-				klog.ErrorS(err, "Cleaning up half-made sandbox", "podSandboxID", md.ID)
+			err := s.cleanupHalfMadeSandbox(ctx, c, md)
+			if err == nil {
+				continue
 			}
-			continue
+			// Keep it, NOTREADY, with its netns: StopPodSandbox and
+			// RemovePodSandbox (kubelet's GC) retry the teardown. Dropping it
+			// here would leak its IP and CNI rules until the next restart,
+			// and removing its netns would keep CNI DEL from ever removing
+			// the bridge plugin's masquerade rules.
+			klog.ErrorS(err, "Cleaning up half-made sandbox failed; keeping it NOTREADY so that StopPodSandbox/RemovePodSandbox retry", "podSandboxID", md.ID)
 		}
 		sb := sandbox.New(*md)
 		sb.Container = c
-		if running, code, at := taskRunning(ctx, c); running {
+		if halfMade {
+			sb.SetNotReady(255, time.Now())
+		} else if running, code, at := taskRunning(ctx, c); running {
 			task, err := c.Task(ctx, nil)
 			if err == nil {
 				sb.SetReady(task.Pid())

@@ -14,7 +14,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -56,11 +55,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}()
 	log := klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", klog.KRef(cfg.GetMetadata().GetNamespace(), cfg.GetMetadata().GetName()))
 
-	img, err := s.images.EnsureImage(ctx, s.config.SandboxImage, nil)
+	img, err := s.imgStore.EnsureImage(ctx, s.config.SandboxImage, nil)
 	if err != nil {
 		return nil, fmt.Errorf("getting sandbox image %q: %w", s.config.SandboxImage, err)
 	}
-	cimg, err := s.client.GetImage(ctx, img.ID)
+	cimg, err := s.ctrdClient.GetImage(ctx, img.ID)
 	if err != nil {
 		cimg, err = s.containerdImage(ctx, img.RepoTags, img.RepoDigests)
 		if err != nil {
@@ -75,10 +74,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 
 	// 1. Network namespace, in a directory named for the sandbox, so that a
 	// crash before the metadata lands can still be found and cleaned.
-	var podNS *netns.NetNS
+	var podNS podNetNS
 	if !hostNetwork {
-		podNS, err = netns.NewNetNS(paths.NetNSDir)
+		podNS, err = s.newNetNS(paths.NetNSDir)
 		if err != nil {
+			_ = os.RemoveAll(paths.NetNSDir) // made before the failure
 			return nil, fmt.Errorf("creating network namespace: %w", err)
 		}
 		defer func() {
@@ -91,30 +91,31 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		}()
 	}
 
-	// 2. Pod files and /dev/shm.
-	if err := sandbox.WriteFiles(paths, cfg, sandbox.DefaultHostFiles); err != nil {
-		return nil, err
-	}
+	// 2. Pod files and /dev/shm. Each rollback is registered before its
+	// step: a step that fails half-way leaves a directory behind.
 	defer func() {
 		if retErr != nil {
 			_ = os.RemoveAll(paths.RootDir)
 		}
 	}()
-	shmPath := ""
-	if !hostIPC {
-		shmPath = paths.ShmPath()
-		if err := sandbox.MountShm(shmPath, shmSizeBytes); err != nil {
-			return nil, err
-		}
+	if err := sandbox.WriteFiles(paths, cfg, sandbox.DefaultHostFiles); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
-			if err := sandbox.UnmountShm(paths.ShmPath()); err != nil {
+			if err := s.unmountShm(paths.ShmPath()); err != nil {
 				log.Error(err, "Rollback: unmounting shm")
 			}
 			_ = os.RemoveAll(paths.StateDir)
 		}
 	}()
+	shmPath := ""
+	if !hostIPC {
+		shmPath = paths.ShmPath()
+		if err := s.mountShm(shmPath, shmSizeBytes); err != nil {
+			return nil, err
+		}
+	}
 
 	// 3. The containerd container, carrying our metadata.
 	md := sandbox.Metadata{
@@ -156,7 +157,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	// alive even if the caller gives up, so no lease is left behind.
 	nctx, ncancel := cleanupCtx(ctx)
 	defer ncancel()
-	ctr, err := s.client.NewContainer(nctx, id,
+	ctr, err := s.ctrdClient.NewContainer(nctx, id,
 		containerd.WithSnapshotter(snapshotter),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),
@@ -185,12 +186,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 			return nil, err
 		}
 		start := time.Now()
-		res, err := s.cni.Setup(ctx, id, md.NetNSPath, cniOpts...)
+		res, err := s.netPlugin.Setup(ctx, id, md.NetNSPath, cniOpts...)
 		s.observeCNI("setup", start, err)
 		if err != nil {
 			// A partial ADD may have allocated an IP: DEL with the same arguments.
 			cctx, cancel := cleanupCtx(ctx)
-			if derr := s.cni.Remove(cctx, id, md.NetNSPath, cniOpts...); derr != nil {
+			if derr := s.netPlugin.Remove(cctx, id, md.NetNSPath, cniOpts...); derr != nil {
 				log.Error(derr, "Rollback: CNI DEL after failed ADD")
 			}
 			cancel()
@@ -200,7 +201,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 			if retErr != nil {
 				cctx, cancel := cleanupCtx(ctx)
 				defer cancel()
-				if err := s.cni.Remove(cctx, id, md.NetNSPath, cniOpts...); err != nil {
+				if err := s.netPlugin.Remove(cctx, id, md.NetNSPath, cniOpts...); err != nil {
 					log.Error(err, "Rollback: CNI DEL")
 				}
 			}
@@ -355,7 +356,7 @@ func (s *Service) containerdImage(ctx context.Context, names ...[]string) (conta
 	var lastErr error = errdefs.ErrNotFound
 	for _, list := range names {
 		for _, n := range list {
-			img, err := s.client.GetImage(ctx, n)
+			img, err := s.ctrdClient.GetImage(ctx, n)
 			if err == nil {
 				return img, nil
 			}

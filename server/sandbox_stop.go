@@ -8,7 +8,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -56,7 +55,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 		return err
 	}
 	paths := sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)
-	if err := sandbox.UnmountShm(paths.ShmPath()); err != nil {
+	if err := s.unmountShm(paths.ShmPath()); err != nil {
 		return err
 	}
 	return nil
@@ -106,17 +105,17 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 		opts = nil
 	}
 	path := md.NetNSPath
-	if closed, cerr := netns.LoadNetNS(path).Closed(); cerr == nil && closed {
+	if closed, cerr := s.loadNetNS(path).Closed(); cerr == nil && closed {
 		// The namespace is gone (e.g. after a reboot); DEL still releases the IP.
 		path = ""
 	}
 	start := time.Now()
-	err = s.cni.Remove(ctx, md.ID, path, opts...)
+	err = s.netPlugin.Remove(ctx, md.ID, path, opts...)
 	s.observeCNI("teardown", start, err)
 	if err != nil {
 		return fmt.Errorf("tearing down network of sandbox %s (will retry on next stop): %w", md.ID, err)
 	}
-	if err := netns.LoadNetNS(md.NetNSPath).Remove(); err != nil {
+	if err := s.loadNetNS(md.NetNSPath).Remove(); err != nil {
 		return fmt.Errorf("removing network namespace %s: %w", md.NetNSPath, err)
 	}
 	_ = os.RemoveAll(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID).NetNSDir)

@@ -64,6 +64,17 @@ type Service struct {
 
 	// stats keeps the previous CPU sample per container and pod (UsageNanoCores).
 	stats *stats.Collector
+
+	// Seams (seams.go) of the lifecycle RPCs, replaced by fakes in unit
+	// tests. New sets them to client, images and cni above and to the
+	// host's netns and shm functions (setHostSeams).
+	ctrdClient containerClient
+	imgStore   imageStore
+	netPlugin  networkPlugin
+	newNetNS   func(dir string) (podNetNS, error)
+	loadNetNS  func(path string) podNetNS
+	mountShm   func(path string, size int64) error
+	unmountShm func(path string) error
 }
 
 // New connects to containerd (retrying until cfg.ContainerdStartTimeout),
@@ -109,6 +120,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		_ = cli.Close()
 		return nil, err
 	}
+	s.setHostSeams()
 	if err := s.recover(s.nsCtx(ctx)); err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("recovering state from containerd: %w", err)

@@ -69,8 +69,8 @@ func (s *Service) verboseInfo() (map[string]string, error) {
 		return nil, fmt.Errorf("marshalling config: %w", err)
 	}
 	info["config"] = string(cfg)
-	if s.cni != nil {
-		if c := s.cni.Config(); c != nil {
+	if s.netPlugin != nil {
+		if c := s.netPlugin.Config(); c != nil {
 			b, err := json.Marshal(c)
 			if err == nil {
 				info["cniconfig"] = string(b)
@@ -84,8 +84,8 @@ func (s *Service) verboseInfo() (map[string]string, error) {
 }
 
 func (s *Service) networkStatus() error {
-	if s.cni == nil {
+	if s.netPlugin == nil {
 		return fmt.Errorf("cni plugin not initialized")
 	}
-	return s.cni.Status()
+	return s.netPlugin.Status()
 }

@@ -206,9 +206,12 @@ func killDuringRunPodSandbox(t *testing.T, s *sbEnv, w *slowCNI, cfg *runtimeapi
 	leftIP := framework.IPAMFilesFor(t, s.ipam, id)
 	leftNS := framework.NetNSMounts(t, s.d.StateDir())
 	leftCtrs := framework.ContainerdContainers(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace)
-	t.Logf("left by the crash: IP files %v, netns mounts %v, containerd containers %v", leftIP, leftNS, leftCtrs)
-	if len(leftIP) != 1 || len(leftNS) != 1 || len(leftCtrs) != 1 {
-		t.Fatalf("the crash did not leave the expected half-made sandbox (1 IP, 1 netns, 1 container)")
+	leftPaths := framework.PathsNaming(t, []string{id}, s.d.RootDir(), s.d.StateDir())
+	leftSnaps := framework.Snapshots(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace, "").Active
+	t.Logf("left by the crash: IP files %v, netns mounts %v, containerd containers %v, active snapshots %d, paths %v",
+		leftIP, leftNS, leftCtrs, len(leftSnaps), leftPaths)
+	if len(leftIP) != 1 || len(leftNS) != 1 || len(leftCtrs) != 1 || len(leftSnaps) != 1 || len(leftPaths) == 0 {
+		t.Fatalf("the crash did not leave the expected half-made sandbox (1 IP, 1 netns, 1 container, 1 active snapshot, its dirs)")
 	}
 	return id
 }
@@ -391,6 +394,20 @@ func TestRegression_HalfMadeSandboxCleanupNotRetried(t *testing.T) {
 	hostPort := framework.FreeTCPPort(t, 18000, 19000)
 	cfg := framework.PodConfig("fault-nocni", framework.WithPortMapping(int32(hostPort), 8080))
 	id := killDuringRunPodSandbox(t, s, w, cfg)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// Undo what the bug leaks on the shared host: a restart with the CNI
+		// config present retries the DEL (IP, container); the masquerade
+		// rules of a netns that is already gone must be removed by hand.
+		restoreCNIConf(t, confDir, conf)
+		s.d.Restart()
+		framework.RemoveIptablesRulesFor(t, id)
+		if l := framework.IptablesRulesFor(t, id); len(l) != 0 {
+			t.Logf("cleanup: rules still naming %s: %v", id, l)
+		}
+	})
 
 	removeCNIConf(t, confDir, conf)
 	s.d.Restart()

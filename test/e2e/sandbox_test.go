@@ -36,6 +36,13 @@ func (s *sbEnv) rc() runtimeapi.RuntimeServiceClient { return s.d.RuntimeClient(
 // mutate may change the environment first (e.g. CNIConfDir, CNIBinDir).
 func startSandboxDaemon(t *testing.T, mutate func(*framework.StackEnv)) *sbEnv {
 	t.Helper()
+	return startSandboxDaemonOpts(t, mutate, framework.DaemonOptions{})
+}
+
+// startSandboxDaemonOpts is startSandboxDaemon with daemon options (the
+// registry config is always the stack's mirrors).
+func startSandboxDaemonOpts(t *testing.T, mutate func(*framework.StackEnv), opts framework.DaemonOptions) *sbEnv {
+	t.Helper()
 	env := framework.RequireStack(t, "ContainerdAddress", "CertsD")
 	if env.CNIConfDir == "" || env.CNIBinDir == "" {
 		t.Skip("e2e stack not configured: CNI_CONF_DIR / CNI_BIN_DIR are not set")
@@ -44,7 +51,8 @@ func startSandboxDaemon(t *testing.T, mutate func(*framework.StackEnv)) *sbEnv {
 		mutate(&env)
 	}
 	s := &sbEnv{env: env}
-	s.d = framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD})
+	opts.RegistryConfigPath = env.CertsD
+	s.d = framework.StartDaemon(t, env, opts)
 	s.ipam = framework.IPAMDataDir(t, env.CNIConfDir)
 	// Runs before the daemon is stopped (cleanups are LIFO): remove what the
 	// test left, then unmount anything still mounted in the temp dir.
@@ -65,7 +73,7 @@ func (s *sbEnv) assertNoLeaks(t *testing.T, ids ...string) {
 	}
 	if len(leaks) == 0 {
 		snaps := framework.Snapshots(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace, "")
-		t.Logf("leak check of %d sandbox(es): clean (netns mounts 0, IP files 0, containerd containers 0, active snapshots 0 [committed image layers %d], per-ID paths 0, portmap rules 0)",
+		t.Logf("leak check of %d sandbox(es): clean (netns mounts 0, IP files 0, containerd containers 0, active snapshots 0 [committed image layers %d], per-ID paths 0, iptables rules 0)",
 			len(ids), snaps.Committed)
 	}
 }
@@ -465,6 +473,38 @@ func TestSandboxPauseKilledBecomesNotReady(t *testing.T) {
 	s.assertNoLeaks(t, id)
 }
 
+// TestSandboxPauseExitsAtOnce: with a sandbox image whose process exits at
+// once (busybox's sh with no stdin), RunPodSandbox succeeds or fails, but a
+// sandbox it returns must end NOTREADY, never stay READY with a dead pause
+// process (the exit event may arrive before RunPodSandbox marks it ready).
+func TestSandboxPauseExitsAtOnce(t *testing.T) {
+	const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+	s := startSandboxDaemonOpts(t, nil, framework.DaemonOptions{SandboxImage: image})
+	rc := s.rc()
+	var ids []string
+	for i := 0; i < 10; i++ {
+		resp, err := rc.RunPodSandbox(sbCtx(t), &runtimeapi.RunPodSandboxRequest{Config: framework.PodConfig(fmt.Sprintf("exits-%d", i))})
+		if err != nil {
+			t.Logf("RunPodSandbox %d: %v", i, err)
+			continue
+		}
+		ids = append(ids, resp.GetPodSandboxId())
+	}
+	for _, id := range ids {
+		took := framework.WaitPodState(t, rc, id, runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 15*time.Second)
+		_, info := framework.PodStatus(t, rc, id)
+		if info.Pid != 0 {
+			t.Errorf("%s: NOTREADY with pid %d", id[:12], info.Pid)
+		}
+		t.Logf("%s NOTREADY after %s more", id[:12], took.Round(time.Millisecond))
+	}
+	for _, id := range ids {
+		stopPod(t, rc, id)
+		removePod(t, rc, id)
+	}
+	s.assertNoLeaks(t, ids...)
+}
+
 // TestSandboxNetworkReadyFollowsCNIConfig: with its CNI config removed the
 // daemon reports NetworkReady=false with a reason, refuses pod-network
 // sandboxes without leaking, still runs host-network pods; with the config
@@ -516,6 +556,137 @@ func TestSandboxNetworkReadyFollowsCNIConfig(t *testing.T) {
 	stopPod(t, rc, id)
 	removePod(t, rc, id)
 	s.assertNoLeaks(t, id, hid)
+}
+
+// TestSandboxStopRetriesFailedTeardown: StopPodSandbox fails while CNI DEL
+// cannot run (config removed) and keeps the netns and the IP; once the
+// config is back, the next StopPodSandbox finishes the teardown (including
+// the bridge plugin's masquerade rules, which need the netns) and removal
+// leaves nothing.
+func TestSandboxStopRetriesFailedTeardown(t *testing.T) {
+	confDir := t.TempDir()
+	var saved map[string][]byte
+	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
+		saved = copyCNIConf(t, env.CNIConfDir, confDir)
+		env.CNIConfDir = confDir
+	})
+	rc := s.rc()
+	hostPort := framework.FreeTCPPort(t, 18000, 19000)
+	id := runPod(t, rc, framework.PodConfig("retry-teardown", framework.WithPortMapping(int32(hostPort), 8080)), "")
+	_, info := framework.PodStatus(t, rc, id)
+
+	removeCNIConf(t, confDir, saved)
+	waitNetworkReady(t, rc, false)
+	_, err := rc.StopPodSandbox(sbCtx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+	if err == nil {
+		t.Fatal("StopPodSandbox succeeded although CNI DEL cannot run")
+	}
+	t.Logf("StopPodSandbox without CNI config: %s: %s", status.Code(err), status.Convert(err).Message())
+	_, err = rc.RemovePodSandbox(sbCtx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+	if err == nil {
+		t.Fatal("RemovePodSandbox succeeded although CNI DEL cannot run (the IP would leak)")
+	}
+	st, info2 := framework.PodStatus(t, rc, id)
+	if st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("after the failed stop: state %v, want NOTREADY", st.GetState())
+	}
+	if info2.NetNamespaceClosed || !slices.Equal(framework.NetNSMounts(t, s.d.StateDir()), []string{info.NetNamespacePath}) {
+		t.Errorf("after the failed stop the netns must stay for the retry: closed=%v mounts=%v", info2.NetNamespaceClosed, framework.NetNSMounts(t, s.d.StateDir()))
+	}
+	if f := framework.IPAMFilesFor(t, s.ipam, id); len(f) != 1 {
+		t.Errorf("after the failed stop: IP allocations %v, want 1", f)
+	}
+
+	restoreCNIConf(t, confDir, saved)
+	waitNetworkReady(t, rc, true)
+	stopPod(t, rc, id)
+	removePod(t, rc, id)
+	s.assertNoLeaks(t, id)
+}
+
+// TestSandboxConcurrentLifecycle: pods run, stop and remove in parallel
+// (with duplicate concurrent stop/remove calls on each pod, as kubelet's
+// workers and GC may issue) get distinct IPs and leave nothing behind.
+func TestSandboxConcurrentLifecycle(t *testing.T) {
+	const workers, perWorker = 4, 5
+	s := startSandboxDaemon(t, nil)
+	rc := s.rc()
+	if _, err := s.d.ImageClient().PullImage(sbCtx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: s.d.Opts.SandboxImage}}); err != nil {
+		t.Fatalf("PullImage: %v", err)
+	}
+	type result struct {
+		id, ip string
+		err    error
+	}
+	results := make(chan result, workers*perWorker)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			for i := 0; i < perWorker; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				r := result{}
+				resp, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: framework.PodConfig(fmt.Sprintf("par-%d-%d", w, i))})
+				if err != nil {
+					r.err = fmt.Errorf("run: %w", err)
+					results <- r
+					cancel()
+					continue
+				}
+				r.id = resp.GetPodSandboxId()
+				if st, err := rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.id}); err == nil {
+					r.ip = st.GetStatus().GetNetwork().GetIp()
+				}
+				errs := make(chan error, 4)
+				for k := 0; k < 2; k++ {
+					go func() {
+						_, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: r.id})
+						if err != nil {
+							err = fmt.Errorf("stop: %w", err)
+						}
+						errs <- err
+					}()
+				}
+				for k := 0; k < 2; k++ {
+					go func() {
+						_, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: r.id})
+						if err != nil {
+							err = fmt.Errorf("remove: %w", err)
+						}
+						errs <- err
+					}()
+				}
+				for k := 0; k < 4; k++ {
+					if err := <-errs; err != nil && r.err == nil {
+						r.err = err
+					}
+				}
+				results <- r
+				cancel()
+			}
+		}(w)
+	}
+	var ids []string
+	ips := map[string]string{}
+	for n := 0; n < workers*perWorker; n++ {
+		r := <-results
+		if r.id != "" {
+			ids = append(ids, r.id)
+		}
+		if r.err != nil {
+			t.Errorf("pod %.12s: %v", r.id, r.err)
+		}
+		if r.ip == "" {
+			t.Errorf("pod %.12s: no IP", r.id)
+		} else if other, dup := ips[r.ip]; dup {
+			t.Errorf("pods %.12s and %.12s both got IP %s", other, r.id, r.ip)
+		} else {
+			ips[r.ip] = r.id
+		}
+	}
+	t.Logf("%d pods in %d parallel workers, %d distinct IPs", len(ids), workers, len(ips))
+	if left := framework.ListPodIDs(t, rc); len(left) != 0 {
+		t.Errorf("still listed: %v", left)
+	}
+	s.assertNoLeaks(t, ids...)
 }
 
 // TestSandboxLifecycleCyclesLeaveNothing: 50 run/stop/remove cycles leave no

@@ -481,7 +481,8 @@ func IptablesRulesFor(t testing.TB, ids ...string) []string {
 // one line per leak: netns mounts and any other mounts under the daemon's
 // state and root dirs, host-local IP files in ipamDir, containerd containers
 // and active/view snapshots in the daemon's namespace, files or directories
-// named after an ID under the root/state dirs, and portmap rules. With
+// named after an ID under the root/state dirs, and iptables/nft rules naming
+// an ID (portmap's DNAT, the bridge plugin's masquerade). With
 // wholeNamespace, any containerd container and any non-committed snapshot in
 // the namespace counts (the namespace must then hold no other pod).
 func SandboxLeaks(t testing.TB, d *Daemon, ipamDir string, ids []string, wholeNamespace bool) []string {
@@ -531,7 +532,7 @@ func SandboxLeaks(t testing.TB, d *Daemon, ipamDir string, ids []string, wholeNa
 	add("view snapshots", snaps.View)
 	if len(ids) > 0 {
 		add("paths named after a sandbox ID", PathsNaming(t, ids, d.RootDir(), d.StateDir()))
-		add("portmap rules", IptablesRulesFor(t, ids...))
+		add("iptables/nft rules naming a sandbox ID (portmap, bridge ipMasq)", IptablesRulesFor(t, ids...))
 	}
 	return leaks
 }
@@ -634,4 +635,80 @@ func HostIPv4(exclude ...string) string {
 		}
 	}
 	return ""
+}
+
+// RemoveIptablesRulesFor deletes the iptables rules whose comment names one
+// of ids (CNI portmap/bridge rules leaked by a failed test), and the CNI-*
+// chains they jump to when every rule of such a chain names one of ids. Test
+// cleanup only: never call it for IDs the test did not create.
+func RemoveIptablesRulesFor(t testing.TB, ids ...string) {
+	if _, err := exec.LookPath("iptables-save"); err != nil || len(ids) == 0 {
+		return
+	}
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Logf("cleanup: iptables-save: %v", err)
+		return
+	}
+	mentions := func(l string) bool {
+		for _, id := range ids {
+			if strings.Contains(l, id) {
+				return true
+			}
+		}
+		return false
+	}
+	type table struct {
+		dels   []string
+		chains map[string]bool // CNI chains only our rules use (so far)
+		other  map[string]bool // CNI chains with a rule that names another ID
+	}
+	tables := map[string]*table{}
+	var order []string
+	var cur *table
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(l, "*"):
+			cur = &table{chains: map[string]bool{}, other: map[string]bool{}}
+			tables[l[1:]] = cur
+			order = append(order, l[1:])
+		case strings.HasPrefix(l, "-A ") && cur != nil:
+			f := strings.Fields(l)
+			chain := f[1]
+			if mentions(l) {
+				cur.dels = append(cur.dels, "-D"+l[2:])
+				for i := 0; i+1 < len(f); i++ {
+					if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], "CNI-") {
+						cur.chains[f[i+1]] = true
+					}
+				}
+			} else if strings.HasPrefix(chain, "CNI-") {
+				cur.other[chain] = true
+			}
+		}
+	}
+	for _, name := range order {
+		tb := tables[name]
+		if len(tb.dels) == 0 {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%s\n", name)
+		for _, d := range tb.dels {
+			b.WriteString(d + "\n")
+		}
+		for c := range tb.chains {
+			if !tb.other[c] {
+				fmt.Fprintf(&b, "-F %s\n-X %s\n", c, c)
+			}
+		}
+		b.WriteString("COMMIT\n")
+		cmd := exec.Command("iptables-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(b.String())
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("cleanup: iptables-restore (%s) failed: %v: %s\ninput:\n%s", name, err, o, b.String())
+		} else {
+			t.Logf("cleanup: removed %d leaked iptables rule(s) in table %s", len(tb.dels), name)
+		}
+	}
 }

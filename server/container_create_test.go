@@ -1,0 +1,377 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/container"
+)
+
+func ctrConfig(name string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: testBusybox},
+		LogPath:  name + ".log",
+		Labels:   map[string]string{"ctr": name},
+		Linux:    &runtimeapi.LinuxContainerConfig{},
+	}
+}
+
+func (e *testEnv) createContainerErr(pod string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	req := &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: cfg}
+	if sb, err := e.s.sandboxes.Get(pod); err == nil {
+		req.SandboxConfig = sb.GetMetadata().Config
+	}
+	resp, err := e.s.CreateContainer(context.Background(), req)
+	return resp.GetContainerId(), err
+}
+
+func (e *testEnv) createContainer(t *testing.T, pod string, cfg *runtimeapi.ContainerConfig) string {
+	t.Helper()
+	id, err := e.createContainerErr(pod, cfg)
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	return id
+}
+
+func (e *testEnv) startContainerErr(id string) error {
+	_, err := e.s.StartContainer(context.Background(), &runtimeapi.StartContainerRequest{ContainerId: id})
+	return err
+}
+
+func (e *testEnv) startContainer(t *testing.T, id string) {
+	t.Helper()
+	if err := e.startContainerErr(id); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+}
+
+// containerDirs lists the per-container directories under the root and state dirs.
+func (e *testEnv) containerDirs(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, base := range []string{e.root, e.state} {
+		entries, err := os.ReadDir(filepath.Join(base, "containers"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		for _, d := range entries {
+			out = append(out, filepath.Join(base, "containers", d.Name()))
+		}
+	}
+	return out
+}
+
+func TestCreateContainerSuccess(t *testing.T) {
+	e := newTestEnv(t)
+	pod := e.runPod(t, podConfig("web"))
+	events, cancel := e.s.events.subscribe()
+	defer cancel()
+
+	id := e.createContainer(t, pod, ctrConfig("app"))
+	c, err := e.s.containers.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status().State(); st != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("state = %v", st)
+	}
+	if c.SandboxID != pod || c.ImageRef != testBusyboxID || c.ImageName != testBusybox || c.StopSignal != "SIGQUIT" {
+		t.Errorf("metadata = %+v", c.Metadata)
+	}
+	if want := filepath.Join(podConfig("web").GetLogDirectory(), "app.log"); c.LogPath != want {
+		t.Errorf("log path %q, want %q", c.LogPath, want)
+	}
+	// The user resolved in the spec is persisted.
+	if c.UID != 1000 || c.GID != 2000 || !slices.Equal(c.SupplementalGroups, []int64{3000}) {
+		t.Errorf("user %d:%d %v", c.UID, c.GID, c.SupplementalGroups)
+	}
+	var persisted container.Metadata
+	if !e.ctrd.container(id).extension(t, container.MetadataExtension, &persisted) || persisted.UID != 1000 || persisted.SandboxID != pod {
+		t.Errorf("persisted metadata = %+v", persisted)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "containers", id, "status")); err != nil {
+		t.Errorf("status checkpoint: %v", err)
+	}
+	if n := e.s.containerNames.Len(); n != 1 {
+		t.Errorf("%d container names reserved", n)
+	}
+	if got := drainEvents(events); len(got) != 1 || got[0] != runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT {
+		t.Errorf("events = %v", got)
+	}
+}
+
+// TestCreateContainerRollback fails each step of CreateContainer in turn:
+// the name is released, the container's directory removed and a containerd
+// container that was made deleted with its snapshot.
+func TestCreateContainerRollback(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		inject  func(e *testEnv) (undo func())
+		cfg     func(*runtimeapi.ContainerConfig)
+		wantErr error
+		// ctr: the containerd container had been made.
+		ctr bool
+	}{
+		{
+			name:    "image lookup",
+			cfg:     func(c *runtimeapi.ContainerConfig) { c.Image.Image = "docker.io/library/nope:latest" },
+			wantErr: errdefs.ErrNotFound,
+		},
+		{
+			name: "containerd image record",
+			inject: func(e *testEnv) func() {
+				e.ctrd.getImageErr = errInjected
+				return func() { e.ctrd.getImageErr = nil }
+			},
+			wantErr: errInjected,
+		},
+		{
+			name: "spec generation",
+			cfg: func(c *runtimeapi.ContainerConfig) {
+				// Privileged in an unprivileged sandbox.
+				c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Privileged: true}
+			},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			name: "NewContainer",
+			inject: func(e *testEnv) func() {
+				e.ctrd.newContainerErr = errInjected
+				return func() { e.ctrd.newContainerErr = nil }
+			},
+			wantErr: errInjected,
+		},
+		{
+			name: "metadata update",
+			inject: func(e *testEnv) func() {
+				return e.configureCtr(func(c *fakeContainer) { c.updateErrAt = 1 })
+			},
+			wantErr: errInjected,
+			ctr:     true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			pod := e.runPod(t, podConfig("web"))
+			events, cancel := e.s.events.subscribe()
+			defer cancel()
+			undo := func() {}
+			if tc.inject != nil {
+				undo = tc.inject(e)
+			}
+			cfg := ctrConfig("app")
+			if tc.cfg != nil {
+				tc.cfg(cfg)
+			}
+			_, err := e.createContainerErr(pod, cfg)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got := e.s.containers.List(); len(got) != 0 {
+				t.Errorf("store holds %d containers", len(got))
+			}
+			if n := e.s.containerNames.Len(); n != 0 {
+				t.Errorf("%d container names still reserved", n)
+			}
+			if dirs := e.containerDirs(t); len(dirs) != 0 {
+				t.Errorf("container dirs left behind: %v", dirs)
+			}
+			made := 0
+			for _, c := range e.ctrd.created {
+				if c.id == pod {
+					continue
+				}
+				made++
+				if deleted, cleanup, _ := c.state(); !deleted || !cleanup {
+					t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", c.id, deleted, cleanup)
+				}
+			}
+			if tc.ctr != (made == 1) || made > 1 {
+				t.Errorf("%d containerd containers made, want %v", made, tc.ctr)
+			}
+			if got := drainEvents(events); len(got) != 0 {
+				t.Errorf("events %v for a container that was never made", got)
+			}
+
+			undo()
+			// The name was released.
+			e.createContainer(t, pod, ctrConfig("app"))
+		})
+	}
+}
+
+func TestCreateContainerPreconditions(t *testing.T) {
+	noName := ctrConfig("app")
+	noName.Metadata.Name = ""
+	noImage := ctrConfig("app")
+	noImage.Image = nil
+	for _, tc := range []struct {
+		name     string
+		pod      func(e *testEnv, pod string) string
+		cfg      *runtimeapi.ContainerConfig
+		wantCode codes.Code
+	}{
+		{name: "sandbox not ready", cfg: ctrConfig("app"), wantCode: codes.FailedPrecondition,
+			pod: func(e *testEnv, pod string) string {
+				if err := e.stopPod(pod); err != nil {
+					panic(err)
+				}
+				return pod
+			}},
+		{name: "sandbox not found", cfg: ctrConfig("app"), wantCode: codes.NotFound,
+			pod: func(*testEnv, string) string { return "fedcba9876543210" }},
+		{name: "no name", cfg: noName, wantCode: codes.InvalidArgument},
+		{name: "no image", cfg: noImage, wantCode: codes.InvalidArgument},
+		{name: "duplicate name", cfg: ctrConfig("dup"), wantCode: codes.AlreadyExists},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			pod := e.runPod(t, podConfig("web"))
+			e.createContainer(t, pod, ctrConfig("dup"))
+			if tc.pod != nil {
+				pod = tc.pod(e, pod)
+			}
+			made := len(e.ctrd.created)
+			_, err := e.createContainerErr(pod, tc.cfg)
+			if code := status.Code(toGRPC(err)); code != tc.wantCode {
+				t.Fatalf("err = %v (%v), want %v", err, code, tc.wantCode)
+			}
+			if n := e.s.containerNames.Len(); n != 1 {
+				t.Errorf("%d container names reserved, want only the first container's", n)
+			}
+			if len(e.ctrd.created) != made || len(e.s.containers.List()) != 1 || len(e.containerDirs(t)) != 1 {
+				t.Error("work was done for a refused request")
+			}
+		})
+	}
+}
+
+func TestStartContainer(t *testing.T) {
+	e := newTestEnv(t)
+	pod := e.runPod(t, podConfig("web"))
+	id := e.createContainer(t, pod, ctrConfig("app"))
+	events, cancel := e.s.events.subscribe()
+	defer cancel()
+
+	e.startContainer(t, id)
+	c, _ := e.s.containers.Get(id)
+	st := c.Status()
+	if st.State() != runtimeapi.ContainerState_CONTAINER_RUNNING || st.Pid != 1000 || st.StartedAt == 0 || st.Starting {
+		t.Errorf("status = %+v", st)
+	}
+	_, _, tasks := e.ctrd.container(id).state()
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks", len(tasks))
+	}
+	if started, deleted, _ := tasks[0].state(); !started || deleted {
+		t.Errorf("task started %v deleted %v", started, deleted)
+	}
+	if c.IO == nil {
+		t.Error("container IO not set")
+	}
+	if got := drainEvents(events); len(got) != 1 || got[0] != runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
+		t.Errorf("events = %v", got)
+	}
+	// Starting twice is refused.
+	if err := e.startContainerErr(id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("second start: err = %v, want FailedPrecondition", err)
+	}
+}
+
+// TestStartContainerFailure: a task that cannot be made or started is
+// deleted and the container reported EXITED with reason StartError.
+func TestStartContainerFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject func(*fakeContainer)
+		task   bool
+	}{
+		{"NewTask", func(c *fakeContainer) { c.newTaskErr = errInjected }, false},
+		{"task Start", func(c *fakeContainer) { c.taskStartErr = errInjected }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			pod := e.runPod(t, podConfig("web"))
+			id := e.createContainer(t, pod, ctrConfig("app"))
+			fc := e.ctrd.container(id)
+			tc.inject(fc)
+
+			err := e.startContainerErr(id)
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("err = %v, want the injected failure", err)
+			}
+			c, _ := e.s.containers.Get(id)
+			st := c.Status()
+			if st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "StartError" || st.ExitCode != 128 || !strings.Contains(st.Message, errInjected.Error()) {
+				t.Errorf("status = %+v, want EXITED with reason StartError", st)
+			}
+			if st.Starting {
+				t.Error("Starting left set")
+			}
+			// The exit is checkpointed.
+			saved, ok, err := container.LoadStatus(filepath.Join(e.root, "containers", id))
+			if err != nil || !ok || saved.Reason != "StartError" {
+				t.Errorf("checkpointed status %+v (ok %v, err %v)", saved, ok, err)
+			}
+			deleted, _, tasks := fc.state()
+			if deleted {
+				t.Error("containerd container deleted: RemoveContainer owns that")
+			}
+			if tc.task != (len(tasks) == 1) || len(tasks) > 1 {
+				t.Fatalf("%d tasks made, want %v", len(tasks), tc.task)
+			}
+			for _, task := range tasks {
+				if _, deleted, kill := task.state(); !deleted || !kill {
+					t.Errorf("task: deleted %v with process kill %v", deleted, kill)
+				}
+			}
+			if _, err := fc.Task(context.Background(), nil); !errdefs.IsNotFound(err) {
+				t.Errorf("a task is left: %v", err)
+			}
+			// It cannot be started again, but it can be removed.
+			if err := e.startContainerErr(id); !errdefs.IsFailedPrecondition(err) {
+				t.Errorf("restart: err = %v, want FailedPrecondition", err)
+			}
+			if _, err := e.s.RemoveContainer(context.Background(), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+				t.Fatalf("RemoveContainer: %v", err)
+			}
+			if n := e.s.containerNames.Len(); n != 0 {
+				t.Errorf("%d container names reserved after removal", n)
+			}
+		})
+	}
+}
+
+func TestStartContainerPreconditions(t *testing.T) {
+	e := newTestEnv(t)
+	pod := e.runPod(t, podConfig("web"))
+	id := e.createContainer(t, pod, ctrConfig("app"))
+	if err := e.startContainerErr("0000000000000000"); !errdefs.IsNotFound(err) {
+		t.Errorf("missing container: err = %v, want NotFound", err)
+	}
+	if err := e.stopPod(pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.startContainerErr(id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("sandbox not ready: err = %v, want FailedPrecondition", err)
+	}
+	c, _ := e.s.containers.Get(id)
+	if st := c.Status().State(); st != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("state = %v, want still CREATED", st)
+	}
+	if _, _, tasks := e.ctrd.container(id).state(); len(tasks) != 0 {
+		t.Errorf("%d tasks made", len(tasks))
+	}
+}
