@@ -112,7 +112,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	if imageName == "" {
 		imageName = cfg.GetImage().GetImage()
 	}
-	specOpts, err := spec.ContainerSpecOpts(spec.ContainerParams{
+	specOpts, err := s.specGen.ContainerSpecOpts(spec.ContainerParams{
 		ID:                        id,
 		Name:                      name,
 		Config:                    cfg,

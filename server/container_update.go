@@ -12,7 +12,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/container"
-	"github.com/cri-containerd/cri-containerd/spec"
 )
 
 // UpdateContainerResources changes a container's resources: the stored spec
@@ -34,7 +33,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtimeapi.Up
 	if err != nil {
 		return nil, fmt.Errorf("loading spec of %s: %w", c.ID, err)
 	}
-	updated, err := spec.UpdateResources(old, r.GetLinux(), s.restrictOOM)
+	updated, err := s.specGen.UpdateResources(old, r.GetLinux(), s.restrictOOM)
 	if err != nil {
 		return nil, fmt.Errorf("updating resources of %s: %w", c.ID, err)
 	}

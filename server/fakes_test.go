@@ -34,6 +34,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/registrar"
 	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/spec"
 	"github.com/cri-containerd/cri-containerd/stats"
 )
 
@@ -621,6 +622,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		metrics: NewMetrics(prometheus.NewRegistry()),
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
+		specGen: spec.NewGenerator(),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),

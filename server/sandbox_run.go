@@ -132,7 +132,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if podNS != nil {
 		md.NetNSPath = podNS.GetPath()
 	}
-	specOpts, err := spec.SandboxSpecOpts(spec.SandboxParams{
+	specOpts, err := s.specGen.SandboxSpecOpts(spec.SandboxParams{
 		ID:                      id,
 		Config:                  cfg,
 		ImageConfig:             img.Config,

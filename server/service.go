@@ -26,6 +26,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/registrar"
 	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/spec"
 	"github.com/cri-containerd/cri-containerd/stats"
 	"github.com/cri-containerd/cri-containerd/streaming"
 )
@@ -50,6 +51,8 @@ type Service struct {
 
 	// restrictOOM clamps container oom_score_adj to the daemon's own.
 	restrictOOM bool
+	// specGen builds the OCI spec options of sandboxes and containers.
+	specGen *spec.Generator
 	// features are the probed features of each runtime handler.
 	features map[string]*runtimeapi.RuntimeHandlerFeatures
 
@@ -95,6 +98,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		metrics: NewMetrics(reg),
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
+		specGen: spec.NewGenerator(),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),

@@ -20,7 +20,7 @@ import (
 // path creation and mount propagation checks happen here; options that read
 // the image's /etc/passwd and /etc/group (user, groups) and the host's /dev
 // (devices) run when the list is applied.
-func ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error) {
+func (g *Generator) ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error) {
 	cfg := p.Config
 	if cfg == nil {
 		return nil, invalidArgument("container config is required")
@@ -61,29 +61,29 @@ func ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	capOpt, err := capabilityOpt(sc.GetCapabilities())
+	capOpt, err := g.capabilityOpt(sc.GetCapabilities())
 	if err != nil {
 		return nil, err
 	}
-	apparmor, err := apparmorOpt(sc.GetApparmor(), sc.GetApparmorProfile(), privileged, p.DisableAppArmor) //nolint:staticcheck // deprecated field still honoured
+	apparmor, err := g.apparmorOpt(sc.GetApparmor(), sc.GetApparmorProfile(), privileged, p.DisableAppArmor) //nolint:staticcheck // deprecated field still honoured
 	if err != nil {
 		return nil, err
 	}
-	seccomp, err := seccompOpt(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, p.SeccompProfileRoot) //nolint:staticcheck // deprecated field still honoured
+	seccomp, err := g.seccompOpt(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, p.SeccompProfileRoot) //nolint:staticcheck // deprecated field still honoured
 	if err != nil {
 		return nil, err
 	}
 
 	hostname := sbCfg.GetHostname()
 	if hostname == "" {
-		if hostname, err = host.hostname(); err != nil {
+		if hostname, err = g.host.hostname(); err != nil {
 			return nil, fmt.Errorf("getting the host name: %w", err)
 		}
 	}
 
 	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE || sbNS.GetIpc() == runtimeapi.NamespaceMode_NODE
-	cgroupNS := host.cgroupUnified() && !privileged
-	plan, err := planMounts(cfg, extraMounts(p, hostIPC), p.SupportsRecursiveReadOnly, cgroupNS)
+	cgroupNS := g.host.cgroupUnified() && !privileged
+	plan, err := g.planMounts(cfg, extraMounts(p, hostIPC), p.SupportsRecursiveReadOnly, cgroupNS)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
 
-	opts = append(opts, withResources(cfg.GetLinux().GetResources()))
+	opts = append(opts, g.withResources(cfg.GetLinux().GetResources()))
 	parent := p.CgroupParent
 	if parent == "" {
 		parent = sbCfg.GetLinux().GetCgroupParent()
@@ -161,7 +161,7 @@ func ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error) {
 		opts = append(opts, oci.WithCgroup(cg))
 	}
 	if r := cfg.GetLinux().GetResources(); r != nil {
-		adj, err := clampOOMScoreAdj(int(r.GetOomScoreAdj()), p.RestrictOOMScoreAdj)
+		adj, err := g.clampOOMScoreAdj(int(r.GetOomScoreAdj()), p.RestrictOOMScoreAdj)
 		if err != nil {
 			return nil, err
 		}

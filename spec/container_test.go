@@ -90,12 +90,12 @@ func runContainerCases(t *testing.T, cases []ctrCase) {
 			if tc.host != nil {
 				tc.host(&h)
 			}
-			setHost(t, h)
+			g := newTestGenerator(t, h)
 			p := baseContainer(t)
 			if tc.mod != nil {
 				tc.mod(t, &p)
 			}
-			opts, err := ContainerSpecOpts(p)
+			opts, err := g.ContainerSpecOpts(p)
 			var s *runtimespec.Spec
 			if err == nil {
 				s, err = generate(t, p.ID, opts)
@@ -266,12 +266,12 @@ func TestContainerProcess(t *testing.T) {
 }
 
 func TestContainerBundleRootIsRelative(t *testing.T) {
-	setHost(t, fakeHost())
+	g := newTestGenerator(t, fakeHost())
 	p := baseContainer(t)
 	p.rootfs = ""
 	p.Config.Command = []string{"sh"}
 	csc(&p).SupplementalGroupsPolicy = runtimeapi.SupplementalGroupsPolicy_Strict
-	opts, err := ContainerSpecOpts(p)
+	opts, err := g.ContainerSpecOpts(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1314,14 +1314,14 @@ func TestClampOOMScoreAdjReadsOnce(t *testing.T) {
 	calls := 0
 	h := fakeHost()
 	h.oomScoreAdj = func() (int, error) { calls++; return -100, nil }
-	setHost(t, h)
+	g := newTestGenerator(t, h)
 	for _, c := range []struct{ in, want int }{{-998, -100}, {0, 0}, {-100, -100}} {
-		got, err := clampOOMScoreAdj(c.in, true)
+		got, err := g.clampOOMScoreAdj(c.in, true)
 		if err != nil || got != c.want {
 			t.Fatalf("clamp(%d) = %d, %v; want %d", c.in, got, err, c.want)
 		}
 	}
-	if got, _ := clampOOMScoreAdj(-998, false); got != -998 {
+	if got, _ := g.clampOOMScoreAdj(-998, false); got != -998 {
 		t.Fatalf("unrestricted clamp changed the value: %d", got)
 	}
 	// The real reader is memoised; the fake here counts calls per clamp.

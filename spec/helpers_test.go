@@ -65,12 +65,10 @@ func fakeHost() hostDeps {
 	}
 }
 
-// setHost installs h for the test and restores the real host after it.
-func setHost(t *testing.T, h hostDeps) {
+// newTestGenerator returns a Generator that asks h instead of the host.
+func newTestGenerator(t *testing.T, h hostDeps) *Generator {
 	t.Helper()
-	old := host
-	host = h
-	t.Cleanup(func() { host = old })
+	return &Generator{host: h}
 }
 
 // testRootfs is an image rootfs with /etc/passwd and /etc/group.

@@ -17,7 +17,20 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// hostDeps is everything this package asks the host. Tests replace it.
+// Generator builds OCI spec options from CRI configs. It holds the host
+// probes the options depend on; build one with NewGenerator and share it.
+type Generator struct {
+	host hostDeps
+}
+
+// NewGenerator returns a Generator that probes the real host. The daemon's
+// oom_score_adj and the swap and hugetlb controllers are probed once per
+// Generator, on first use.
+func NewGenerator() *Generator {
+	return &Generator{host: defaultHost()}
+}
+
+// hostDeps is everything this package asks the host. Tests use fakes.
 type hostDeps struct {
 	// oomScoreAdj is the daemon's own /proc/self/oom_score_adj.
 	oomScoreAdj func() (int, error)
@@ -38,8 +51,6 @@ type hostDeps struct {
 	// currentCaps is the capability set "ALL" expands to.
 	currentCaps func() ([]string, error)
 }
-
-var host = defaultHost()
 
 func defaultHost() hostDeps {
 	return hostDeps{
@@ -71,11 +82,11 @@ func readOOMScoreAdj() (int, error) {
 
 // clampOOMScoreAdj raises adj to the daemon's own oom_score_adj when restrict
 // is set: a process without CAP_SYS_RESOURCE cannot lower it.
-func clampOOMScoreAdj(adj int, restrict bool) (int, error) {
+func (g *Generator) clampOOMScoreAdj(adj int, restrict bool) (int, error) {
 	if !restrict {
 		return adj, nil
 	}
-	cur, err := host.oomScoreAdj()
+	cur, err := g.host.oomScoreAdj()
 	if err != nil {
 		return adj, err
 	}

@@ -119,7 +119,7 @@ func extraMounts(p ContainerParams, hostIPC bool) []*runtimeapi.Mount {
 // planMounts merges the CRI mounts with the extra ones (CRI wins on equal
 // destinations), validates them, creates missing host directories and builds
 // the OCI bind mounts.
-func planMounts(cfg *runtimeapi.ContainerConfig, extra []*runtimeapi.Mount, supportsRRO, cgroupNS bool) (*mountPlan, error) {
+func (g *Generator) planMounts(cfg *runtimeapi.ContainerConfig, extra []*runtimeapi.Mount, supportsRRO, cgroupNS bool) (*mountPlan, error) {
 	cri := cfg.GetMounts()
 	mounts := slices.Clone(cri)
 	for _, e := range extra {
@@ -132,7 +132,7 @@ func planMounts(cfg *runtimeapi.ContainerConfig, extra []*runtimeapi.Mount, supp
 		return pathParts(mounts[i].GetContainerPath()) < pathParts(mounts[j].GetContainerPath())
 	})
 
-	plan := &mountPlan{dests: map[string]struct{}{}, cgroupOptions: cgroupMountOptions(cgroupNS)}
+	plan := &mountPlan{dests: map[string]struct{}{}, cgroupOptions: g.cgroupMountOptions(cgroupNS)}
 	// Validate everything before touching the host.
 	for _, m := range mounts {
 		if m.GetHostPath() == "" {
@@ -175,13 +175,13 @@ func planMounts(cfg *runtimeapi.ContainerConfig, extra []*runtimeapi.Mount, supp
 		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
 			options = append(options, "rprivate")
 		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
-			if err := ensurePropagation(src, false); err != nil {
+			if err := g.ensurePropagation(src, false); err != nil {
 				return nil, err
 			}
 			options = append(options, "rshared")
 			plan.rootPropagation = "rshared"
 		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
-			if err := ensurePropagation(src, true); err != nil {
+			if err := g.ensurePropagation(src, true); err != nil {
 				return nil, err
 			}
 			options = append(options, "rslave")
@@ -243,8 +243,8 @@ func idMappings(in []*runtimeapi.IDMapping) []runtimespec.LinuxIDMapping {
 // ensurePropagation checks that the mount holding p is shared (or, when
 // slaveOK, shared or a slave): bidirectional and host-to-container propagation
 // cannot work otherwise.
-func ensurePropagation(p string, slaveOK bool) error {
-	info, err := host.lookupMount(p)
+func (g *Generator) ensurePropagation(p string, slaveOK bool) error {
+	info, err := g.host.lookupMount(p)
 	if err != nil {
 		return fmt.Errorf("looking up the mount of %q: %w", p, err)
 	}
@@ -262,12 +262,12 @@ func ensurePropagation(p string, slaveOK bool) error {
 // cgroupMountOptions are the options of the container's /sys/fs/cgroup
 // mount. Without a cgroup namespace the host's cgroup2 superblock is shared,
 // so its nsdelegate/memory_recursiveprot options are kept.
-func cgroupMountOptions(cgroupNS bool) []string {
+func (g *Generator) cgroupMountOptions(cgroupNS bool) []string {
 	opts := []string{"nosuid", "noexec", "nodev", "relatime", "ro"}
 	if cgroupNS {
 		return opts
 	}
-	if info, err := host.lookupMount("/sys/fs/cgroup"); err == nil && info.Mountpoint == "/sys/fs/cgroup" {
+	if info, err := g.host.lookupMount("/sys/fs/cgroup"); err == nil && info.Mountpoint == "/sys/fs/cgroup" {
 		for o := range strings.SplitSeq(info.VFSOptions, ",") {
 			if o == "nsdelegate" || o == "memory_recursiveprot" {
 				opts = append(opts, o)

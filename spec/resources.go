@@ -16,9 +16,9 @@ import (
 // equal to it (no swapping) when the swap controller exists; hugepage limits
 // are skipped with a warning when the hugetlb controller is missing; the
 // unified map is copied as is. oom_score_adj is handled separately.
-func withResources(r *runtimeapi.LinuxContainerResources) oci.SpecOpts {
-	swap := host.swapAvailable()
-	hugetlb := host.hugetlbAvailable()
+func (g *Generator) withResources(r *runtimeapi.LinuxContainerResources) oci.SpecOpts {
+	swap := g.host.swapAvailable()
+	hugetlb := g.host.hugetlbAvailable()
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *runtimespec.Spec) error {
 		if r == nil {
 			return nil

@@ -20,7 +20,7 @@ const (
 // a read-only rootfs, the pod's namespaces, /dev/shm and resolv.conf, the
 // pod sysctls, cpu shares 2, oom_score_adj -998 (clamped when restricted),
 // the pod's seccomp profile and user, and the CRI annotations.
-func SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
+func (g *Generator) SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 	cfg := p.Config
 	if cfg == nil {
 		return nil, invalidArgument("sandbox config is required")
@@ -47,11 +47,11 @@ func SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 	if err := validateGroups(sc.GetSupplementalGroups()); err != nil {
 		return nil, err
 	}
-	seccomp, err := seccompOpt(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), p.SeccompProfileRoot) //nolint:staticcheck // deprecated field still honoured
+	seccomp, err := g.seccompOpt(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), p.SeccompProfileRoot) //nolint:staticcheck // deprecated field still honoured
 	if err != nil {
 		return nil, err
 	}
-	adj, err := clampOOMScoreAdj(DefaultSandboxOOMScoreAdj, p.RestrictOOMScoreAdj)
+	adj, err := g.clampOOMScoreAdj(DefaultSandboxOOMScoreAdj, p.RestrictOOMScoreAdj)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 		if _, ok := sysctls[sysctlUnprivilegedPortStart]; p.EnableUnprivilegedPorts && !ok {
 			sysctls[sysctlUnprivilegedPortStart] = "0"
 		}
-		if _, ok := sysctls[sysctlPingGroupRange]; p.EnableUnprivilegedICMP && !ok && !host.runningInUserNS() {
+		if _, ok := sysctls[sysctlPingGroupRange]; p.EnableUnprivilegedICMP && !ok && !g.host.runningInUserNS() {
 			sysctls[sysctlPingGroupRange] = "0 2147483647"
 		}
 	}

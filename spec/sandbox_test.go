@@ -61,12 +61,12 @@ func runSandboxCases(t *testing.T, cases []sbCase) {
 			if tc.host != nil {
 				tc.host(&h)
 			}
-			setHost(t, h)
+			g := newTestGenerator(t, h)
 			p := baseSandbox(t)
 			if tc.mod != nil {
 				tc.mod(t, &p)
 			}
-			opts, err := SandboxSpecOpts(p)
+			opts, err := g.SandboxSpecOpts(p)
 			var s *runtimespec.Spec
 			if err == nil {
 				s, err = generate(t, p.ID, opts)

@@ -16,7 +16,7 @@ import (
 // sp is the SecurityProfile field, legacy the deprecated seccomp_profile_path.
 // Privileged workloads get no seccomp. RuntimeDefault must be applied after
 // the capability options: the default profile depends on the capabilities.
-func seccompOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged bool, profileRoot string) (oci.SpecOpts, error) {
+func (g *Generator) seccompOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged bool, profileRoot string) (oci.SpecOpts, error) {
 	if sp == nil {
 		var err error
 		if sp, err = parseLegacyProfile(legacy); err != nil {
@@ -26,7 +26,7 @@ func seccompOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged bool, 
 	if privileged {
 		return nil, nil
 	}
-	if !host.seccompEnabled() {
+	if !g.host.seccompEnabled() {
 		if sp != nil && sp.GetProfileType() != runtimeapi.SecurityProfile_Unconfined {
 			return nil, notImplemented("seccomp is not supported")
 		}
@@ -67,14 +67,14 @@ func seccompOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged bool, 
 // host (or when disabled) anything but Unconfined is an error, as in
 // containerd; with it, an unset profile means runtime/default, which
 // privileged containers skip.
-func apparmorOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged, disabled bool) (oci.SpecOpts, error) {
+func (g *Generator) apparmorOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged, disabled bool) (oci.SpecOpts, error) {
 	if sp == nil {
 		var err error
 		if sp, err = parseLegacyProfile(legacy); err != nil {
 			return nil, err
 		}
 	}
-	if disabled || !host.apparmorEnabled() {
+	if disabled || !g.host.apparmorEnabled() {
 		if sp != nil && sp.GetProfileType() != runtimeapi.SecurityProfile_Unconfined {
 			return nil, notImplemented("apparmor is not supported")
 		}
@@ -96,7 +96,7 @@ func apparmorOpt(sp *runtimeapi.SecurityProfile, legacy string, privileged, disa
 		return ctrdapparmor.WithDefaultProfile(AppArmorDefaultProfile), nil
 	case runtimeapi.SecurityProfile_Localhost:
 		name := strings.TrimPrefix(sp.GetLocalhostRef(), localhostPrefix)
-		ok, err := host.apparmorProfileExists(name)
+		ok, err := g.host.apparmorProfileExists(name)
 		if err != nil {
 			return nil, invalidArgument("apparmor profile %q: %v", name, err)
 		}
@@ -123,7 +123,7 @@ func isAll(c string) bool { return strings.EqualFold(c, "ALL") }
 // capabilityOpt applies add/drop like containerd: "ALL" in add sets every
 // capability the daemon has, "ALL" in drop clears all, then the named
 // capabilities are added and dropped. The base is the OCI default set.
-func capabilityOpt(c *runtimeapi.Capability) (oci.SpecOpts, error) {
+func (g *Generator) capabilityOpt(c *runtimeapi.Capability) (oci.SpecOpts, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -145,7 +145,7 @@ func capabilityOpt(c *runtimeapi.Capability) (oci.SpecOpts, error) {
 		drop = append(drop, capName(d))
 	}
 	if addAll {
-		all, err := host.currentCaps()
+		all, err := g.host.currentCaps()
 		if err != nil {
 			return nil, err
 		}

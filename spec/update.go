@@ -12,15 +12,15 @@ import (
 // the way CreateContainer would have (UpdateContainerResources): it returns
 // the updated spec and the resources to send to the running task. A nil r
 // leaves the spec unchanged.
-func UpdateResources(s *runtimespec.Spec, r *runtimeapi.LinuxContainerResources, restrictOOM bool) (*runtimespec.Spec, error) {
+func (g *Generator) UpdateResources(s *runtimespec.Spec, r *runtimeapi.LinuxContainerResources, restrictOOM bool) (*runtimespec.Spec, error) {
 	if r == nil {
 		return s, nil
 	}
-	if err := withResources(r)(context.Background(), nil, &containers.Container{}, s); err != nil {
+	if err := g.withResources(r)(context.Background(), nil, &containers.Container{}, s); err != nil {
 		return nil, err
 	}
 	if r.GetOomScoreAdj() != 0 {
-		adj, err := clampOOMScoreAdj(int(r.GetOomScoreAdj()), restrictOOM)
+		adj, err := g.clampOOMScoreAdj(int(r.GetOomScoreAdj()), restrictOOM)
 		if err != nil {
 			return nil, err
 		}
