@@ -94,7 +94,8 @@ type Container struct {
 	mu         sync.RWMutex
 	status     Status
 	stopped    chan struct{}
-	// StopMu serialises stop and remove.
+	// StopMu serialises removals (stops are not serialised: see
+	// server.stopContainer).
 	StopMu sync.Mutex
 }
 

@@ -60,9 +60,12 @@
 // a restart, from a ContainerIO made by New with the same Config), or remove a
 // directory that contains FIFODir.
 //
-// Limitation: the stdin FIFO is written only by this process. When the daemon
-// stops, the shim sees EOF on stdin and closes the container's stdin; a
-// re-attached ContainerIO detects that and treats stdin as closed.
+// Daemon restarts: the runc shim opens every FIFO itself for reading and
+// writing, so a container keeps its stdin and its pipes while the daemon is
+// down, and output written meanwhile (up to the pipe buffer, 64 KiB per
+// stream) is read by the re-attached ContainerIO. Limitation: if the
+// container also exits before the daemon is back, the shim closes the pipes
+// and the kernel discards what was buffered in them; that output is lost.
 //
 // # Exec IO
 //

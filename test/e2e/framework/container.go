@@ -17,7 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
@@ -63,7 +63,7 @@ func NewContainerConfig(name, image string, cmd ...string) *runtimeapi.Container
 			"io.kubernetes.container.restartCount": "0",
 		},
 		Linux: &runtimeapi.LinuxContainerConfig{
-			Resources:       &runtimeapi.LinuxContainerResources{},
+			Resources: &runtimeapi.LinuxContainerResources{},
 			// kubelet copies the pod's namespace options; the PID namespace is
 			// the container's own unless the pod shares one.
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
