@@ -5,7 +5,7 @@ GO ?= go
 OUTPUT_DIR := _output
 BIN := $(OUTPUT_DIR)/cri-containerd
 
-.PHONY: all build up down status test unit e2e critest images verify-images reference install clean
+.PHONY: all build up down status test unit e2e critest images verify-images reference compat benchmark install clean
 
 all: build
 
@@ -53,6 +53,14 @@ verify-images:
 ## reference: run critest against containerd's own CRI plugin here (baseline; CRITEST_FOCUS selects)
 reference:
 	hack/reference.sh
+
+## compat: critest against cri-containerd on private containerd 1.6 and 1.7 (COMPAT_VERSIONS=1.6|1.7|all)
+compat:
+	hack/compat.sh $(or $(COMPAT_VERSIONS),all)
+
+## benchmark: critest -benchmark against a private cri-containerd and containerd's built-in CRI; table in _output/benchmark.txt
+benchmark:
+	hack/benchmark.sh
 
 ## install: containerd, runc, CNI plugins, crictl, critest, crane (idempotent)
 install:

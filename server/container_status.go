@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -81,10 +82,14 @@ func (s *Service) containerInfo(ctx context.Context, c *container.Container) (ma
 		"logPath":   c.LogPath,
 		"image":     c.ImageRef,
 	}
-	if sp, err := c.Container.Spec(ctx); err == nil {
-		info["runtimeSpec"] = sp
-	}
+	// One containerd round trip: Container.Spec would fetch the record again.
 	if ci, err := c.Container.Info(ctx); err == nil {
+		if ci.Spec != nil {
+			var sp oci.Spec
+			if err := json.Unmarshal(ci.Spec.GetValue(), &sp); err == nil {
+				info["runtimeSpec"] = &sp
+			}
+		}
 		info["snapshotKey"] = ci.SnapshotKey
 		info["snapshotter"] = ci.Snapshotter
 		info["runtimeType"] = ci.Runtime.Name

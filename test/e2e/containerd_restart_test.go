@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ type privateContainerd struct {
 	t      *testing.T
 	dir    string
 	socket string
+	bin    string // containerd binary
 	cmd    *exec.Cmd
 	done   chan struct{}
 }
@@ -33,7 +35,11 @@ func startPrivateContainerd(t *testing.T) *privateContainerd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &privateContainerd{t: t, dir: dir, socket: filepath.Join(dir, "c.sock")}
+	c := &privateContainerd{t: t, dir: dir, socket: filepath.Join(dir, "c.sock"), bin: "containerd"}
+	// hack/compat.sh points E2E_CONTAINERD_BIN at a containerd 1.6/1.7 build.
+	if b := os.Getenv("E2E_CONTAINERD_BIN"); b != "" {
+		c.bin = b
+	}
 	cfg := fmt.Sprintf(`version = 4
 root = %[1]q
 state = %[2]q
@@ -56,6 +62,27 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
     disable = true
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc",
 		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "s"), filepath.Join(dir, "opt"))
+	if isContainerd1(c.bin) { // config version 2, top-level listener tables
+		t.Logf("private containerd: %s (1.x config)", c.bin)
+		cfg = fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+imports = []
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = %[4]q
+[debug]
+  address = %[5]q
+[metrics]
+  address = ""
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = %[6]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc",
+			filepath.Join(dir, "debug.sock"), filepath.Join(dir, "opt"))
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -68,13 +95,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 	return c
 }
 
+// isContainerd1: `containerd --version` prints
+// "containerd github.com/containerd/containerd 1.6.20 ..." for 1.x
+// (".../containerd/v2 v2.4.2 ..." for 2.x).
+func isContainerd1(bin string) bool {
+	out, _ := exec.Command(bin, "--version").Output()
+	f := strings.Fields(string(out))
+	return len(f) > 2 && strings.HasPrefix(strings.TrimPrefix(f[2], "v"), "1.")
+}
+
 func (c *privateContainerd) start() {
 	c.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(c.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.cmd = exec.Command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
+	c.cmd = exec.Command(c.bin, "--config", filepath.Join(c.dir, "config.toml"))
+	if strings.Contains(c.bin, "/") { // its own shim first on PATH
+		c.cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.bin)+":"+os.Getenv("PATH"))
+	}
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
