@@ -37,12 +37,19 @@ func (s *Service) removeContainer(ctx context.Context, c *container.Container) e
 	c.StopMu.Lock()
 	defer c.StopMu.Unlock()
 	c.UpdateMemory(func(st *container.Status) { st.Removing = true })
-	if task, err := c.Container.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("deleting task of %s: %w", c.ID, err)
+	// Usually the exit handler already deleted the task; containerd refuses
+	// to delete a container that still has one (FailedPrecondition).
+	err := c.Container.Delete(ctx, containerd.WithSnapshotCleanup)
+	if errdefs.IsFailedPrecondition(err) {
+		if task, terr := c.Container.Task(ctx, nil); terr == nil {
+			if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
+				c.UpdateMemory(func(st *container.Status) { st.Removing = false })
+				return fmt.Errorf("deleting task of %s: %w", c.ID, derr)
+			}
 		}
+		err = c.Container.Delete(ctx, containerd.WithSnapshotCleanup)
 	}
-	if err := c.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !errdefs.IsNotFound(err) {
 		c.UpdateMemory(func(st *container.Status) { st.Removing = false })
 		return fmt.Errorf("deleting containerd container %s: %w", c.ID, err)
 	}
