@@ -79,21 +79,26 @@ func (s *Service) recoverSandboxes(ctx context.Context) error {
 }
 
 func loadSandboxMetadata(ctx context.Context, c containerd.Container) (*sandbox.Metadata, error) {
+	return loadExtension[sandbox.Metadata](ctx, c, sandbox.MetadataExtension)
+}
+
+// loadExtension decodes the typed extension name of a containerd container.
+func loadExtension[T any](ctx context.Context, c containerd.Container, name string) (*T, error) {
 	exts, err := c.Extensions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading extensions: %w", err)
 	}
-	a, ok := exts[sandbox.MetadataExtension]
+	a, ok := exts[name]
 	if !ok {
-		return nil, fmt.Errorf("no %s extension", sandbox.MetadataExtension)
+		return nil, fmt.Errorf("no %s extension", name)
 	}
 	v, err := typeurl.UnmarshalAny(a)
 	if err != nil {
-		return nil, fmt.Errorf("decoding sandbox metadata: %w", err)
+		return nil, fmt.Errorf("decoding %s: %w", name, err)
 	}
-	md, ok := v.(*sandbox.Metadata)
+	md, ok := v.(*T)
 	if !ok {
-		return nil, fmt.Errorf("unexpected metadata type %T", v)
+		return nil, fmt.Errorf("extension %s has unexpected type %T", name, v)
 	}
 	return md, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -46,21 +45,9 @@ func (s *Service) recoverContainers(ctx context.Context) error {
 }
 
 func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container) error {
-	exts, err := cc.Extensions(ctx)
+	md, err := loadExtension[container.Metadata](ctx, cc, container.MetadataExtension)
 	if err != nil {
 		return err
-	}
-	a, ok := exts[container.MetadataExtension]
-	if !ok {
-		return fmt.Errorf("no metadata extension")
-	}
-	v, err := typeurl.UnmarshalAny(a)
-	if err != nil {
-		return fmt.Errorf("decoding metadata: %w", err)
-	}
-	md, ok := v.(*container.Metadata)
-	if !ok {
-		return fmt.Errorf("unexpected metadata type %T", v)
 	}
 	dir := filepath.Join(s.config.RootDir, "containers", md.ID)
 	st, found, err := container.LoadStatus(dir)
