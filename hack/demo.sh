@@ -36,6 +36,8 @@ if [[ "$DEMO_POD" != 0 ]]; then
 	cat >"$tmp/pod.json" <<JSON
 {
   "metadata": { "name": "demo", "namespace": "default", "uid": "demo-uid-$$", "attempt": 0 },
+  "hostname": "demo",
+  "labels": { "io.kubernetes.pod.name": "demo", "io.kubernetes.pod.namespace": "default" },
   "log_directory": "$DEMO_LOG_DIR",
   "port_mappings": [ { "protocol": 0, "container_port": 80, "host_port": $DEMO_HOST_PORT } ],
   "linux": {}
@@ -44,6 +46,7 @@ JSON
 	cat >"$tmp/ctr.json" <<JSON
 {
   "metadata": { "name": "busybox" },
+  "labels": { "io.kubernetes.pod.name": "demo", "io.kubernetes.pod.namespace": "default", "io.kubernetes.container.name": "busybox" },
   "image": { "image": "$DEMO_IMAGE" },
   "command": ["sh", "-c", "echo hello from cri-containerd > /tmp/index.html; echo hello from cri-containerd; exec httpd -f -v -p 80 -h /tmp"],
   "log_path": "busybox.log",

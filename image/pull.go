@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	dockerconfig "github.com/containerd/containerd/v2/core/remotes/docker/config"
@@ -135,6 +137,12 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		labels[PinnedLabelKey] = PinnedLabelValue
 	}
 	klog.V(2).InfoS("Pulling image", "ref", ref, "snapshotter", o.snapshotter)
+	// client.Pull ends by creating or updating the record ref: one write
+	// whose event the watcher leaves to us.
+	since := s.store.version()
+	w := s.newWrites()
+	defer w.finish(ctx)
+	pulled := w.track(ref)
 	cimg, err := s.client.Pull(pctx, ref,
 		containerd.WithResolver(resolver),
 		containerd.WithPullUnpack,
@@ -143,6 +151,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
 		containerd.WithDownloadLimiter(s.downloads),
 	)
+	pulled(err == nil)
 	if err != nil {
 		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
 			return Image{}, stallErr
@@ -151,32 +160,74 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 	}
 	cancel(nil) // stop the watchdog
 
-	configDesc, err := cimg.Config(ctx)
+	img, err := s.nameImage(ctx, w, named, cimg.Metadata(), labels, since)
 	if err != nil {
-		return Image{}, fmt.Errorf("reading config descriptor of pulled image %q: %w", ref, err)
+		return Image{}, err
 	}
-	id := configDesc.Digest.String()
-	repoDigest, repoTag := repoDigestAndTag(named, cimg.Target().Digest)
-	for _, name := range []string{id, repoTag, repoDigest} {
-		if name == "" {
+	_, n := tracker.status()
+	klog.InfoS("Pulled image", "ref", ref, "id", img.ID, "repoTag", img.pulledTag, "repoDigest", img.pulledDigest,
+		"size", img.Size, "bytesFetched", n, "duration", time.Since(start))
+	return img.Image, nil
+}
+
+type namedImage struct {
+	Image
+	pulledTag, pulledDigest string
+}
+
+// nameImage gives the image pulled by named (whose record pulled
+// client.Pull has just written) its names in containerd, ID, repo tag and
+// repo digest, all pointing at the pulled target with labels, and puts them
+// into the cache. The image's facts are worked out once for all names. The
+// cache takes each name as written unless the name changed since version
+// since (then it is read again).
+func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Named, pulled images.Image, labels map[string]string, since uint64) (namedImage, error) {
+	ref := named.String()
+	info, err := s.imageInfo(ctx, pulled.Name, pulled.Target, true)
+	if err != nil {
+		return namedImage{}, fmt.Errorf("reading config descriptor of pulled image %q: %w", ref, err)
+	}
+	id := info.ID
+	repoDigest, repoTag := repoDigestAndTag(named, pulled.Target.Digest)
+	names := []string{id}
+	for _, n := range []string{repoTag, repoDigest, pulled.Name} {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	recs := make([]images.Image, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		if name == pulled.Name && hasLabels(pulled, labels) {
+			recs[i] = pulled // as client.Pull wrote it
 			continue
 		}
-		if err := s.createOrUpdateRecord(ctx, name, cimg, labels); err != nil {
-			return Image{}, fmt.Errorf("naming image %s %q in containerd: %w", id, name, err)
+		wg.Go(func() {
+			recs[i], errs[i] = s.createOrUpdateRecord(ctx, w, name, pulled.Target, labels)
+		})
+	}
+	wg.Wait()
+	for i, name := range names {
+		if errs[i] != nil {
+			return namedImage{}, fmt.Errorf("naming image %s %q in containerd: %w", id, name, errs[i])
+		}
+	}
+	for i, name := range names {
+		rec := recs[i]
+		if s.store.apply(name, &info, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String(), since) {
+			continue
 		}
 		if err := s.refreshName(ctx, name); err != nil {
-			return Image{}, fmt.Errorf("caching image %q: %w", name, err)
+			return namedImage{}, fmt.Errorf("caching image %q: %w", name, err)
 		}
 	}
 	s.invalidateFsInfo()
 	img, ok := s.store.byID(id)
 	if !ok {
-		return Image{}, fmt.Errorf("image %s (%q) was removed while being pulled: %w", id, ref, errdefs.ErrNotFound)
+		return namedImage{}, fmt.Errorf("image %s (%q) was removed while being pulled: %w", id, ref, errdefs.ErrNotFound)
 	}
-	_, n := tracker.status()
-	klog.InfoS("Pulled image", "ref", ref, "id", id, "repoTag", repoTag, "repoDigest", repoDigest,
-		"size", img.Size, "bytesFetched", n, "duration", time.Since(start))
-	return img, nil
+	return namedImage{Image: img, pulledTag: repoTag, pulledDigest: repoDigest}, nil
 }
 
 // registryHosts builds the per-pull registry configuration: the hosts.toml

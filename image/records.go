@@ -11,36 +11,118 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
-	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"k8s.io/klog/v2"
 )
 
-// createOrUpdateRecord makes the containerd image record name point at the
-// target of img, carrying labels (merged into existing labels).
-func (s *Service) createOrUpdateRecord(ctx context.Context, name string, img containerd.Image, labels map[string]string) error {
-	is := s.client.ImageService()
-	rec := images.Image{Name: name, Target: img.Target(), Labels: labels}
-	if _, err := is.Create(ctx, rec); err == nil || !errdefs.IsAlreadyExists(err) {
-		return err
-	}
-	old, err := is.Get(ctx, name)
-	if err != nil {
-		return err
-	}
-	var paths []string
-	if old.Target.Digest != rec.Target.Digest || old.Target.MediaType != rec.Target.MediaType || old.Target.Size != rec.Target.Size {
-		paths = append(paths, "target")
-	}
-	for k, v := range labels {
-		if old.Labels[k] != v {
-			paths = append(paths, "labels."+k)
+// writes brackets the record writes of one operation (pull naming,
+// removal) for the event watcher (see ownWrites) and collects the names
+// whose events were deferred to the operation: finish refreshes them once
+// the operation has put its own results into the store.
+type writes struct {
+	s       *Service
+	mu      sync.Mutex
+	refresh []string
+}
+
+func (s *Service) newWrites() *writes { return &writes{s: s} }
+
+// track marks a write of name in flight; call the result with whether the
+// write succeeded.
+func (w *writes) track(name string) func(wrote bool) {
+	done := w.s.own.begin(name)
+	return func(wrote bool) {
+		if done(wrote) {
+			w.mu.Lock()
+			w.refresh = append(w.refresh, name)
+			w.mu.Unlock()
 		}
 	}
-	if len(paths) == 0 {
-		return nil
+}
+
+func (w *writes) finish(ctx context.Context) {
+	w.mu.Lock()
+	names := w.refresh
+	w.refresh = nil
+	w.mu.Unlock()
+	for _, n := range names {
+		if err := w.s.refreshName(ctx, n); err != nil {
+			klog.V(2).InfoS("Failed to update image cache after a concurrent change", "name", n, "err", err)
+		}
 	}
-	_, err = is.Update(ctx, rec, paths...)
+}
+
+func (w *writes) create(ctx context.Context, rec images.Image) (images.Image, error) {
+	done := w.track(rec.Name)
+	created, err := w.s.images.Create(ctx, rec)
+	done(err == nil)
+	return created, err
+}
+
+func (w *writes) update(ctx context.Context, rec images.Image, paths ...string) (images.Image, error) {
+	done := w.track(rec.Name)
+	updated, err := w.s.images.Update(ctx, rec, paths...)
+	done(err == nil)
+	return updated, err
+}
+
+func (w *writes) delete(ctx context.Context, name string, opts ...images.DeleteOpt) error {
+	done := w.track(name)
+	err := w.s.images.Delete(ctx, name, opts...)
+	done(err == nil)
 	return err
+}
+
+// createOrUpdateRecord makes the containerd image record name point at
+// target, carrying labels (merged into existing labels), and returns the
+// record as it is now. A name the cache knows is read first (re-pulls find
+// it as wanted: one read, no write); others are created first.
+func (s *Service) createOrUpdateRecord(ctx context.Context, w *writes, name string, target ocispec.Descriptor, labels map[string]string) (images.Image, error) {
+	rec := images.Image{Name: name, Target: target, Labels: labels}
+	_, known := s.store.target(name)
+	for attempt := 0; ; attempt++ {
+		if !known {
+			created, err := w.create(ctx, rec)
+			if err == nil || !errdefs.IsAlreadyExists(err) || attempt >= 3 {
+				return created, err
+			}
+		}
+		known = false
+		old, err := s.images.Get(ctx, name)
+		if errdefs.IsNotFound(err) && attempt < 3 {
+			continue // removed meanwhile (or never there): create it
+		}
+		if err != nil {
+			return images.Image{}, err
+		}
+		var paths []string
+		if old.Target.Digest != target.Digest || old.Target.MediaType != target.MediaType || old.Target.Size != target.Size {
+			paths = append(paths, "target")
+		}
+		for k, v := range labels {
+			if old.Labels[k] != v {
+				paths = append(paths, "labels."+k)
+			}
+		}
+		if len(paths) == 0 {
+			return old, nil
+		}
+		updated, err := w.update(ctx, rec, paths...)
+		if errdefs.IsNotFound(err) && attempt < 3 {
+			continue
+		}
+		return updated, err
+	}
+}
+
+// hasLabels reports whether rec carries every label of labels.
+func hasLabels(rec images.Image, labels map[string]string) bool {
+	for k, v := range labels {
+		if rec.Labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // refreshName re-reads the containerd record name and updates the cache:
@@ -51,7 +133,7 @@ func (s *Service) createOrUpdateRecord(ctx context.Context, name string, img con
 func (s *Service) refreshName(ctx context.Context, name string) error {
 	for attempt := 0; ; attempt++ {
 		since := s.store.version()
-		rec, err := s.client.ImageService().Get(ctx, name)
+		rec, err := s.images.Get(ctx, name)
 		if err != nil {
 			if !errdefs.IsNotFound(err) {
 				return err
@@ -61,7 +143,7 @@ func (s *Service) refreshName(ctx context.Context, name string) error {
 			}
 			continue
 		}
-		img, err := s.imageInfo(ctx, rec)
+		img, err := s.imageInfo(ctx, rec.Name, rec.Target, false)
 		if err != nil {
 			return err
 		}
@@ -71,38 +153,6 @@ func (s *Service) refreshName(ctx context.Context, name string) error {
 	}
 }
 
-// imageInfo reads the ID-level facts of a record's image (config, chain ID,
-// size) for the default platform.
-func (s *Service) imageInfo(ctx context.Context, rec images.Image) (Image, error) {
-	ci := containerd.NewImageWithPlatform(s.client, rec, platforms.Default())
-	configDesc, err := ci.Config(ctx)
-	if err != nil {
-		return Image{}, fmt.Errorf("reading config descriptor of %q: %w", rec.Name, err)
-	}
-	id := configDesc.Digest.String()
-	if cached, ok := s.store.byID(id); ok && s.store.hasTarget(id, rec.Target.Digest.String()) {
-		return cached, nil
-	}
-	spec, err := ci.Spec(ctx)
-	if err != nil {
-		return Image{}, fmt.Errorf("reading config of %q: %w", rec.Name, err)
-	}
-	diffIDs, err := ci.RootFS(ctx)
-	if err != nil {
-		return Image{}, fmt.Errorf("reading rootfs of %q: %w", rec.Name, err)
-	}
-	size, err := ci.Size(ctx)
-	if err != nil {
-		return Image{}, fmt.Errorf("computing size of %q: %w", rec.Name, err)
-	}
-	return Image{
-		ID:      id,
-		ChainID: identity.ChainID(diffIDs).String(),
-		Size:    size,
-		Config:  spec,
-	}, nil
-}
-
 // Recover rebuilds the cache from containerd's image records in the
 // namespace. Images whose content is incomplete are skipped (a pull that
 // died half way); images missing the managed label (imported by other
@@ -110,7 +160,7 @@ func (s *Service) imageInfo(ctx context.Context, rec images.Image) (Image, error
 // CRI does; images not unpacked into the default snapshotter are unpacked.
 func (s *Service) Recover(ctx context.Context) error {
 	start := time.Now()
-	recs, err := s.client.ImageService().List(ctx)
+	recs, err := s.images.List(ctx)
 	if err != nil {
 		return fmt.Errorf("listing images in containerd: %w", err)
 	}
@@ -149,7 +199,7 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		klog.InfoS("Skipping image with incomplete content", "image", first.Name, "missing", len(missing), "err", err)
 		return
 	}
-	info, err := s.imageInfo(ctx, first)
+	info, err := s.imageInfo(ctx, first.Name, first.Target, false)
 	if err != nil {
 		klog.ErrorS(err, "Skipping unreadable image", "image", first.Name)
 		return
@@ -161,10 +211,11 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		}
 	}
 	adopted := false
+	w := s.newWrites() // before the event subscription: nothing to defer
 	for _, r := range recs {
 		if r.Labels[ImageLabelKey] != ImageLabelValue {
 			labels := map[string]string{ImageLabelKey: ImageLabelValue}
-			if err := s.createOrUpdateRecord(ctx, r.Name, containerd.NewImage(s.client, r), labels); err != nil {
+			if _, err := s.createOrUpdateRecord(ctx, w, r.Name, r.Target, labels); err != nil {
 				klog.ErrorS(err, "Failed to label image as managed", "image", r.Name)
 			}
 			adopted = true
@@ -172,7 +223,7 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		s.store.put(r.Name, info, r.Labels[PinnedLabelKey] == PinnedLabelValue, r.Target.Digest.String())
 	}
 	if adopted {
-		if err := s.createOrUpdateRecord(ctx, info.ID, ci, map[string]string{ImageLabelKey: ImageLabelValue}); err != nil {
+		if _, err := s.createOrUpdateRecord(ctx, w, info.ID, first.Target, map[string]string{ImageLabelKey: ImageLabelValue}); err != nil {
 			klog.ErrorS(err, "Failed to create image ID record", "image", first.Name, "id", info.ID)
 		} else {
 			s.store.put(info.ID, info, false, first.Target.Digest.String())
@@ -182,9 +233,10 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 
 // Remove removes the image (given by ID or any reference) with every name it
 // has in containerd: the names this cache knows and any other record with
-// the same target. The last deletion is synchronous so that containerd
-// garbage-collects content and snapshots before Remove returns. Absent
-// images are not an error.
+// the same target (listed while the known names are being deleted). As in
+// containerd's CRI, only the last deletion is synchronous, so that
+// containerd garbage-collects content and snapshots before Remove returns.
+// Absent images are not an error.
 func (s *Service) Remove(ctx context.Context, id string) error {
 	img, err := s.store.resolve(id)
 	if err != nil {
@@ -193,36 +245,85 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	is := s.client.ImageService()
-	names := map[string]bool{}
-	for _, n := range s.store.names(img.ID) {
-		names[n] = true
+	since := s.store.version()
+	known := s.store.names(img.ID) // sorted
+	if len(known) == 0 {
+		return nil
 	}
-	for _, t := range s.store.targets(img.ID) {
-		recs, err := is.List(ctx, fmt.Sprintf("target.digest==%s", t))
-		if err != nil {
-			return fmt.Errorf("listing records of image %s: %w", img.ID, err)
-		}
-		for _, r := range recs {
-			names[r.Name] = true
-		}
+	targets := s.store.targets(img.ID)
+	last := known[len(known)-1]
+	w := s.newWrites()
+	defer w.finish(ctx)
+
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		errs    []error
+		deleted = map[string]bool{}
+		others  []string // names of the targets the cache does not know
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
 	}
-	ordered := make([]string, 0, len(names))
-	for n := range names {
-		ordered = append(ordered, n)
+	del := func(n string, opts ...images.DeleteOpt) {
+		if err := w.delete(ctx, n, opts...); err != nil && !errdefs.IsNotFound(err) {
+			fail(fmt.Errorf("removing name %q of image %s: %w", n, img.ID, err))
+			return
+		}
+		mu.Lock()
+		deleted[n] = true
+		mu.Unlock()
 	}
-	sort.Strings(ordered)
-	for i, n := range ordered {
-		var opts []images.DeleteOpt
-		if i == len(ordered)-1 {
-			opts = append(opts, images.SynchronousDelete())
+	wg.Go(func() {
+		isKnown := map[string]bool{}
+		for _, n := range known {
+			isKnown[n] = true
 		}
-		if err := is.Delete(ctx, n, opts...); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("removing name %q of image %s: %w", n, img.ID, err)
+		for _, t := range targets {
+			recs, err := s.images.List(ctx, fmt.Sprintf("target.digest==%s", t))
+			if err != nil {
+				fail(fmt.Errorf("listing records of image %s: %w", img.ID, err))
+				return
+			}
+			for _, r := range recs {
+				if !isKnown[r.Name] {
+					isKnown[r.Name] = true
+					others = append(others, r.Name)
+				}
+			}
 		}
-		s.store.drop(n)
+	})
+	for _, n := range known[:len(known)-1] {
+		wg.Go(func() { del(n) })
+	}
+	wg.Wait()
+	for _, n := range others {
+		wg.Go(func() { del(n) })
+	}
+	wg.Wait()
+	if len(errs) == 0 {
+		del(last, images.SynchronousDelete())
+	}
+	// The cache follows what was deleted, unless a name changed meanwhile
+	// (then it is read again).
+	names := append(append([]string(nil), known...), others...)
+	sort.Strings(names)
+	for _, n := range names {
+		if !deleted[n] {
+			continue
+		}
+		if !s.store.apply(n, nil, false, "", since) {
+			if err := s.refreshName(ctx, n); err != nil {
+				klog.V(2).InfoS("Failed to update image cache after removal", "name", n, "err", err)
+			}
+		}
 	}
 	s.invalidateFsInfo()
-	klog.V(2).InfoS("Removed image", "id", img.ID, "names", ordered)
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	klog.V(2).InfoS("Removed image", "id", img.ID, "names", names)
 	return nil
 }

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,11 +111,23 @@ func (i Image) User() (*int64, string) { return UserFromConfig(i.Config.Config.U
 
 // Service is the image cache and operations.
 type Service struct {
-	client  *containerd.Client
-	opts    Options
-	store   *store
-	metrics *metrics
-	flight  flightGroup
+	client *containerd.Client
+	// images and content are the client's image and content stores; the
+	// record bookkeeping (pull naming, refresh, removal) uses only these.
+	images  images.Store
+	content content.InfoReaderProvider
+	// readBlob reads a whole blob (manifest, index, config) from content.
+	readBlob func(context.Context, ocispec.Descriptor) ([]byte, error)
+	opts     Options
+	store    *store
+	metrics  *metrics
+	flight   flightGroup
+	// infos caches the ID-level facts of image targets (manifest or index
+	// digests): content-addressed, so they never change.
+	infos *infoCache
+	// own tells the event watcher which image events echo this service's
+	// own writes.
+	own ownWrites
 	// downloads limits concurrent layer downloads across all pulls
 	// (MaxConcurrentDownloads), as containerd's CRI does.
 	downloads *semaphore.Weighted
@@ -130,15 +144,22 @@ func NewService(cli *containerd.Client, opts Options, reg prometheus.Registerer)
 	if opts.MaxConcurrentDownloads < 1 {
 		opts.MaxConcurrentDownloads = 3
 	}
-	return &Service{
+	s := &Service{
 		client:  cli,
 		opts:    opts,
 		store:   newStore(opts.PinnedImages),
 		metrics: newMetrics(reg),
+		infos:   newInfoCache(infoCacheSize),
 		fs:      map[string]*fsCache{},
 
 		downloads: semaphore.NewWeighted(int64(opts.MaxConcurrentDownloads)),
 	}
+	if cli != nil {
+		s.images = cli.ImageService()
+		s.content = cli.ContentStore()
+		s.readBlob = blobReader(cli.Conn(), s.content)
+	}
+	return s
 }
 
 // Get finds an image by ID ("sha256:<hex>"), unique ID prefix (at least 12
@@ -176,7 +197,7 @@ func (s *Service) EnsureImage(ctx context.Context, ref string, creds *Credential
 // ensureUnpacked unpacks img into snapshotter unless it is there already.
 func (s *Service) ensureUnpacked(ctx context.Context, img Image, snapshotter string) error {
 	for _, name := range img.References {
-		rec, err := s.client.ImageService().Get(ctx, name)
+		rec, err := s.images.Get(ctx, name)
 		if err != nil {
 			continue
 		}

@@ -19,6 +19,9 @@ type store struct {
 	images map[string]*entry // by ID
 	refs   map[string]string // record name -> ID
 	pinned map[string]bool   // normalized pinned references
+	// byTarget counts, per target (manifest) digest, the names pointing at
+	// it, by image ID.
+	byTarget map[string]map[string]int
 
 	// seq counts mutations; touched is the seq of each name's last mutation,
 	// so that a refresh computed from an older containerd read can tell it
@@ -37,7 +40,8 @@ type entry struct {
 }
 
 func newStore(pinned []string) *store {
-	s := &store{images: map[string]*entry{}, refs: map[string]string{}, pinned: map[string]bool{}, touched: map[string]uint64{}}
+	s := &store{images: map[string]*entry{}, refs: map[string]string{}, pinned: map[string]bool{},
+		byTarget: map[string]map[string]int{}, touched: map[string]uint64{}}
 	for _, p := range pinned {
 		if p == "" {
 			continue
@@ -71,7 +75,11 @@ func (s *store) putLocked(name string, img Image, labelPinned bool, target strin
 		e = &entry{img: img, names: map[string]string{}, pinnedNames: map[string]struct{}{}}
 		s.images[img.ID] = e
 	}
+	if old, ok := e.names[name]; ok {
+		s.untarget(old, img.ID)
+	}
 	e.names[name] = target
+	s.retarget(target, img.ID)
 	if labelPinned {
 		e.pinnedNames[name] = struct{}{}
 	} else {
@@ -136,6 +144,9 @@ func (s *store) dropLocked(name, id string) {
 	if !ok {
 		return
 	}
+	if t, ok := e.names[name]; ok {
+		s.untarget(t, id)
+	}
 	delete(e.names, name)
 	delete(e.pinnedNames, name)
 	if len(e.names) == 0 {
@@ -143,6 +154,56 @@ func (s *store) dropLocked(name, id string) {
 		return
 	}
 	s.refreshLocked(e)
+}
+
+func (s *store) retarget(target, id string) {
+	m := s.byTarget[target]
+	if m == nil {
+		m = map[string]int{}
+		s.byTarget[target] = m
+	}
+	m[id]++
+}
+
+func (s *store) untarget(target, id string) {
+	m := s.byTarget[target]
+	if m == nil {
+		return
+	}
+	if m[id]--; m[id] <= 0 {
+		delete(m, id)
+		if len(m) == 0 {
+			delete(s.byTarget, target)
+		}
+	}
+}
+
+// infoByTarget returns the ID-level facts of the image some name points
+// at target with (names lists not meaningful).
+func (s *store) infoByTarget(target string) (Image, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id := range s.byTarget[target] {
+		if e, ok := s.images[id]; ok {
+			img := e.img
+			img.RepoTags, img.RepoDigests, img.References, img.Pinned = nil, nil, nil, false
+			return img, true
+		}
+	}
+	return Image{}, false
+}
+
+// target returns the target digest cached for the record name.
+func (s *store) target(name string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if id, ok := s.refs[name]; ok {
+		if e, ok := s.images[id]; ok {
+			t, ok := e.names[name]
+			return t, ok
+		}
+	}
+	return "", false
 }
 
 // refreshLocked recomputes the derived fields of e from its names.
@@ -191,20 +252,6 @@ func (s *store) targets(id string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// hasTarget reports whether some name of image id points at target.
-func (s *store) hasTarget(id, target string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e, ok := s.images[id]; ok {
-		for _, t := range e.names {
-			if t == target {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // byID returns a copy of the image with the full ID.

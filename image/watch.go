@@ -22,6 +22,8 @@ func (s *Service) Watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
 		evCh, errCh := s.client.Subscribe(sctx, filter)
+		// Echoes of own writes made before this subscription never come.
+		s.own.reset()
 		if err := s.resync(ctx); err != nil {
 			klog.ErrorS(err, "Failed to reconcile image cache with containerd")
 		}
@@ -76,6 +78,10 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 	default:
 		return
 	}
+	if s.own.event(name) {
+		klog.V(5).InfoS("Image event of an own write", "topic", e.Topic, "name", name)
+		return
+	}
 	klog.V(4).InfoS("Image event", "topic", e.Topic, "name", name)
 	if err := s.refreshName(ctx, name); err != nil {
 		klog.V(2).InfoS("Failed to update image cache from event", "topic", e.Topic, "name", name, "err", err)
@@ -85,7 +91,7 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 
 // resync reconciles the cache with containerd's records.
 func (s *Service) resync(ctx context.Context) error {
-	recs, err := s.client.ImageService().List(ctx)
+	recs, err := s.images.List(ctx)
 	if err != nil {
 		return err
 	}
