@@ -185,6 +185,10 @@ func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Name
 	ref := named.String()
 	info, err := s.imageInfo(ctx, pulled.Name, pulled.Target, true)
 	if err != nil {
+		// The watcher left the event of client.Pull's write to us.
+		if rerr := s.refreshName(ctx, pulled.Name); rerr != nil {
+			klog.V(2).InfoS("Failed to update image cache", "name", pulled.Name, "err", rerr)
+		}
 		return namedImage{}, fmt.Errorf("reading config descriptor of pulled image %q: %w", ref, err)
 	}
 	id := info.ID
@@ -208,19 +212,27 @@ func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Name
 		})
 	}
 	wg.Wait()
+	// The cache takes every record written, also when naming failed for
+	// another name: the watcher leaves their events to us.
+	var firstErr error
 	for i, name := range names {
 		if errs[i] != nil {
-			return namedImage{}, fmt.Errorf("naming image %s %q in containerd: %w", id, name, errs[i])
+			if firstErr == nil {
+				firstErr = fmt.Errorf("naming image %s %q in containerd: %w", id, name, errs[i])
+			}
+			continue
 		}
-	}
-	for i, name := range names {
 		rec := recs[i]
 		if s.store.apply(name, &info, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String(), since) {
 			continue
 		}
-		if err := s.refreshName(ctx, name); err != nil {
-			return namedImage{}, fmt.Errorf("caching image %q: %w", name, err)
+		if err := s.refreshName(ctx, name); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("caching image %q: %w", name, err)
 		}
+	}
+	if firstErr != nil {
+		s.invalidateFsInfo()
+		return namedImage{}, firstErr
 	}
 	s.invalidateFsInfo()
 	img, ok := s.store.byID(id)

@@ -45,6 +45,12 @@ func (w *writes) finish(ctx context.Context) {
 	names := w.refresh
 	w.refresh = nil
 	w.mu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	// The operation's caller may be gone: the events are still due.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	for _, n := range names {
 		if err := w.s.refreshName(ctx, n); err != nil {
 			klog.V(2).InfoS("Failed to update image cache after a concurrent change", "name", n, "err", err)
@@ -211,7 +217,8 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		}
 	}
 	adopted := false
-	w := s.newWrites() // before the event subscription: nothing to defer
+	w := s.newWrites()
+	defer w.finish(ctx)
 	for _, r := range recs {
 		if r.Labels[ImageLabelKey] != ImageLabelValue {
 			labels := map[string]string{ImageLabelKey: ImageLabelValue}

@@ -190,3 +190,31 @@ func TestStoreApplyDetectsStaleReads(t *testing.T) {
 		t.Errorf("allNames = %v", got)
 	}
 }
+
+func TestStoreInfoByTarget(t *testing.T) {
+	s := testStore()
+	if img, ok := s.infoByTarget(mA); !ok || (img.ID != idA && img.ID != idC) || img.References != nil {
+		t.Errorf("infoByTarget(mA) = %+v, %v", img, ok)
+	}
+	if img, ok := s.infoByTarget(mB); !ok || img.ID != idB {
+		t.Errorf("infoByTarget(mB) = %+v, %v", img, ok)
+	}
+	// Image C's only name moves to mB: mA is image A's alone.
+	s.put("quay.io/x/y:z", Image{ID: idC}, false, mB)
+	for _, n := range []string{idA, "docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"} {
+		s.drop(n)
+		if img, ok := s.infoByTarget(mA); !ok || img.ID != idA {
+			t.Fatalf("after dropping %s: infoByTarget(mA) = %+v, %v", n, img, ok)
+		}
+	}
+	s.drop("docker.io/library/busybox@" + mA)
+	if img, ok := s.infoByTarget(mA); ok {
+		t.Errorf("infoByTarget(mA) with no name left = %+v", img)
+	}
+	if len(s.byTarget) != 1 || len(s.byTarget[mB]) != 2 {
+		t.Errorf("target index %v, want mB -> {B, C}", s.byTarget)
+	}
+	if tg, ok := s.target("registry.k8s.io/pause:3.10"); !ok || tg != mB {
+		t.Errorf("target(pause) = %q, %v", tg, ok)
+	}
+}
