@@ -24,7 +24,8 @@ const ownWriteTTL = 10 * time.Second
 //     someone else's change. When the last write in flight ends, done
 //     attributes one deferred event to each successful write and reports
 //     whether any is left over; the writer then refreshes the name from
-//     containerd after putting its own result into the store;
+//     containerd (in the background) after putting its own result into the
+//     store;
 //   - a successful write whose event was not seen while it was in flight
 //     leaves one pending echo (for ownWriteTTL): the next event for the name
 //     is skipped;

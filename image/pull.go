@@ -179,8 +179,9 @@ type namedImage struct {
 // client.Pull has just written) its names in containerd, ID, repo tag and
 // repo digest, all pointing at the pulled target with labels, and puts them
 // into the cache. The image's facts are worked out once for all names. The
-// cache takes each name as written unless the name changed since version
-// since (then it is read again).
+// cache takes each name as written unless the name changed in the cache
+// after its write began (since: the store version before client.Pull, for
+// the name client.Pull wrote), i.e. concurrently: then it is read again.
 func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Named, pulled images.Image, labels map[string]string, since uint64) (namedImage, error) {
 	ref := named.String()
 	info, err := s.imageInfo(ctx, pulled.Name, pulled.Target, true)
@@ -201,13 +202,15 @@ func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Name
 	}
 	recs := make([]images.Image, len(names))
 	errs := make([]error, len(names))
+	sinces := make([]uint64, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		if name == pulled.Name && hasLabels(pulled, labels) {
-			recs[i] = pulled // as client.Pull wrote it
+			recs[i], sinces[i] = pulled, since // as client.Pull wrote it
 			continue
 		}
 		wg.Go(func() {
+			sinces[i] = s.store.version()
 			recs[i], errs[i] = s.createOrUpdateRecord(ctx, w, name, pulled.Target, labels)
 		})
 	}
@@ -223,7 +226,7 @@ func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Name
 			continue
 		}
 		rec := recs[i]
-		if s.store.apply(name, &info, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String(), since) {
+		if s.store.apply(name, &info, rec.Labels[PinnedLabelKey] == PinnedLabelValue, rec.Target.Digest.String(), sinces[i]) {
 			continue
 		}
 		if err := s.refreshName(ctx, name); err != nil && firstErr == nil {

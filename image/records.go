@@ -40,6 +40,8 @@ func (w *writes) track(name string) func(wrote bool) {
 	}
 }
 
+// finish hands the deferred events to a goroutine, as the watcher would
+// have handled them: the operation does not wait for them.
 func (w *writes) finish(ctx context.Context) {
 	w.mu.Lock()
 	names := w.refresh
@@ -50,12 +52,15 @@ func (w *writes) finish(ctx context.Context) {
 	}
 	// The operation's caller may be gone: the events are still due.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	for _, n := range names {
-		if err := w.s.refreshName(ctx, n); err != nil {
-			klog.V(2).InfoS("Failed to update image cache after a concurrent change", "name", n, "err", err)
+	w.s.background.Go(func() {
+		defer cancel()
+		for _, n := range names {
+			if err := w.s.refreshName(ctx, n); err != nil {
+				klog.V(2).InfoS("Failed to update image cache from event", "name", n, "err", err)
+			}
 		}
-	}
+		w.s.invalidateFsInfo()
+	})
 }
 
 func (w *writes) create(ctx context.Context, rec images.Image) (images.Image, error) {
@@ -252,7 +257,6 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		}
 		return err
 	}
-	since := s.store.version()
 	known := s.store.names(img.ID) // sorted
 	if len(known) == 0 {
 		return nil
@@ -266,8 +270,8 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		errs    []error
-		deleted = map[string]bool{}
-		others  []string // names of the targets the cache does not know
+		deleted = map[string]uint64{} // name -> store version before its deletion
+		others  []string              // names of the targets the cache does not know
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -275,12 +279,13 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 		mu.Unlock()
 	}
 	del := func(n string, opts ...images.DeleteOpt) {
+		since := s.store.version()
 		if err := w.delete(ctx, n, opts...); err != nil && !errdefs.IsNotFound(err) {
 			fail(fmt.Errorf("removing name %q of image %s: %w", n, img.ID, err))
 			return
 		}
 		mu.Lock()
-		deleted[n] = true
+		deleted[n] = since
 		mu.Unlock()
 	}
 	wg.Go(func() {
@@ -313,12 +318,13 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if len(errs) == 0 {
 		del(last, images.SynchronousDelete())
 	}
-	// The cache follows what was deleted, unless a name changed meanwhile
-	// (then it is read again).
+	// The cache follows what was deleted, unless a name changed in the
+	// cache during its deletion (then it is read again).
 	names := append(append([]string(nil), known...), others...)
 	sort.Strings(names)
 	for _, n := range names {
-		if !deleted[n] {
+		since, ok := deleted[n]
+		if !ok {
 			continue
 		}
 		if !s.store.apply(n, nil, false, "", since) {

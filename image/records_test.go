@@ -108,9 +108,7 @@ func TestPullNamesImage(t *testing.T) {
 	id := img.config.Digest.String()
 
 	got := e.pull(t, ctx, ref, img.target)
-	calls := e.calls()
-	calls["Images.Create"]-- // clientPull's
-	wantCalls(t, "first pull", calls, map[string]int{"Images.Create": 2, "Content.ReaderAt": 2})
+	wantCalls(t, "first pull", e.calls(), map[string]int{"Images.Create": 2, "Content.ReaderAt": 2})
 	want := []string{digestRef, ref, id}
 	sort.Strings(want)
 	if got.ID != id || !slices.Equal(got.References, want) || !slices.Equal(got.RepoTags, []string{ref}) ||
@@ -133,10 +131,7 @@ func TestPullNamesImage(t *testing.T) {
 	// Re-pull: client.Pull replaces the record ref; the other names are
 	// read (the cache knows them), not written.
 	again := e.pull(t, ctx, ref, img.target)
-	calls = e.calls()
-	calls["Images.Create"]-- // clientPull's failed create
-	calls["Images.Update"]-- // and its update
-	wantCalls(t, "re-pull", calls, map[string]int{"Images.Get": 2})
+	wantCalls(t, "re-pull", e.calls(), map[string]int{"Images.Get": 2})
 	if !reflect.DeepEqual(again, got) {
 		t.Errorf("re-pulled image = %+v, first %+v", again, got)
 	}
@@ -164,9 +159,7 @@ func TestPullNamesImage(t *testing.T) {
 	// Pulled again (the content is still there): the facts are remembered.
 	e.calls()
 	again = e.pull(t, ctx, ref, img.target)
-	calls = e.calls()
-	calls["Images.Create"]--
-	wantCalls(t, "pull after removal", calls, map[string]int{"Images.Create": 2})
+	wantCalls(t, "pull after removal", e.calls(), map[string]int{"Images.Create": 2})
 	if !reflect.DeepEqual(again, got) {
 		t.Errorf("image pulled after removal = %+v, first %+v", again, got)
 	}
@@ -224,7 +217,6 @@ func TestPullFixesForeignRecords(t *testing.T) {
 
 	got := e.pull(t, ctx, "example.test/a:1", a.target)
 	calls := e.calls()
-	calls["Images.Create"]--
 	// The facts of a's target are known from the foreign ID record.
 	wantCalls(t, "pull over foreign records", calls, map[string]int{"Images.Get": 2, "Images.Update": 2})
 	if got.ID != a.config.Digest.String() || len(got.References) != 3 {
@@ -372,9 +364,14 @@ func TestResync(t *testing.T) {
 	}
 }
 
-// The bookkeeping of pull and remove against a fake containerd. calls/op
-// counts containerd calls (content reads count once here: the daemon's
-// reads are one streaming Read each). With rtt, every call takes that long.
+// The bookkeeping of pull (after client.Pull, whose own calls are not
+// counted) and remove, with the watcher's handling of their events, against
+// a fake containerd. calls/op counts containerd calls (a content read is one
+// call, as the daemon's streaming Read). With rtt, every call takes that
+// long. For comparison, the code before measured against a real containerd
+// (grpc_server_handled_total minus client.Pull's own calls, an image with a
+// single manifest): 50 calls for a first pull's bookkeeping, 20 for a
+// re-pull's, 8 for a removal; now 4, 2 and 4.
 func BenchmarkImageRecords(b *testing.B) {
 	for _, rtt := range []time.Duration{0, 300 * time.Microsecond} {
 		for _, bc := range []struct {
@@ -407,8 +404,10 @@ func BenchmarkImageRecords(b *testing.B) {
 				e := newTestEnv(b, Options{})
 				ctx := testCtx(b)
 				img := makeIndex(b, e.cs, "a")
-				e.pull(b, ctx, "example.test/a:1", img.target)
-				e.deliver(ctx)
+				if bc.name == "repull" {
+					e.pull(b, ctx, "example.test/a:1", img.target)
+					e.deliver(ctx)
+				}
 				e.is.delay, e.cs.delay = rtt, rtt
 				e.calls()
 				b.ResetTimer()

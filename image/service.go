@@ -128,6 +128,8 @@ type Service struct {
 	// own tells the event watcher which image events echo this service's
 	// own writes.
 	own ownWrites
+	// background runs the refreshes for events deferred to an operation.
+	background sync.WaitGroup
 	// downloads limits concurrent layer downloads across all pulls
 	// (MaxConcurrentDownloads), as containerd's CRI does.
 	downloads *semaphore.Weighted

@@ -120,12 +120,14 @@ func (s *store) version() uint64 {
 
 // apply sets name to img (nil: absent) unless name was changed after
 // version since, in which case the caller's containerd read may be stale:
-// it returns false and the caller reads again.
+// it returns false and the caller reads again; unless the name is already
+// as the caller would set it (the change that came meanwhile has the same
+// outcome; any later one updates the cache on its own).
 func (s *store) apply(name string, img *Image, labelPinned bool, target string, since uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.touched[name] > since {
-		return false
+		return s.isLocked(name, img, labelPinned, target)
 	}
 	if img == nil {
 		s.touch(name)
@@ -136,6 +138,21 @@ func (s *store) apply(name string, img *Image, labelPinned bool, target string, 
 	}
 	s.putLocked(name, *img, labelPinned, target)
 	return true
+}
+
+// isLocked reports whether name is cached as img (nil: absent) with target
+// and the pinned label as given.
+func (s *store) isLocked(name string, img *Image, labelPinned bool, target string) bool {
+	id, ok := s.refs[name]
+	if img == nil || !ok {
+		return img == nil && !ok
+	}
+	e, ok := s.images[id]
+	if !ok || id != img.ID || e.names[name] != target {
+		return false
+	}
+	_, pinned := e.pinnedNames[name]
+	return pinned == labelPinned
 }
 
 func (s *store) dropLocked(name, id string) {

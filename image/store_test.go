@@ -166,6 +166,19 @@ func TestStoreApplyDetectsStaleReads(t *testing.T) {
 		t.Fatalf("name resurrected: %v", err)
 	}
 
+	// A stale read agreeing with the newer state is as good as applied.
+	if !s.apply(name, nil, false, "", before) {
+		t.Fatal("stale absence not taken though the name is absent")
+	}
+	s.put(name, img, false, mA)
+	if s.apply(name, &img, true, mA, before) || s.apply(name, &img, false, mB, before) || s.apply(name, &Image{ID: idB}, false, mA, before) {
+		t.Fatal("stale read applied though it differs from the newer state")
+	}
+	if !s.apply(name, &img, false, mA, before) {
+		t.Fatal("stale read equal to the newer state not taken")
+	}
+	s.drop(name)
+
 	// A fresh read applies; absence from a fresh read drops.
 	if !s.apply(name, &img, false, mA, s.version()) {
 		t.Fatal("fresh read not applied")
