@@ -33,6 +33,8 @@ if [[ "$DEMO_POD" != 0 ]]; then
 	for old in $(crictl_ pods --name '^demo$' -q 2>/dev/null); do
 		crictl_ rmp -f "$old" >/dev/null 2>&1 || true
 	done
+	# Its log file too (kubelet would remove a deleted pod's log directory).
+	rm -f "$DEMO_LOG_DIR/busybox.log"
 	cat >"$tmp/pod.json" <<JSON
 {
   "metadata": { "name": "demo", "namespace": "default", "uid": "demo-uid-$$", "attempt": 0 },
