@@ -78,6 +78,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 			_ = os.RemoveAll(rootDir)
 		}
 	}()
+	imageVolumeDir := filepath.Join(rootDir, "volumes")
 	logPath := ""
 	if cfg.GetLogPath() != "" && sbCfg.GetLogDirectory() != "" {
 		logPath = filepath.Join(sbCfg.GetLogDirectory(), cfg.GetLogPath())
@@ -131,7 +132,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		SystemdCgroup:             rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
 		RestrictOOMScoreAdj:       s.restrictOOM,
 		DisableAppArmor:           s.config.DisableAppArmor,
-		ImageVolumeDir:            filepath.Join(rootDir, "volumes"),
+		ImageVolumeDir:            imageVolumeDir,
 		SupportsRecursiveReadOnly: s.handlerFeatures(handler).GetRecursiveReadOnlyMounts(),
 		Annotations:               containerAnnotations(id, cfg.GetMetadata().GetName(), sb.ID, sbCfg, imageName),
 	})
@@ -158,6 +159,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	ctr, err := s.ctrdClient.NewContainer(nctx, id,
 		containerd.WithSnapshotter(s.snapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
+		withImageVolumeContent(spec.ImageVolumes(img.Config, cfg.GetMounts(), imageVolumeDir)),
 		containerd.WithImageName(cimg.Name()),
 		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
 		containerd.WithContainerLabels(map[string]string{

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +44,25 @@ func inMounts(dst string, mounts []*runtimeapi.Mount) bool {
 		}
 	}
 	return false
+}
+
+// ImageVolumes maps each VOLUME of the image config that no CRI mount
+// covers (container path) to the host directory under dir that backs it.
+func ImageVolumes(img ocispec.Image, criMounts []*runtimeapi.Mount, dir string) map[string]string {
+	out := map[string]string{}
+	for v := range img.Config.Volumes {
+		dst := v
+		if !strings.HasPrefix(dst, "/") {
+			dst = filepath.Join("/", dst)
+		}
+		dst = filepath.Clean(dst)
+		if inMounts(dst, criMounts) {
+			continue
+		}
+		sum := sha256.Sum256([]byte(dst))
+		out[dst] = filepath.Join(dir, hex.EncodeToString(sum[:16]))
+	}
+	return out
 }
 
 func fileExists(p string) bool {
@@ -92,22 +112,16 @@ func extraMounts(p ContainerParams, hostIPC bool) []*runtimeapi.Mount {
 		}
 	}
 	if p.ImageVolumeDir != "" {
-		vols := make([]string, 0, len(p.ImageConfig.Config.Volumes))
-		for v := range p.ImageConfig.Config.Volumes {
-			vols = append(vols, v)
+		vols := ImageVolumes(p.ImageConfig, cri, p.ImageVolumeDir)
+		dsts := make([]string, 0, len(vols))
+		for dst := range vols {
+			dsts = append(dsts, dst)
 		}
-		sort.Strings(vols)
-		for _, dst := range vols {
-			if inMounts(dst, cri) {
-				continue
-			}
-			if !strings.HasPrefix(dst, "/") {
-				dst = filepath.Join("/", dst)
-			}
-			sum := sha256.Sum256([]byte(filepath.Clean(dst)))
+		sort.Strings(dsts)
+		for _, dst := range dsts {
 			out = append(out, &runtimeapi.Mount{
 				ContainerPath: dst,
-				HostPath:      filepath.Join(p.ImageVolumeDir, hex.EncodeToString(sum[:16])),
+				HostPath:      vols[dst],
 				UidMappings:   uids,
 				GidMappings:   gids,
 			})
