@@ -462,7 +462,12 @@ func idDirs(dir string, depth int) []string {
 // over the empty one StartDaemon passes).
 func WriteDaemonConfig(t testing.TB, toml string) []string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "cri-containerd.toml")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "cri-containerd.toml")
+	if !strings.Contains(toml, "[runtimes") {
+		// As StartDaemon's own file: runc's state root stays in the test's dirs.
+		toml += fmt.Sprintf("\n[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nroot = %q\n", filepath.Join(dir, "runc"))
+	}
 	if err := os.WriteFile(p, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}

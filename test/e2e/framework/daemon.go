@@ -136,7 +136,9 @@ func StartDaemon(t testing.TB, env StackEnv, opts DaemonOptions) *Daemon {
 
 func (d *Daemon) args() []string {
 	cfg := filepath.Join(d.Dir, "config.toml")
-	_ = os.WriteFile(cfg, nil, 0o644)
+	// runc's state root inside the test's directory, so nothing is left
+	// under the default /run/containerd/runc/<namespace>.
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nroot = %q\n", filepath.Join(d.Dir, "runc"))), 0o644)
 	a := []string{
 		"--config", cfg,
 		"--socket-path", d.Socket,
