@@ -46,10 +46,12 @@ func (s *Service) handleContainerExit(ctx context.Context, id string, pid, code 
 }
 
 func (s *Service) recordExit(c *container.Container, code int32, at time.Time, reason, message string) {
+	recorded := false
 	err := c.Update(func(st *container.Status) error {
 		if st.FinishedAt != 0 {
 			return nil
 		}
+		recorded = true
 		st.Pid = 0
 		st.FinishedAt = at.UnixNano()
 		if st.StartedAt == 0 {
@@ -64,6 +66,9 @@ func (s *Service) recordExit(c *container.Container, code int32, at time.Time, r
 	if err != nil {
 		klog.ErrorS(err, "Recording container exit", "containerID", c.ID)
 		return
+	}
+	if !recorded {
+		return // another handler recorded this exit first
 	}
 	if c.IO != nil {
 		c.IO.Close()

@@ -83,7 +83,10 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 			s.handleSandboxExit(ctx, sb, ev.ExitStatus, at)
 			return
 		}
-		s.handleContainerExit(ctx, ev.ContainerID, ev.Pid, ev.ExitStatus, at)
+		// Recording an exit waits for the container's output to drain (up to
+		// ioDrainTimeout): do it aside so one slow container does not hold
+		// up the exits of others (a pod stop kills them all at once).
+		go s.handleContainerExit(ctx, ev.ContainerID, ev.Pid, ev.ExitStatus, at)
 	case *eventtypes.TaskOOM:
 		s.handleContainerOOM(ctx, ev.ContainerID)
 	}
