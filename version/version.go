@@ -1,11 +1,15 @@
-// Package version carries the build's version, set with -ldflags.
+// Package version carries the build's version.
 package version
 
+import "runtime/debug"
+
 var (
-	// Version is the cri-containerd release, overridden at build time.
+	// Version is the cri-containerd release; override with
+	// -ldflags "-X github.com/cri-containerd/cri-containerd/version.Version=...".
 	Version = "v0.1.0-dev"
-	// Revision is the VCS revision, overridden at build time.
-	Revision = ""
+	// Revision is the VCS revision; by default the one the Go toolchain
+	// stamped into the binary (empty outside a git checkout).
+	Revision = vcsRevision()
 )
 
 const (
@@ -14,3 +18,28 @@ const (
 	// CRIVersion is the CRI API version served.
 	CRIVersion = "v1"
 )
+
+func vcsRevision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
