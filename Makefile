@@ -12,7 +12,8 @@ all: build
 ## build: compile the daemon into _output/cri-containerd
 build:
 	@mkdir -p $(OUTPUT_DIR)
-	$(GO) build -o $(BIN) ./cmd/cri-containerd
+	$(GO) build -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=$$(git rev-parse --short=12 HEAD 2>/dev/null)" \
+		-o $(BIN) ./cmd/cri-containerd
 
 ## up: install deps, start containerd + registry (+ test images) + cri-containerd, run the demo
 up:

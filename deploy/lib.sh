@@ -356,7 +356,10 @@ pull-image-on-create: false
 build_daemon() {
 	log "building cri-containerd -> $CRI_CONTAINERD_BIN"
 	mkdir -p "$(dirname "$CRI_CONTAINERD_BIN")"
-	(cd "$REPO_ROOT" && go build -o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd) ||
+	local rev
+	rev="$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)"
+	(cd "$REPO_ROOT" && go build -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=${rev}" \
+		-o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd) ||
 		die "building cri-containerd failed (hack/up.sh --no-daemon brings up the rest)"
 }
 

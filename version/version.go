@@ -7,9 +7,9 @@ var (
 	// Version is the cri-containerd release; override with
 	// -ldflags "-X github.com/cri-containerd/cri-containerd/version.Version=...".
 	Version = "v0.1.0-dev"
-	// Revision is the VCS revision; by default the one the Go toolchain
-	// stamped into the binary (empty outside a git checkout).
-	Revision = vcsRevision()
+	// Revision is the VCS revision, set with -ldflags "-X ...version.Revision=..."
+	// (deploy/lib.sh and the Makefile do); see Rev.
+	Revision = ""
 )
 
 const (
@@ -18,6 +18,15 @@ const (
 	// CRIVersion is the CRI API version served.
 	CRIVersion = "v1"
 )
+
+// Rev returns Revision, or else the revision the Go toolchain stamped into
+// the binary (builds with -buildvcs), or "".
+func Rev() string {
+	if Revision != "" {
+		return Revision
+	}
+	return vcsRevision()
+}
 
 func vcsRevision() string {
 	bi, ok := debug.ReadBuildInfo()

@@ -44,8 +44,8 @@ func run(args []string) error {
 		switch {
 		case rest[0] == "version":
 			fmt.Printf("%s %s (CRI %s)", version.RuntimeName, version.Version, version.CRIVersion)
-			if version.Revision != "" {
-				fmt.Printf(" revision %s", version.Revision)
+			if rev := version.Rev(); rev != "" {
+				fmt.Printf(" revision %s", rev)
 			}
 			fmt.Println()
 			return nil
@@ -76,7 +76,7 @@ func run(args []string) error {
 func serve(cfg config.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	klog.InfoS("Starting cri-containerd", "version", version.Version, "socket", cfg.SocketPath, "containerd", cfg.ContainerdEndpoint)
+	klog.InfoS("Starting cri-containerd", "version", version.Version, "revision", version.Rev(), "socket", cfg.SocketPath, "containerd", cfg.ContainerdEndpoint)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
