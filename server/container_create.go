@@ -152,11 +152,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		StopSignal: stopSignal,
 		CreatedAt:  time.Now().UnixNano(),
 	}
-	// The client releases its temporary lease with this context: keep it
-	// alive even if the caller gives up, so no lease is left behind.
-	nctx, ncancel := cleanupCtx(ctx)
-	defer ncancel()
-	ctr, err := s.ctrdClient.NewContainer(nctx, id,
+	ctr, err := s.newContainerdContainer(ctx, id,
 		containerd.WithSnapshotter(s.snapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		withImageVolumeContent(spec.ImageVolumes(img.Config, cfg.GetMounts(), imageVolumeDir)),
@@ -174,11 +170,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := cleanupCtx(ctx)
-			defer cancel()
-			if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-				log.Error(err, "Rollback: deleting containerd container")
-			}
+			rollbackContainerdContainer(ctx, ctr, log)
 		}
 	}()
 	if ociSpec, err := ctr.Spec(ctx); err == nil && ociSpec.Process != nil {

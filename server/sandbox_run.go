@@ -152,13 +152,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err != nil {
 		return nil, fmt.Errorf("generating sandbox spec: %w", err)
 	}
-	snapshotter := s.snapshotterFor(rt)
-	// The client releases its temporary lease with this context: keep it
-	// alive even if the caller gives up, so no lease is left behind.
-	nctx, ncancel := cleanupCtx(ctx)
-	defer ncancel()
-	ctr, err := s.ctrdClient.NewContainer(nctx, id,
-		containerd.WithSnapshotter(snapshotter),
+	ctr, err := s.newContainerdContainer(ctx, id,
+		containerd.WithSnapshotter(s.snapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),
 		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
@@ -171,11 +166,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := cleanupCtx(ctx)
-			defer cancel()
-			if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-				log.Error(err, "Rollback: deleting containerd container")
-			}
+			rollbackContainerdContainer(ctx, ctr, log)
 		}
 	}()
 
@@ -343,6 +334,25 @@ func updateExtension(name string, v any) containerd.UpdateContainerOpts {
 		}
 		c.Extensions[name] = a
 		return nil
+	}
+}
+
+// newContainerdContainer creates a containerd container. The client releases
+// its temporary lease with the context it is given: keep that alive even if
+// the caller gives up, so no lease is left behind.
+func (s *Service) newContainerdContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
+	nctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	return s.ctrdClient.NewContainer(nctx, id, opts...)
+}
+
+// rollbackContainerdContainer deletes a container (and its snapshot) that a
+// failed create made.
+func rollbackContainerdContainer(ctx context.Context, ctr containerd.Container, log klog.Logger) {
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		log.Error(err, "Rollback: deleting containerd container")
 	}
 }
 
