@@ -129,7 +129,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		ResolvConfPath:            paths.ResolvConfPath(),
 		ShmPath:                   shmPath,
 		CgroupParent:              sbCfg.GetLinux().GetCgroupParent(),
-		SystemdCgroup:             rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
+		SystemdCgroup:             systemdCgroup(rt, s.config),
 		RestrictOOMScoreAdj:       s.restrictOOM,
 		DisableAppArmor:           s.config.DisableAppArmor,
 		ImageVolumeDir:            imageVolumeDir,

@@ -142,12 +142,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		ResolvConfPath:          paths.ResolvConfPath(),
 		ShmPath:                 shmPath,
 		CgroupParent:            cfg.GetLinux().GetCgroupParent(),
-		SystemdCgroup:           rt.SystemdCgroup || s.config.CgroupDriver == "systemd",
+		SystemdCgroup:           systemdCgroup(rt, s.config),
 		RestrictOOMScoreAdj:     s.restrictOOM,
 		EnableUnprivilegedPorts: s.config.EnableUnprivilegedPorts,
 		EnableUnprivilegedICMP:  s.config.EnableUnprivilegedICMP,
 		ImageName:               s.config.SandboxImage,
-		Annotations:             sandboxAnnotations(id, cfg, s.config.SandboxImage),
+		Annotations:             sandboxAnnotations(id, cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("generating sandbox spec: %w", err)
@@ -157,7 +157,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),
 		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
-		containerd.WithContainerLabels(sandboxLabels(cfg)),
+		containerd.WithContainerLabels(map[string]string{sandbox.LabelKind: sandbox.KindSandbox}),
 		containerd.WithContainerExtension(sandbox.MetadataExtension, &md),
 		containerd.WithNewSpec(specOpts...),
 	)
@@ -212,7 +212,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	// 5. The pause task.
 	sb := sandbox.New(md)
 	sb.Container = ctr
-	task, err := ctr.NewTask(ctx, cio.NullIO, s.taskOpts(cfg.GetLinux().GetCgroupParent())...)
+	task, err := ctr.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		return nil, fmt.Errorf("creating pause task: %w", err)
 	}
@@ -286,12 +286,13 @@ func runcOptions(rt config.Runtime, cfg config.Config) *runcoptions.Options {
 	return &runcoptions.Options{
 		BinaryName:    rt.BinaryName,
 		Root:          rt.Root,
-		SystemdCgroup: rt.SystemdCgroup || cfg.CgroupDriver == "systemd",
+		SystemdCgroup: systemdCgroup(rt, cfg),
 	}
 }
 
-func (s *Service) taskOpts(cgroupParent string) []containerd.NewTaskOpts {
-	return nil
+// systemdCgroup tells whether a runtime handler uses the systemd cgroup driver.
+func systemdCgroup(rt config.Runtime, cfg config.Config) bool {
+	return rt.SystemdCgroup || cfg.CgroupDriver == "systemd"
 }
 
 // sandboxName is the unique CRI name of a pod sandbox.
@@ -307,11 +308,7 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func sandboxLabels(cfg *runtimeapi.PodSandboxConfig) map[string]string {
-	return map[string]string{sandbox.LabelKind: sandbox.KindSandbox}
-}
-
-func sandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig, _ string) map[string]string {
+func sandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig) map[string]string {
 	return map[string]string{
 		"io.kubernetes.cri.container-type":        "sandbox",
 		"io.kubernetes.cri.sandbox-id":            id,
