@@ -50,6 +50,25 @@ type Config struct {
 	// StreamIdleTimeout closes idle exec/attach/port-forward streams.
 	StreamIdleTimeout Duration `toml:"stream_idle_timeout" json:"streamIdleTimeout"`
 	MetricsAddr       string   `toml:"metrics_addr" json:"metricsAddr"`
+	// PprofAddr serves /debug/pprof on its own listener (a TCP address or
+	// unix:///path); empty disables it. It is never on the metrics listener.
+	PprofAddr string `toml:"pprof_addr" json:"pprofAddr"`
+	// SocketGroup is the group (name or numeric gid) owning the CRI socket,
+	// which is created with mode 0660; empty keeps the daemon's group.
+	SocketGroup string `toml:"socket_group" json:"socketGroup"`
+	// EnableTLSStreaming serves exec/attach/port-forward over TLS: with
+	// StreamTLSCert/StreamTLSKey when set, else a self-signed pair made at start.
+	EnableTLSStreaming bool   `toml:"enable_tls_streaming" json:"enableTLSStreaming"`
+	StreamTLSCert      string `toml:"stream_tls_cert" json:"streamTLSCert,omitempty"`
+	StreamTLSKey       string `toml:"stream_tls_key" json:"streamTLSKey,omitempty"`
+	// ShutdownTimeout bounds a graceful stop (SIGTERM/SIGINT): in-flight RPCs
+	// and event streams are ended when it expires.
+	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdownTimeout"`
+	// RecoveryTimeout bounds the recovery of one sandbox or container at start
+	// (a hung shim does not block the daemon); RecoveryConcurrency bounds how
+	// many objects are recovered at once.
+	RecoveryTimeout     Duration `toml:"recovery_timeout" json:"recoveryTimeout"`
+	RecoveryConcurrency int      `toml:"recovery_concurrency" json:"recoveryConcurrency"`
 
 	// RestrictOOMScoreAdj clamps every container's oom_score_adj to no lower
 	// than the daemon's own: "auto" (when the daemon cannot lower its own
@@ -116,6 +135,9 @@ func Default() Config {
 		StreamPort:               "10010",
 		StreamIdleTimeout:        Duration{4 * time.Hour},
 		MetricsAddr:              "127.0.0.1:10011",
+		ShutdownTimeout:          Duration{10 * time.Second},
+		RecoveryTimeout:          Duration{30 * time.Second},
+		RecoveryConcurrency:      8,
 		RestrictOOMScoreAdj:      "auto",
 		ImagePullProgressTimeout: Duration{5 * time.Minute},
 		MaxConcurrentDownloads:   3,
@@ -204,6 +226,15 @@ func (c *Config) Validate() error {
 		if r.Type == "" {
 			errs = append(errs, fmt.Errorf("runtimes.%s.runtime_type must not be empty", name))
 		}
+	}
+	if c.RecoveryConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("recovery_concurrency must be at least 1"))
+	}
+	if c.ShutdownTimeout.Duration < 0 || c.RecoveryTimeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_timeout must not be negative and recovery_timeout must be positive"))
+	}
+	if (c.StreamTLSCert == "") != (c.StreamTLSKey == "") {
+		errs = append(errs, fmt.Errorf("stream_tls_cert and stream_tls_key must be set together"))
 	}
 	if c.MaxConcurrentDownloads < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_downloads must be at least 1"))
