@@ -353,12 +353,15 @@ pull-image-on-create: false
 # ---------------------------------------------------------------------------
 # cri-containerd
 
+# build_daemon: go build the daemon; CRI_CONTAINERD_RACE=1 builds it with the
+# race detector (hack/test.sh does, so e2e and critest run a -race daemon).
 build_daemon() {
-	log "building cri-containerd -> $CRI_CONTAINERD_BIN"
+	local rev race=()
+	[[ "${CRI_CONTAINERD_RACE:-0}" == 1 ]] && race=(-race)
+	log "building cri-containerd ${race[*]} -> $CRI_CONTAINERD_BIN"
 	mkdir -p "$(dirname "$CRI_CONTAINERD_BIN")"
-	local rev
 	rev="$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)"
-	(cd "$REPO_ROOT" && go build -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=${rev}" \
+	(cd "$REPO_ROOT" && go build "${race[@]}" -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=${rev}" \
 		-o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd) ||
 		die "building cri-containerd failed (hack/up.sh --no-daemon brings up the rest)"
 }

@@ -45,13 +45,19 @@ unit() {
 	local pkgs
 	pkgs="$(go list ./... | grep -v '/test/e2e' || true)"
 	if [[ -n "$pkgs" ]]; then
-		log "unit tests"
+		log "unit tests (-race)"
 		# shellcheck disable=SC2086 # one package per word
-		go test -count=1 $pkgs
+		go test -race -count=1 $pkgs
 	fi
 }
 
+# The stack's daemon (and every private daemon the e2e tests start) is built
+# with the race detector; races it reports fail the run (check_races).
+export CRI_CONTAINERD_RACE="${CRI_CONTAINERD_RACE:-1}"
+RACE_LOG_MARK=0
+
 stack() {
+	RACE_LOG_MARK="$(wc -l <"${STACK_LOG_DIR}/cri-containerd.log" 2>/dev/null || echo 0)"
 	stack_up --with-daemon
 	set -a
 	# shellcheck disable=SC1090
@@ -64,16 +70,30 @@ e2e() {
 	go test -v -count=1 -timeout 30m ./test/e2e/...
 }
 
+# check_races: the stack daemon's log since this run's stack() must hold no
+# race report.
+check_races() {
+	local f="${STACK_LOG_DIR}/cri-containerd.log"
+	[[ -f "$f" ]] || return 0
+	if tail -n "+$((RACE_LOG_MARK + 1))" "$f" | grep -q 'WARNING: DATA RACE'; then
+		log "the stack daemon reported a data race (see $f):"
+		tail -n "+$((RACE_LOG_MARK + 1))" "$f" | grep -A40 -m1 'WARNING: DATA RACE' >&2
+		return 1
+	fi
+}
+
 rc=0
 case "$what" in
 unit) unit ;;
 e2e)
 	stack
 	e2e || rc=$?
+	check_races || rc=1
 	;;
 critest)
 	stack
 	"${REPO_ROOT}/hack/critest.sh" || rc=$?
+	check_races || rc=1
 	;;
 all)
 	unit
@@ -81,6 +101,7 @@ all)
 	"${REPO_ROOT}/hack/verify-images.sh" || { rc=$?; log "image smoke test FAILED"; }
 	e2e || { rc=$?; log "e2e tests FAILED"; }
 	"${REPO_ROOT}/hack/critest.sh" || { rc=$?; log "critest FAILED"; }
+	check_races || { rc=1; log "race check FAILED"; }
 	;;
 *) die "usage: $0 [all|unit|e2e|critest]" ;;
 esac

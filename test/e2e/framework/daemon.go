@@ -77,7 +77,11 @@ func DaemonBinary(t testing.TB, env StackEnv) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "cri-containerd")
-		cmd := exec.Command("go", "build", "-o", builtBin, "./cmd/cri-containerd")
+		args := []string{"build", "-o", builtBin}
+		if os.Getenv("CRI_CONTAINERD_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/cri-containerd")...)
 		cmd.Dir = RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -118,6 +122,7 @@ func StartDaemon(t testing.TB, env StackEnv, opts DaemonOptions) *Daemon {
 	d.Endpoint = "unix://" + d.Socket
 	t.Cleanup(func() {
 		d.Stop()
+		d.CheckRaces()
 		if ownNS {
 			CleanupNamespace(t, env.ContainerdAddress, opts.Namespace)
 		}
@@ -254,6 +259,19 @@ func (d *Daemon) RuntimeClient() runtimeapi.RuntimeServiceClient {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return runtimeapi.NewRuntimeServiceClient(d.conn)
+}
+
+// CheckRaces fails the test when the daemon (built with -race) reported a
+// data race in its log: the race detector only warns, the daemon goes on.
+func (d *Daemon) CheckRaces() {
+	b, err := os.ReadFile(d.LogPath())
+	if err != nil {
+		return
+	}
+	if i := strings.Index(string(b), "WARNING: DATA RACE"); i >= 0 {
+		end := min(len(b), i+6000)
+		d.t.Errorf("the daemon reported a data race (%s):\n%s", d.LogPath(), b[i:end])
+	}
 }
 
 // DumpLog writes the tail of the daemon log to the test log.
