@@ -52,6 +52,9 @@ type Config struct {
 	MaxLineSize int
 	// Clock stamps the log records (default: real time).
 	Clock clock.PassiveClock
+	// LogErrors counts and reports the log records that could not be
+	// written (nil: only logged).
+	LogErrors *LogErrorReporter
 	// AttachBufferSize is how many bytes of one stream may be queued for one
 	// attached client before it is detached (default DefaultAttachBufferSize).
 	AttachBufferSize int
@@ -294,10 +297,11 @@ func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
 	c.stdinMu.Unlock()
 
 	var wg sync.WaitGroup
+	logErrs := c.cfg.LogErrors.ForContainer(c.cfg.ID)
 	pipe := func(r io.ReadCloser, stream runtimeapi.LogStreamType, b *broadcaster) {
 		var logger *CRILogger
 		if logFile != nil {
-			logger = NewCRILogger(logFile, stream, c.cfg.MaxLineSize, WithClock(c.clock))
+			logger = NewCRILogger(logFile, stream, c.cfg.MaxLineSize, WithClock(c.clock), WithWriteErrors(logErrs))
 		}
 		wg.Go(func() { c.pipe(r, stream, logger, b) })
 	}

@@ -541,3 +541,25 @@ func TestContainerIOMissingLogDir(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegressionLogWriteErrorsDroppedFullDisk: a container whose log file is
+// on a full file system (/dev/full fails every write with ENOSPC) keeps
+// running, and every record it loses is counted in the daemon's counter.
+func TestRegressionLogWriteErrorsDroppedFullDisk(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	counter := &countingCounter{}
+	tc := newTestContainer(t, func(c *Config) {
+		c.LogPath = "/dev/full"
+		c.LogErrors = &LogErrorReporter{Counter: counter}
+	})
+	c, shim := tc.start(t)
+	shim.write(shim.stdoutW, "one\ntwo\n")
+	shim.write(shim.stderrW, "three\n")
+	shim.closeOutputs()
+	waitChan(t, "output done", c.Done())
+	if got := counter.value(); got != 3 {
+		t.Fatalf("counter = %d after 3 records to a full disk, want 3", got)
+	}
+}

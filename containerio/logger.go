@@ -15,6 +15,83 @@ import (
 // TimestampFormat is the timestamp format of CRI log records.
 const TimestampFormat = time.RFC3339Nano
 
+// DefaultLogErrorInterval is how often, at most, the log write errors of one
+// container are logged.
+const DefaultLogErrorInterval = time.Minute
+
+// Counter is the part of a Prometheus counter the log writer uses.
+type Counter interface{ Inc() }
+
+// LogErrorReporter accounts the container log records that could not be
+// written (a full or failing disk): each one increments Counter, and each
+// container logs its errors at most once per Interval, with the number of
+// records dropped since its previous report. It is configured once by the
+// daemon and shared by every container; a nil *LogErrorReporter only logs.
+type LogErrorReporter struct {
+	// Counter counts every record that could not be written; nil: none.
+	Counter Counter
+	// Interval is the minimum time between two reports of one container;
+	// <= 0 means DefaultLogErrorInterval.
+	Interval time.Duration
+	// Clock decides the intervals (default: real time).
+	Clock clock.PassiveClock
+	// Logger receives the reports; the zero Logger means klog.
+	Logger klog.Logger
+}
+
+// ForContainer returns the error accounting of one container, to share
+// between its stdout and stderr loggers ([WithWriteErrors]).
+func (r *LogErrorReporter) ForContainer(id string) *ContainerLogErrors {
+	e := &ContainerLogErrors{id: id, interval: DefaultLogErrorInterval, clock: clock.RealClock{}, logger: klog.Background()}
+	if r == nil {
+		return e
+	}
+	e.counter = r.Counter
+	if r.Interval > 0 {
+		e.interval = r.Interval
+	}
+	if r.Clock != nil {
+		e.clock = r.Clock
+	}
+	if r.Logger.GetSink() != nil {
+		e.logger = r.Logger
+	}
+	return e
+}
+
+// ContainerLogErrors counts and rate-limits the log write errors of one
+// container. It is safe for concurrent use.
+type ContainerLogErrors struct {
+	id       string
+	counter  Counter
+	interval time.Duration
+	clock    clock.PassiveClock
+	logger   klog.Logger
+
+	mu         sync.Mutex
+	reported   bool      // an error was reported already
+	lastReport time.Time // when
+	dropped    int       // records dropped since the last report
+}
+
+func (e *ContainerLogErrors) report(stream runtimeapi.LogStreamType, err error) {
+	if e.counter != nil {
+		e.counter.Inc()
+	}
+	e.mu.Lock()
+	e.dropped++
+	now := e.clock.Now()
+	if e.reported && now.Sub(e.lastReport) < e.interval {
+		e.mu.Unlock()
+		return
+	}
+	dropped := e.dropped
+	e.reported, e.lastReport, e.dropped = true, now, 0
+	e.mu.Unlock()
+	e.logger.Error(err, "Failed to write container log records, dropping them", "containerID", e.id,
+		"stream", stream, "droppedRecords", dropped, "reportInterval", e.interval)
+}
+
 // CRILogger formats one output stream (stdout or stderr) of a container into
 // CRI log records written to a sink. It is an io.WriteCloser; Write never
 // fails because of the sink (errors are logged and the record is dropped) so
@@ -35,7 +112,7 @@ type CRILogger struct {
 	pending []byte // bytes of the current line not yet written (never contains '\n')
 	record  []byte // reusable record buffer
 	closed  bool
-	failing bool // the last sink Write failed (to log once per failure period)
+	errs    *ContainerLogErrors // counts and reports sink errors
 }
 
 // LoggerOption customizes a CRILogger.
@@ -46,6 +123,17 @@ func WithClock(c clock.PassiveClock) LoggerOption {
 	return func(l *CRILogger) {
 		if c != nil {
 			l.clock = c
+		}
+	}
+}
+
+// WithWriteErrors makes the logger account its sink errors in errs (shared by
+// the loggers of one container). Without it, errors are only logged, at most
+// once per DefaultLogErrorInterval.
+func WithWriteErrors(errs *ContainerLogErrors) LoggerOption {
+	return func(l *CRILogger) {
+		if errs != nil {
+			l.errs = errs
 		}
 	}
 }
@@ -65,6 +153,9 @@ func NewCRILogger(sink io.Writer, stream runtimeapi.LogStreamType, maxLineSize i
 	}
 	for _, o := range opts {
 		o(l)
+	}
+	if l.errs == nil {
+		l.errs = (*LogErrorReporter)(nil).ForContainer("")
 	}
 	return l
 }
@@ -167,15 +258,7 @@ func (l *CRILogger) writeRecord(tag runtimeapi.LogTag, content []byte) {
 	r = append(r, '\n')
 	l.record = r
 	if _, err := l.sink.Write(r); err != nil {
-		if !l.failing {
-			klog.ErrorS(err, "Failed to write container log record, dropping records until the log is writable again", "stream", l.stream)
-			l.failing = true
-		}
-		return
-	}
-	if l.failing {
-		klog.InfoS("Container log is writable again", "stream", l.stream)
-		l.failing = false
+		l.errs.report(l.stream, err)
 	}
 }
 

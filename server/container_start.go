@@ -117,5 +117,6 @@ func (s *Service) newContainerIO(c *container.Container) (*containerio.Container
 		StdinOnce:   c.Config.GetStdinOnce(),
 		Tty:         c.Config.GetTty(),
 		MaxLineSize: s.config.MaxContainerLogLineSize,
+		LogErrors:   s.metrics.logErrors,
 	})
 }

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/containerio"
 )
 
 // Metrics holds the per-RPC Prometheus collectors.
@@ -17,6 +19,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
 	cniOps   *prometheus.HistogramVec
+	// logErrors counts (cri_containerd_container_log_write_errors_total)
+	// and rate-limits the reports of container log records that could not
+	// be written.
+	logErrors *containerio.LogErrorReporter
 }
 
 // NewMetrics registers the RPC collectors in reg.
@@ -41,7 +47,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "CNI setup/teardown latency, by operation and result.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"operation", "result"})
-	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps)
+	logWriteErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cri_containerd_container_log_write_errors_total",
+		Help: "Container log records dropped because the log file could not be written (e.g. a full disk).",
+	})
+	m.logErrors = &containerio.LogErrorReporter{Counter: logWriteErrors}
+	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors)
 	return m
 }
 
