@@ -17,7 +17,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/atomicfile"
 	"github.com/cri-containerd/cri-containerd/containerio"
 )
 
@@ -101,7 +103,7 @@ type Container struct {
 
 // New returns a container whose status is checkpointed under dir.
 func New(md Metadata, dir string, st Status) *Container {
-	c := &Container{Metadata: md, statusPath: filepath.Join(dir, "status"), status: st, stopped: make(chan struct{})}
+	c := &Container{Metadata: md, statusPath: filepath.Join(dir, statusFile), status: st, stopped: make(chan struct{})}
 	if st.FinishedAt != 0 {
 		close(c.stopped)
 	}
@@ -152,27 +154,32 @@ func (c *Container) UpdateMemory(f func(*Status)) {
 	f(&c.status)
 }
 
+// writeStatus checkpoints st at path atomically and durably: a crash at any
+// moment leaves the previous checkpoint or this one, never a torn file.
 func writeStatus(path string, st Status) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("marshalling container status: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("creating container dir: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("writing container status: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("writing container status: %w", err)
 	}
 	return nil
 }
 
+// statusFile is the name of the checkpoint in a container's directory.
+const statusFile = "status"
+
 // LoadStatus reads a checkpointed status; a missing file gives ok=false.
+// Temporary files a crash left behind while checkpointing are removed.
 func LoadStatus(dir string) (Status, bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err := atomicfile.RemoveTemps(dir, statusFile); err != nil {
+		klog.ErrorS(err, "Removing leftover temporary status files", "dir", dir)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, statusFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return Status{}, false, nil

@@ -2,12 +2,19 @@ package container
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/atomicfile"
 )
 
 func TestStatusState(t *testing.T) {
@@ -62,6 +69,93 @@ func TestStatusCheckpoint(t *testing.T) {
 	}
 	if _, ok, err := LoadStatus(filepath.Join(t.TempDir(), "none")); ok || err != nil {
 		t.Fatalf("missing status: ok=%v err=%v", ok, err)
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestRegressionStatusCheckpointTornWrite: a checkpoint whose write fails
+// after part of the data reached the disk (here: the file size limit, as a
+// full disk would) and the debris of a daemon killed in the middle of a
+// checkpoint both leave the previous status readable, and no torn status
+// file ever exists.
+func TestRegressionStatusCheckpointTornWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c1")
+	c := New(Metadata{ID: "c1"}, dir, Status{CreatedAt: 1})
+	if err := c.Update(func(st *Status) error { st.StartedAt = 2; st.Pid = 42; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	prev := c.Status()
+	onDisk, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The write of the next checkpoint fails half way.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	small := lim
+	small.Cur = uint64(len(onDisk)) + 16
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
+		t.Skipf("cannot lower the file size limit: %v", err)
+	}
+	err = c.Update(func(st *Status) error {
+		st.FinishedAt = 3
+		st.ExitCode = 137
+		st.Message = strings.Repeat("x", 4096)
+		return nil
+	})
+	if rerr := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		t.Fatal("a checkpoint larger than the file size limit was written")
+	}
+	if got := c.Status(); got != prev {
+		t.Errorf("in-memory status changed by a failed checkpoint: %+v", got)
+	}
+	st, ok, err := LoadStatus(dir)
+	if err != nil || !ok || st != prev {
+		t.Fatalf("after a failed checkpoint LoadStatus = %+v, %v, %v; want %+v", st, ok, err, prev)
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, []string{"status"}) {
+		t.Errorf("a failed checkpoint left %v", got)
+	}
+
+	// A daemon killed while writing leaves a partial temporary file.
+	next := prev
+	next.FinishedAt, next.ExitCode = 3, 137
+	b, _ := json.Marshal(next)
+	debris := filepath.Join(dir, atomicfile.TempPrefix+"status.1234")
+	if err := os.WriteFile(debris, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, ok, err = LoadStatus(dir)
+	if err != nil || !ok || st != prev {
+		t.Fatalf("with crash debris LoadStatus = %+v, %v, %v; want %+v", st, ok, err, prev)
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, []string{"status"}) {
+		t.Errorf("crash debris not removed: %v", got)
+	}
+	// And the next checkpoint works.
+	if err := c.Update(func(st *Status) error { st.FinishedAt = 3; st.ExitCode = 137; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := LoadStatus(dir); st.ExitCode != 137 {
+		t.Errorf("status after recovery from a failed write: %+v", st)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/atomicfile"
 )
 
 // Paths are the per-sandbox directories and files the daemon owns.
@@ -67,11 +69,17 @@ type HostFiles struct {
 // DefaultHostFiles reads the real host files.
 var DefaultHostFiles = HostFiles{Hosts: "/etc/hosts", ResolvConf: "/etc/resolv.conf", Hostname: os.Hostname}
 
+// podFileMode is the mode of the pod files: every container user reads them.
+const podFileMode = 0o644
+
 // WriteFiles writes hostname, hosts and resolv.conf for a pod:
 // hostname from the config (the node's when empty); hosts copied from the
-// host; resolv.conf from DNSConfig, or the host's when none is given.
+// host; resolv.conf from DNSConfig, or the host's when none is given. Each
+// file is replaced atomically and durably (a crash never leaves a torn one,
+// and a container that has one mounted keeps its complete content), with
+// mode 0644 whatever the daemon's umask.
 func WriteFiles(p Paths, cfg *runtimeapi.PodSandboxConfig, host HostFiles) error {
-	if err := os.MkdirAll(p.RootDir, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(p.RootDir, 0o755); err != nil {
 		return fmt.Errorf("creating sandbox dir: %w", err)
 	}
 	hostname := cfg.GetHostname()
@@ -82,14 +90,14 @@ func WriteFiles(p Paths, cfg *runtimeapi.PodSandboxConfig, host HostFiles) error
 		}
 		hostname = h
 	}
-	if err := os.WriteFile(p.HostnamePath(), []byte(hostname+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(p.HostnamePath(), []byte(hostname+"\n"), podFileMode); err != nil {
 		return fmt.Errorf("writing hostname: %w", err)
 	}
 	hosts, err := os.ReadFile(host.Hosts)
 	if err != nil {
 		hosts = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	}
-	if err := os.WriteFile(p.HostsPath(), hosts, 0o644); err != nil {
+	if err := atomicfile.WriteFile(p.HostsPath(), hosts, podFileMode); err != nil {
 		return fmt.Errorf("writing hosts: %w", err)
 	}
 	var resolv []byte
@@ -98,7 +106,7 @@ func WriteFiles(p Paths, cfg *runtimeapi.PodSandboxConfig, host HostFiles) error
 	} else if resolv, err = os.ReadFile(host.ResolvConf); err != nil {
 		resolv = nil
 	}
-	if err := os.WriteFile(p.ResolvConfPath(), resolv, 0o644); err != nil {
+	if err := atomicfile.WriteFile(p.ResolvConfPath(), resolv, podFileMode); err != nil {
 		return fmt.Errorf("writing resolv.conf: %w", err)
 	}
 	return nil

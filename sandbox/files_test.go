@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +52,69 @@ func TestWriteFiles(t *testing.T) {
 			check(p.ResolvConfPath(), tc.wantResolv)
 			check(p.HostsPath(), "127.0.0.1 localhost node1\n")
 		})
+	}
+}
+
+// TestRegressionPodFilesNotAtomic: pod files used to be written in place
+// (truncate, then write) with a mode narrowed by the daemon's umask. Now a
+// rewrite replaces each file whole: a reader of the previous file (a
+// container has it bind-mounted by inode) never sees it truncated or torn,
+// no temporary file is left, and the mode is 0644 even under umask 077, so
+// non-root container users can read /etc/hosts and /etc/resolv.conf.
+func TestRegressionPodFilesNotAtomic(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	hostsFile := filepath.Join(dir, "host-hosts")
+	if err := os.WriteFile(hostsFile, []byte("127.0.0.1 localhost node1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := HostFiles{Hosts: hostsFile, ResolvConf: filepath.Join(dir, "none"), Hostname: func() (string, error) { return "node1", nil }}
+	p := PathsFor(filepath.Join(dir, "root"), filepath.Join(dir, "state"), "abc")
+	cfg := &runtimeapi.PodSandboxConfig{Hostname: "first-hostname-that-is-long", DnsConfig: &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}}}
+	if err := WriteFiles(p, cfg, host); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{p.HostnamePath(), p.HostsPath(), p.ResolvConfPath()} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s mode = %v under umask 077, want 0644", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
+
+	// A container holds the first files.
+	held, err := os.Open(p.HostnamePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	cfg.Hostname = "h2"
+	if err := WriteFiles(p, cfg, host); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "first-hostname-that-is-long\n" {
+		t.Errorf("the mounted hostname file changed under its reader: %q", b)
+	}
+	if b, _ := os.ReadFile(p.HostnamePath()); string(b) != "h2\n" {
+		t.Errorf("hostname = %q after the rewrite", b)
+	}
+	entries, err := os.ReadDir(p.RootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("sandbox dir holds %v, want the three pod files", names)
 	}
 }
 
