@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
@@ -89,8 +90,11 @@ func (s Status) State() runtimeapi.ContainerState {
 type Container struct {
 	Metadata
 	Container containerd.Container
-	// IO is the container's stdio plumbing (log file, attach fan-out).
-	IO *containerio.ContainerIO
+
+	// io is the container's stdio plumbing (log file, attach fan-out). It is
+	// set by StartContainer (or recovery) while other RPCs and the exit
+	// handler may read it: use IO and SetIO.
+	io atomic.Pointer[containerio.ContainerIO]
 
 	statusPath string
 	mu         sync.RWMutex
@@ -100,6 +104,15 @@ type Container struct {
 	// server.stopContainer).
 	StopMu sync.Mutex
 }
+
+// IO returns the container's IO, or nil when it has none (never started, a
+// start that failed, or a task not found again after a restart). Safe for
+// concurrent use; read it once into a local variable.
+func (c *Container) IO() *containerio.ContainerIO { return c.io.Load() }
+
+// SetIO sets (or, with nil, clears) the container's IO. Safe for
+// concurrent use with IO.
+func (c *Container) SetIO(io *containerio.ContainerIO) { c.io.Store(io) }
 
 // New returns a container whose status is checkpointed under dir.
 func New(md Metadata, dir string, st Status) *Container {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/atomicfile"
+	"github.com/cri-containerd/cri-containerd/containerio"
 )
 
 func TestStatusState(t *testing.T) {
@@ -156,6 +158,40 @@ func TestRegressionStatusCheckpointTornWrite(t *testing.T) {
 	}
 	if st, _, _ := LoadStatus(dir); st.ExitCode != 137 {
 		t.Errorf("status after recovery from a failed write: %+v", st)
+	}
+}
+
+// TestRegressionContainerIORace: StartContainer (and recovery) set a
+// container's IO while it is in the store, where attach, log reopening,
+// removal and the exit handler read it concurrently. Run with -race.
+func TestRegressionContainerIORace(t *testing.T) {
+	c := New(Metadata{ID: "c1"}, t.TempDir(), Status{CreatedAt: 1})
+	if c.IO() != nil {
+		t.Fatal("new container has IO")
+	}
+	ios := make([]*containerio.ContainerIO, 4)
+	for i := range ios {
+		ios[i] = &containerio.ContainerIO{}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for _, io := range ios {
+			c.SetIO(io)
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				if io := c.IO(); io != nil && !slices.Contains(ios, io) {
+					t.Error("IO returned a value never set")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.IO() != ios[len(ios)-1] {
+		t.Error("IO is not the last one set")
 	}
 }
 

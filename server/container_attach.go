@@ -42,7 +42,7 @@ func (s *Service) attachContainer(ctx context.Context, id string, stdin io.Reade
 	if err != nil {
 		return err
 	}
-	cio := c.IO
+	cio := c.IO()
 	if cio == nil {
 		return fmt.Errorf("container %s has no IO to attach to: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}

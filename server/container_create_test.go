@@ -278,7 +278,7 @@ func TestStartContainer(t *testing.T) {
 	if started, deleted, _ := tasks[0].state(); !started || deleted {
 		t.Errorf("task started %v deleted %v", started, deleted)
 	}
-	if c.IO == nil {
+	if c.IO() == nil {
 		t.Error("container IO not set")
 	}
 	if got := drainEvents(events); len(got) != 1 || got[0] != runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {

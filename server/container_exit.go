@@ -31,8 +31,8 @@ func (s *Service) handleContainerExit(ctx context.Context, id string, pid, code 
 			klog.ErrorS(err, "Deleting exited task", "containerID", id)
 		}
 	}
-	if c.IO != nil {
-		c.IO.Wait(ioDrainTimeout)
+	if cio := c.IO(); cio != nil {
+		cio.Wait(ioDrainTimeout)
 	}
 	reason := ""
 	if c.Status().OOMKilled {
@@ -70,8 +70,8 @@ func (s *Service) recordExit(c *container.Container, code int32, at time.Time, r
 	if !recorded {
 		return // another handler recorded this exit first
 	}
-	if c.IO != nil {
-		c.IO.Close()
+	if cio := c.IO(); cio != nil {
+		cio.Close()
 	}
 	klog.V(2).InfoS("Container exited", "containerID", c.ID, "exitCode", code, "reason", reason)
 	s.emitContainerEvent(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)

@@ -15,10 +15,11 @@ func (s *Service) ReopenContainerLog(ctx context.Context, r *runtimeapi.ReopenCo
 	if err != nil {
 		return nil, err
 	}
-	if c.Status().State() != runtimeapi.ContainerState_CONTAINER_RUNNING || c.IO == nil {
+	cio := c.IO()
+	if c.Status().State() != runtimeapi.ContainerState_CONTAINER_RUNNING || cio == nil {
 		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	if err := c.IO.ReopenLog(); err != nil {
+	if err := cio.ReopenLog(); err != nil {
 		return nil, fmt.Errorf("reopening log of %s: %w", c.ID, err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil

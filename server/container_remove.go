@@ -36,7 +36,17 @@ func (s *Service) removeContainer(ctx context.Context, c *container.Container) e
 	}
 	c.StopMu.Lock()
 	defer c.StopMu.Unlock()
-	c.UpdateMemory(func(st *container.Status) { st.Removing = true })
+	// A start in progress owns the task and the IO: removing under it
+	// would delete the task it is starting.
+	var starting bool
+	c.UpdateMemory(func(st *container.Status) {
+		if starting = st.Starting; !starting {
+			st.Removing = true
+		}
+	})
+	if starting {
+		return fmt.Errorf("container %s is starting: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
 	// Usually the exit handler already deleted the task; containerd refuses
 	// to delete a container that still has one (FailedPrecondition).
 	err := c.Container.Delete(ctx, containerd.WithSnapshotCleanup)
@@ -53,8 +63,8 @@ func (s *Service) removeContainer(ctx context.Context, c *container.Container) e
 		c.UpdateMemory(func(st *container.Status) { st.Removing = false })
 		return fmt.Errorf("deleting containerd container %s: %w", c.ID, err)
 	}
-	if c.IO != nil {
-		c.IO.Close()
+	if cio := c.IO(); cio != nil {
+		cio.Close()
 	}
 	for _, d := range []string{filepath.Join(s.config.RootDir, "containers", c.ID), filepath.Join(s.config.StateDir, "containers", c.ID)} {
 		if err := os.RemoveAll(d); err != nil {

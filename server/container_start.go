@@ -69,6 +69,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 	}
 	defer func() {
 		if retErr != nil {
+			c.SetIO(nil)
 			cio.Close()
 		}
 	}()
@@ -85,7 +86,8 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 			}
 		}
 	}()
-	c.IO = cio
+	// Set before the process runs: its exit handler drains this IO.
+	c.SetIO(cio)
 	// Taken before the process is released: a process that exits at once
 	// must not report an exit time earlier than its start time.
 	startedAt := time.Now().UnixNano()

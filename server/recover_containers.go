@@ -92,7 +92,7 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 			cio.Close()
 			return fmt.Errorf("loading task: %w", err)
 		default:
-			c.IO = cio
+			c.SetIO(cio)
 			ts, err := task.Status(ctx)
 			if err != nil {
 				return fmt.Errorf("task status: %w", err)
