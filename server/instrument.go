@@ -86,7 +86,7 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	m.inflight.WithLabelValues(method).Inc()
 	defer m.inflight.WithLabelValues(method).Dec()
 	klog.V(lvl).InfoS("CRI request", "method", method, "request", redactRequest(req))
-	resp, err := handler(ctx, req)
+	resp, err := validated(ctx, info.Server, req, handler) // validate.go: bad requests never reach a handler
 	err = toGRPC(err)
 	m.observe(method, start, err)
 	if err != nil {
@@ -107,7 +107,7 @@ func (m *Metrics) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	m.inflight.WithLabelValues(method).Inc()
 	defer m.inflight.WithLabelValues(method).Dec()
 	klog.V(4).InfoS("CRI stream opened", "method", method)
-	err := toGRPC(handler(srv, ss))
+	err := toGRPC(handler(srv, validatingStream(srv, ss)))
 	m.observe(method, start, err)
 	klog.V(4).InfoS("CRI stream closed", "method", method, "err", err, "duration", time.Since(start))
 	return err
