@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,17 +17,39 @@ import (
 	"time"
 
 	gocni "github.com/containerd/go-cni"
+	"github.com/fsnotify/fsnotify"
 	"k8s.io/klog/v2"
 )
 
-// Manager wraps a go-cni instance with hot reload of the config directory.
+// minWatchedResync is the shortest safety-net resync period while the
+// configuration directory is watched with fsnotify.
+const minWatchedResync = time.Minute
+
+// Manager wraps go-cni with hot reload of the config directory.
+//
+// Every load builds a new go-cni instance and publishes it by swapping a
+// pointer; ADD, DEL and Status each take the instance current when they
+// start (a snapshot) and run on it without holding any lock of the Manager.
+// A reload therefore never waits for a slow ADD/DEL, and nothing waits for a
+// reload except another reload. (go-cni's own lock is only ever taken for
+// writing by Load, which runs before an instance is published.)
 type Manager struct {
 	confDir string
 	binDirs []string
 	maxConf int
+	// newCNI makes an unloaded go-cni instance; tests replace it.
+	newCNI func() (gocni.CNI, error)
 
-	mu      sync.RWMutex
-	plugin  gocni.CNI
+	// reloadMu serialises reloads; it is never held by ADD, DEL or Status.
+	reloadMu sync.Mutex
+	// mu guards cur and is only held to read or swap the pointer.
+	mu  sync.RWMutex
+	cur *netConfig
+}
+
+// netConfig is one loaded configuration. It is immutable once published.
+type netConfig struct {
+	plugin  gocni.CNI // nil only if go-cni could not be initialised
 	loadErr error
 	sum     string
 }
@@ -44,27 +67,100 @@ func New(confDir string, binDirs []string, opts ...Option) (*Manager, error) {
 	for _, o := range opts {
 		o(m)
 	}
-	maxConf := m.maxConf
-	if maxConf <= 0 {
-		maxConf = 0
+	maxConf := max(m.maxConf, 0)
+	m.newCNI = func() (gocni.CNI, error) {
+		return gocni.New(
+			gocni.WithPluginDir(binDirs),
+			gocni.WithPluginConfDir(confDir),
+			gocni.WithPluginMaxConfNum(maxConf),
+			gocni.WithInterfacePrefix("eth"),
+			gocni.WithMinNetworkCount(2),
+		)
 	}
-	p, err := gocni.New(
-		gocni.WithPluginDir(binDirs),
-		gocni.WithPluginConfDir(confDir),
-		gocni.WithPluginMaxConfNum(maxConf),
-		gocni.WithInterfacePrefix("eth"),
-		gocni.WithMinNetworkCount(2),
-	)
-	if err != nil {
+	if _, err := m.newCNI(); err != nil {
 		return nil, fmt.Errorf("initialising CNI: %w", err)
 	}
-	m.plugin = p
 	m.Sync()
 	return m, nil
 }
 
-// Run re-checks the config directory every interval until ctx is done.
+// Run keeps the configuration in sync with the config directory until ctx
+// is done. The directory is watched with fsnotify (created if missing, as
+// containerd does); while it is watched, a full resync every
+// max(interval, one minute) is a safety net for lost events. When it cannot
+// be watched, the directory is polled every interval instead.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		klog.ErrorS(err, "Cannot watch the CNI config directory; polling it", "dir", m.confDir, "interval", interval)
+		m.poll(ctx, interval)
+		return
+	}
+	defer w.Close()
+
+	watching := m.watch(w)
+	m.Sync() // changes made before the watch was in place
+	resync := time.NewTicker(m.resyncPeriod(watching, interval))
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				m.poll(ctx, interval)
+				return
+			}
+			if filepath.Clean(ev.Name) == filepath.Clean(m.confDir) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				// The directory itself went away: the watch is gone with it.
+				_ = w.Remove(m.confDir)
+				watching = false
+				resync.Reset(m.resyncPeriod(watching, interval))
+			}
+			klog.V(4).InfoS("CNI config directory changed", "event", ev.String())
+			m.Sync()
+		case err, ok := <-w.Errors:
+			if !ok {
+				m.poll(ctx, interval)
+				return
+			}
+			klog.ErrorS(err, "Watching the CNI config directory", "dir", m.confDir)
+			m.Sync()
+		case <-resync.C:
+			if !watching {
+				if watching = m.watch(w); watching {
+					resync.Reset(m.resyncPeriod(watching, interval))
+				}
+			}
+			m.Sync()
+		}
+	}
+}
+
+func (m *Manager) resyncPeriod(watching bool, interval time.Duration) time.Duration {
+	if watching {
+		return max(interval, minWatchedResync)
+	}
+	return interval
+}
+
+// watch adds the config directory to w, creating it if needed.
+func (m *Manager) watch(w *fsnotify.Watcher) bool {
+	if err := os.MkdirAll(m.confDir, 0o755); err != nil {
+		klog.ErrorS(err, "Creating the CNI config directory to watch it; polling it", "dir", m.confDir)
+		return false
+	}
+	if err := w.Add(m.confDir); err != nil {
+		klog.ErrorS(err, "Watching the CNI config directory; polling it", "dir", m.confDir)
+		return false
+	}
+	return true
+}
+
+func (m *Manager) poll(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -77,7 +173,7 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// dirSum fingerprints the config files (names, sizes, mtimes, content).
+// dirSum fingerprints the config files (names, sizes, content).
 func (m *Manager) dirSum() string {
 	entries, err := os.ReadDir(m.confDir)
 	if err != nil {
@@ -103,68 +199,93 @@ func (m *Manager) dirSum() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Sync reloads the configuration if the directory changed since the last load.
+// Sync reloads the configuration if the directory changed since the last
+// load. The new configuration is loaded into a fresh go-cni instance and
+// then published; ADD/DEL calls in flight finish on the one they started with.
 func (m *Manager) Sync() {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
 	sum := m.dirSum()
-	m.mu.RLock()
-	same := sum == m.sum
-	m.mu.RUnlock()
-	if same {
+	if cur := m.current(); cur != nil && cur.sum == sum {
 		return
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	err := m.plugin.Load(gocni.WithLoNetwork, gocni.WithDefaultConf)
+	next := &netConfig{sum: sum}
+	p, err := m.newCNI()
 	if err == nil {
-		err = m.plugin.Status()
+		next.plugin = p
+		err = p.Load(gocni.WithLoNetwork, gocni.WithDefaultConf)
+		if err == nil {
+			err = p.Status()
+		}
 	}
 	if err != nil {
 		klog.InfoS("CNI configuration not loaded", "dir", m.confDir, "err", err)
 	} else {
 		klog.InfoS("CNI configuration loaded", "dir", m.confDir)
 	}
-	m.loadErr = err
-	m.sum = sum
+	next.loadErr = err
+	m.mu.Lock()
+	m.cur = next
+	m.mu.Unlock()
+}
+
+// current returns the published configuration (a snapshot).
+func (m *Manager) current() *netConfig {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cur
+}
+
+// errNoConfig is returned before any configuration was published.
+var errNoConfig = errors.New("no CNI configuration loaded")
+
+// status tells whether the snapshot c is usable.
+func (c *netConfig) status() error {
+	switch {
+	case c == nil:
+		return errNoConfig
+	case c.loadErr != nil:
+		return c.loadErr
+	case c.plugin == nil:
+		return errNoConfig
+	}
+	return c.plugin.Status()
 }
 
 // Status returns nil when a usable network configuration is loaded.
 func (m *Manager) Status() error {
-	m.Sync()
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.loadErr != nil {
-		return m.loadErr
-	}
-	return m.plugin.Status()
+	return m.current().status()
 }
 
 // Config returns the loaded configuration (for verbose Status).
 func (m *Manager) Config() *gocni.ConfigResult {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.plugin.GetConfig()
+	c := m.current()
+	if c == nil || c.plugin == nil {
+		return nil
+	}
+	return c.plugin.GetConfig()
 }
 
 // Setup attaches the network namespace at path to the pod network.
 func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
-	if err := m.Status(); err != nil {
+	c := m.current()
+	if err := c.status(); err != nil {
 		return nil, fmt.Errorf("network not ready: %w", err)
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.plugin.Setup(ctx, id, path, opts...)
+	return c.plugin.Setup(ctx, id, path, opts...)
 }
 
 // Remove detaches the pod from the network. It must be called with the same
-// options as Setup; the namespace may already be gone.
+// options as Setup (see TeardownPod); the namespace may already be gone.
 func (m *Manager) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
-	m.Sync()
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	err := m.plugin.Remove(ctx, id, path, opts...)
+	c := m.current()
+	if c == nil || c.plugin == nil {
+		return errNoConfig
+	}
+	err := c.plugin.Remove(ctx, id, path, opts...)
 	if err != nil && strings.Contains(err.Error(), "no such file or directory") && path != "" {
 		// Some plugins fail when the netns vanished; retry without a netns so IPAM still releases.
-		return m.plugin.Remove(ctx, id, "", opts...)
+		return c.plugin.Remove(ctx, id, "", opts...)
 	}
 	return err
 }
