@@ -103,6 +103,11 @@ type Container struct {
 	// StopMu serialises removals (stops are not serialised: see
 	// server.stopContainer).
 	StopMu sync.Mutex
+	// ResourcesMu serialises changes of the container's resources
+	// (UpdateContainerResources) with each other and with the creation and
+	// start of its task (StartContainer), so that the stored spec, the
+	// task's cgroup and the checkpointed resources agree.
+	ResourcesMu sync.Mutex
 }
 
 // IO returns the container's IO, or nil when it has none (never started, a

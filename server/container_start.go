@@ -48,6 +48,11 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 		return nil, startErr
 	}
 	defer c.UpdateMemory(func(st *container.Status) { st.Starting = false })
+	// A resource update waits until the task runs: one that stored the spec
+	// after NewTask had read it, while the container still looked CREATED,
+	// would never reach the cgroup.
+	c.ResourcesMu.Lock()
+	defer c.ResourcesMu.Unlock()
 	defer func() {
 		if retErr != nil {
 			// A container that failed to start is reported as exited with the reason.
