@@ -64,6 +64,8 @@ func run(args []string) error {
 			}
 			_, err = os.Stdout.Write(out)
 			return err
+		case rest[0] == "doctor":
+			return runDoctor(args[:len(args)-len(rest)], rest[1:])
 		case rest[0] == "config" && len(rest) == 2 && rest[1] == "dump":
 			out, err := config.Encode(cfg)
 			if err != nil {
