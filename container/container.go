@@ -60,9 +60,12 @@ type Status struct {
 	ExitCode   int32  `json:"exitCode"`
 	Reason     string `json:"reason,omitempty"`
 	Message    string `json:"message,omitempty"`
-	// Starting is set while StartContainer runs; Removing while RemoveContainer runs.
-	Starting bool `json:"starting,omitempty"`
-	Removing bool `json:"removing,omitempty"`
+	// Starting is set while StartContainer runs; Removing while
+	// RemoveContainer runs. They describe this process's RPCs in flight, so
+	// they are never checkpointed: a daemon killed during a start must not
+	// come back with a container that is "starting" forever.
+	Starting bool `json:"-"`
+	Removing bool `json:"-"`
 	// Unknown is set when the state cannot be determined (e.g. task lost).
 	Unknown bool `json:"unknown,omitempty"`
 	// OOMKilled is set when an OOM event was seen for the container.

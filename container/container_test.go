@@ -195,6 +195,36 @@ func TestRegressionContainerIORace(t *testing.T) {
 	}
 }
 
+// TestRegressionTransientFlagsCheckpointed: the Starting flag of a start in
+// progress used to be written with the checkpoint StartContainer makes, so
+// a daemon killed before the start returned recovered a container that was
+// "starting" forever and could never be removed (nor started).
+func TestRegressionTransientFlagsCheckpointed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c1")
+	c := New(Metadata{ID: "c1"}, dir, Status{CreatedAt: 1})
+	c.UpdateMemory(func(st *Status) { st.Starting = true; st.Removing = true })
+	if err := c.Update(func(st *Status) error { st.StartedAt = 2; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); !st.Starting || !st.Removing {
+		t.Errorf("in-memory flags lost: %+v", st)
+	}
+	st, ok, err := LoadStatus(dir)
+	if err != nil || !ok {
+		t.Fatalf("LoadStatus: %v %v", ok, err)
+	}
+	if st.Starting || st.Removing || st.StartedAt != 2 {
+		t.Errorf("recovered status %+v: the in-flight flags must not survive the process", st)
+	}
+	// Checkpoints written by older versions carry them: they are ignored.
+	if err := os.WriteFile(filepath.Join(dir, "status"), []byte(`{"createdAt":1,"startedAt":2,"starting":true,"removing":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := LoadStatus(dir); st.Starting || st.Removing {
+		t.Errorf("old checkpoint loaded as %+v", st)
+	}
+}
+
 func TestStore(t *testing.T) {
 	s := NewStore()
 	for i, id := range []string{"aaa111", "aab222", "bbb333"} {
