@@ -8,11 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -90,9 +88,11 @@ func serve(cfg config.Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if cfg.MetricsAddr != "" {
-		startMetrics(cfg.MetricsAddr, reg)
+	stopDebug, err := startDebugServers(cfg, reg)
+	if err != nil {
+		return err
 	}
+	defer stopDebug()
 	svc, err := server.New(ctx, cfg, reg)
 	if err != nil {
 		return err
@@ -103,18 +103,36 @@ func serve(cfg config.Config) error {
 	return err
 }
 
-func startMetrics(addr string, reg *prometheus.Registry) {
+// startDebugServers starts the metrics and pprof servers that cfg enables.
+// An address that cannot be bound is an error; stop stops what was started.
+func startDebugServers(cfg config.Config, reg *prometheus.Registry) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		f, err := startMetrics(cfg.MetricsAddr, reg)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, f)
+	}
+	if cfg.PprofAddr != "" {
+		f, err := startPprof(cfg.PprofAddr)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, f)
+	}
+	return stop, nil
+}
+
+// startMetrics serves /metrics (only) on addr.
+func startMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Metrics server failed", "addr", addr)
-		}
-	}()
+	return startHTTP("metrics", addr, mux)
 }
