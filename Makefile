@@ -63,6 +63,11 @@ compat:
 benchmark:
 	hack/benchmark.sh
 
+## chaos: fault campaign (20 daemon kill -9, 5 containerd restarts, CNI/log/registry faults during churn); CHAOS_ARGS=--short|--outage
+.PHONY: chaos
+chaos:
+	hack/chaos.sh $(CHAOS_ARGS)
+
 ## install: containerd, runc, CNI plugins, crictl, critest, crane (idempotent)
 install:
 	deploy/install.sh
