@@ -1,15 +1,20 @@
 package cni
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
+	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	gocni "github.com/containerd/go-cni"
 	"k8s.io/apimachinery/pkg/api/resource"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 )
 
 // PodAnnotationsCapability passes the pod's annotations to plugins that ask for them.
@@ -20,44 +25,200 @@ const (
 	egressBandwidthAnnotation  = "kubernetes.io/egress-bandwidth"
 )
 
-// PodOptions builds the CNI arguments and capabilities of a pod. The same
-// options must be passed to Setup and Remove (host-local IPAM releases by
-// container ID, portmap removes its rules by the mappings).
-func PodOptions(id string, cfg *runtimeapi.PodSandboxConfig, podCIDRs []string) ([]gocni.NamespaceOpts, error) {
-	opts := []gocni.NamespaceOpts{
-		gocni.WithLabels(map[string]string{
+// Capability argument names (https://www.cni.dev/docs/conventions/).
+const (
+	capPortMappings = "portMappings"
+	capBandwidth    = "bandwidth"
+	capDNS          = "dns"
+	capIPRanges     = "ipRanges"
+	capCgroupPath   = "cgroupPath"
+)
+
+// PodArgs are the CNI arguments of a pod: CNI_ARGS labels and capability
+// arguments (runtimeConfig) by name. The same arguments must be passed to
+// ADD and DEL (host-local IPAM releases by container ID, portmap removes its
+// rules only when it is given the mappings).
+type PodArgs struct {
+	Labels       map[string]string
+	Capabilities map[string]any
+}
+
+// NewPodArgs builds the CNI arguments of a pod.
+func NewPodArgs(id string, cfg *runtimeapi.PodSandboxConfig, podCIDRs []string) (PodArgs, error) {
+	a := PodArgs{
+		Labels: map[string]string{
 			"K8S_POD_NAMESPACE":          cfg.GetMetadata().GetNamespace(),
 			"K8S_POD_NAME":               cfg.GetMetadata().GetName(),
 			"K8S_POD_INFRA_CONTAINER_ID": id,
 			"K8S_POD_UID":                cfg.GetMetadata().GetUid(),
 			"IgnoreUnknown":              "1",
-		}),
-		gocni.WithCapability(PodAnnotationsCapability, cfg.GetAnnotations()),
+		},
+		Capabilities: map[string]any{PodAnnotationsCapability: cfg.GetAnnotations()},
 	}
 	if pm := PortMappings(cfg.GetPortMappings()); len(pm) > 0 {
-		opts = append(opts, gocni.WithCapabilityPortMap(pm))
+		a.Capabilities[capPortMappings] = pm
 	}
 	bw, err := Bandwidth(cfg.GetAnnotations())
 	if err != nil {
-		return nil, err
+		return PodArgs{}, err
 	}
 	if bw != nil {
-		opts = append(opts, gocni.WithCapabilityBandWidth(*bw))
+		a.Capabilities[capBandwidth] = *bw
 	}
 	if dns := cfg.GetDnsConfig(); dns != nil {
-		opts = append(opts, gocni.WithCapabilityDNS(gocni.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}))
+		a.Capabilities[capDNS] = gocni.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
 	}
 	if len(podCIDRs) > 0 {
 		var ranges []gocni.IPRanges
 		for _, c := range podCIDRs {
 			ranges = append(ranges, gocni.IPRanges{Subnet: c})
 		}
-		opts = append(opts, gocni.WithCapabilityIPRanges(ranges))
+		a.Capabilities[capIPRanges] = ranges
 	}
 	if cg := cfg.GetLinux().GetCgroupParent(); cg != "" {
-		opts = append(opts, gocni.WithCapabilityCgroupPath(cg))
+		a.Capabilities[capCgroupPath] = cg
 	}
-	return opts, nil
+	return a, nil
+}
+
+// Opts are the arguments as go-cni namespace options.
+func (a PodArgs) Opts() []gocni.NamespaceOpts {
+	var opts []gocni.NamespaceOpts
+	if len(a.Labels) > 0 {
+		opts = append(opts, gocni.WithLabels(a.Labels))
+	}
+	names := make([]string, 0, len(a.Capabilities))
+	for n := range a.Capabilities {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		opts = append(opts, gocni.WithCapability(n, a.Capabilities[n]))
+	}
+	return opts
+}
+
+// PodOptions builds the CNI arguments of a pod as go-cni options (see NewPodArgs).
+func PodOptions(id string, cfg *runtimeapi.PodSandboxConfig, podCIDRs []string) ([]gocni.NamespaceOpts, error) {
+	a, err := NewPodArgs(id, cfg, podCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	return a.Opts(), nil
+}
+
+// with returns a copy of a whose capabilities are filtered by keep, which
+// may also replace a value.
+func (a PodArgs) with(keep func(name string, v any) (any, bool)) PodArgs {
+	out := PodArgs{Labels: a.Labels, Capabilities: map[string]any{}}
+	for n, v := range a.Capabilities {
+		if nv, ok := keep(n, v); ok {
+			out.Capabilities[n] = nv
+		}
+	}
+	return out
+}
+
+// sanitised drops what no reference plugin needs to undo its ADD and what a
+// plugin may reject: bandwidth (the ifb device is found by container ID), DNS,
+// and the port mappings portmap refuses (a port outside 1-65535, an unknown
+// protocol), which make it fail before it sets anything up. Valid port
+// mappings stay: without them portmap's DEL does nothing and its DNAT rules
+// would outlive the pod and point at an address given to the next one.
+func (a PodArgs) sanitised() PodArgs {
+	return a.with(func(n string, v any) (any, bool) {
+		switch n {
+		case capBandwidth, capDNS:
+			return nil, false
+		case capPortMappings:
+			pms, _ := v.([]gocni.PortMapping)
+			var valid []gocni.PortMapping
+			for _, pm := range pms {
+				if validPortMapping(pm) {
+					valid = append(valid, pm)
+				}
+			}
+			return valid, len(valid) > 0
+		}
+		return v, true
+	})
+}
+
+// minimal keeps only the node's pod CIDRs (host-local may need them to find
+// its range): every argument that came with the pod is dropped.
+func (a PodArgs) minimal() PodArgs {
+	return a.with(func(n string, v any) (any, bool) { return v, n == capIPRanges })
+}
+
+func validPortMapping(pm gocni.PortMapping) bool {
+	okPort := func(p int32) bool { return p >= 1 && p <= math.MaxUint16 }
+	if !okPort(pm.ContainerPort) || !okPort(pm.HostPort) {
+		return false
+	}
+	switch pm.Protocol {
+	case "tcp", "udp", "sctp":
+	default:
+		return false
+	}
+	return pm.HostIP == "" || net.ParseIP(pm.HostIP) != nil
+}
+
+// Remover runs CNI DEL.
+type Remover interface {
+	Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error
+}
+
+// TeardownPod runs CNI DEL for a pod so that its address is released even
+// when a plugin fails DEL on the arguments it failed ADD with (portmap with a
+// container port of 0 fails both, and the plugins before it in the chain,
+// host-local included, then never see the DEL):
+//
+//  1. DEL with the pod's arguments, as ADD had them;
+//  2. if that fails, DEL with the sanitised arguments (see sanitised), when
+//     they differ;
+//  3. if that fails too and ADD never succeeded (addSucceeded false: the
+//     arguments were refused at ADD), DEL with none of the pod's capability
+//     arguments, when they differ. After a successful ADD this is not done:
+//     portmap would skip removing its rules.
+//
+// The error of the last attempt is returned when every attempt fails; the
+// caller keeps the sandbox NOTREADY and tries again later.
+func TeardownPod(ctx context.Context, r Remover, id, path string, args PodArgs, addSucceeded bool) error {
+	attempts := []PodArgs{args, args.sanitised()}
+	if !addSucceeded {
+		attempts = append(attempts, args.minimal())
+	}
+	var errs []error
+	for i, a := range attempts {
+		if i > 0 {
+			if reflect.DeepEqual(a.Capabilities, attempts[i-1].Capabilities) {
+				continue
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			klog.FromContext(ctx).Info("CNI DEL failed with the pod's arguments; retrying with fewer capability arguments",
+				"podSandboxID", id, "capabilities", capabilityNames(a), "err", errs[len(errs)-1])
+		}
+		err := r.Remove(ctx, id, path, a.Opts()...)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return fmt.Errorf("CNI DEL failed %d times, also with fewer capability arguments: %w", len(errs), errors.Join(errs...))
+}
+
+func capabilityNames(a PodArgs) []string {
+	names := make([]string, 0, len(a.Capabilities))
+	for n := range a.Capabilities {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // PortMappings converts CRI port mappings; mappings without a host port are skipped.

@@ -48,8 +48,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err := s.sandboxNames.Reserve(name, id); err != nil {
 		return nil, fmt.Errorf("reserving sandbox name %q: %w", name, err)
 	}
+	// keep is set when the network cannot be torn down: the sandbox then
+	// stays, NOTREADY, for StopPodSandbox/RemovePodSandbox to retry, so that
+	// its address is not leaked (see the pod network step).
+	keep := false
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !keep {
 			s.sandboxNames.ReleaseByID(id)
 		}
 	}()
@@ -82,7 +86,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 			return nil, fmt.Errorf("creating network namespace: %w", err)
 		}
 		defer func() {
-			if retErr != nil {
+			if retErr != nil && !keep {
 				if err := podNS.Remove(); err != nil {
 					log.Error(err, "Rollback: removing network namespace")
 				}
@@ -94,7 +98,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	// 2. Pod files and /dev/shm. Each rollback is registered before its
 	// step: a step that fails half-way leaves a directory behind.
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !keep {
 			_ = os.RemoveAll(paths.RootDir)
 		}
 	}()
@@ -102,7 +106,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		return nil, err
 	}
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !keep {
 			if err := s.unmountShm(paths.ShmPath()); err != nil {
 				log.Error(err, "Rollback: unmounting shm")
 			}
@@ -165,44 +169,46 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		return nil, fmt.Errorf("creating containerd container: %w", err)
 	}
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && !keep {
 			rollbackContainerdContainer(ctx, ctr, log)
 		}
 	}()
 
-	// 4. Pod network.
+	// 4. Pod network. The rollback is registered before ADD: a failed ADD
+	// may have allocated an address. When even the retries of DEL without
+	// the pod's capability arguments fail, the sandbox is kept NOTREADY
+	// rather than dropped with its address.
 	if podNS != nil {
-		cniOpts, err := cni.PodOptions(id, cfg, s.podCIDRs())
+		cniArgs, err := cni.NewPodArgs(id, cfg, s.podCIDRs())
 		if err != nil {
 			return nil, err
 		}
-		start := time.Now()
-		res, err := s.netPlugin.Setup(ctx, id, md.NetNSPath, cniOpts...)
-		s.observeCNI("setup", start, err)
-		if err != nil {
-			// A partial ADD may have allocated an IP: DEL with the same arguments.
-			cctx, cancel := cleanupCtx(ctx)
-			if derr := s.netPlugin.Remove(cctx, id, md.NetNSPath, cniOpts...); derr != nil {
-				log.Error(derr, "Rollback: CNI DEL after failed ADD")
-			}
-			cancel()
-			return nil, fmt.Errorf("setting up pod network: %w", err)
-		}
+		added := false
 		defer func() {
-			if retErr != nil {
-				cctx, cancel := cleanupCtx(ctx)
-				defer cancel()
-				if err := s.netPlugin.Remove(cctx, id, md.NetNSPath, cniOpts...); err != nil {
-					log.Error(err, "Rollback: CNI DEL")
-				}
+			if retErr == nil {
+				return
+			}
+			cctx, cancel := cleanupCtx(ctx)
+			defer cancel()
+			if err := cni.TeardownPod(cctx, s.netPlugin, id, md.NetNSPath, cniArgs, added); err != nil {
+				log.Error(err, "Rollback: CNI DEL failed; keeping the sandbox NOTREADY so that StopPodSandbox/RemovePodSandbox retry")
+				keep = true
+				s.keepUntornSandbox(cctx, ctr, md, log)
 			}
 		}()
+		start := time.Now()
+		res, err := s.netPlugin.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
+		s.observeCNI("setup", start, err)
+		if err != nil {
+			return nil, fmt.Errorf("setting up pod network: %w", err)
+		}
+		added = true
+		if raw, err := json.Marshal(res); err == nil {
+			md.CNIResult = raw
+		}
 		md.IP, md.AdditionalIPs, err = cni.PodIPs(res)
 		if err != nil {
 			return nil, fmt.Errorf("pod network for %s: %w", id, err)
-		}
-		if raw, err := json.Marshal(res); err == nil {
-			md.CNIResult = raw
 		}
 		if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
 			return nil, fmt.Errorf("persisting sandbox network: %w", err)
@@ -247,6 +253,23 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", task.Pid())
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// keepUntornSandbox keeps a sandbox whose RunPodSandbox failed and whose
+// network could not be torn down: persisted as half-made and stored
+// NOTREADY, with its containerd container, netns and files, as recovery keeps
+// one. StopPodSandbox retries the CNI DEL and RemovePodSandbox removes the rest.
+func (s *Service) keepUntornSandbox(ctx context.Context, ctr containerd.Container, md sandbox.Metadata, log klog.Logger) {
+	md.Phase = sandbox.PhaseCreating
+	if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+		log.Error(err, "Persisting the kept sandbox")
+	}
+	sb := sandbox.New(md)
+	sb.Container = ctr
+	sb.SetNotReady(255, time.Now())
+	if err := s.sandboxes.Add(sb); err != nil {
+		log.Error(err, "Storing the kept sandbox")
+	}
 }
 
 // shmSizeBytes is the size of a pod's own /dev/shm (as containerd: 64 MiB).

@@ -98,19 +98,22 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 	if md.NetworkTornDown || md.NetNSPath == "" {
 		return nil
 	}
-	opts, err := cni.PodOptions(md.ID, md.Config, s.podCIDRs())
+	args, err := cni.NewPodArgs(md.ID, md.Config, s.podCIDRs())
 	if err != nil {
 		// Bad annotations could not have passed ADD; tear down without capabilities.
-		klog.ErrorS(err, "Building CNI options for teardown", "podSandboxID", md.ID)
-		opts = nil
+		klog.ErrorS(err, "Building CNI arguments for teardown", "podSandboxID", md.ID)
+		args = cni.PodArgs{}
 	}
 	path := md.NetNSPath
 	if closed, cerr := s.loadNetNS(path).Closed(); cerr == nil && closed {
 		// The namespace is gone (e.g. after a reboot); DEL still releases the IP.
 		path = ""
 	}
+	// DEL is retried with fewer capability arguments when a plugin refuses
+	// the pod's own (see cni.TeardownPod); when every attempt fails, the
+	// sandbox stays NOTREADY with its netns and the next stop tries again.
 	start := time.Now()
-	err = s.netPlugin.Remove(ctx, md.ID, path, opts...)
+	err = cni.TeardownPod(ctx, s.netPlugin, md.ID, path, args, networkAdded(md))
 	s.observeCNI("teardown", start, err)
 	if err != nil {
 		return fmt.Errorf("tearing down network of sandbox %s (will retry on next stop): %w", md.ID, err)
@@ -124,4 +127,10 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 		klog.ErrorS(err, "Persisting network teardown", "podSandboxID", md.ID)
 	}
 	return nil
+}
+
+// networkAdded tells whether a CNI ADD of the sandbox is known to have
+// succeeded (its result was recorded).
+func networkAdded(md sandbox.Metadata) bool {
+	return md.IP != "" || len(md.CNIResult) > 0
 }
