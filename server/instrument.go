@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/containerio"
@@ -85,7 +90,8 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	lvl := logLevel(method)
 	m.inflight.WithLabelValues(method).Inc()
 	defer m.inflight.WithLabelValues(method).Dec()
-	klog.V(lvl).InfoS("CRI request", "method", method, "request", redactRequest(req))
+	logger := klog.FromContext(ctx)
+	logger.V(int(lvl)).Info("CRI request", "method", method, "request", redactForLog(req))
 	resp, err := validated(ctx, info.Server, req, handler) // validate.go: bad requests never reach a handler
 	err = toGRPC(err)
 	m.observe(method, start, err)
@@ -96,8 +102,76 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 		}
 		return nil, err
 	}
-	klog.V(lvl+1).InfoS("CRI response", "method", method, "response", resp, "duration", time.Since(start))
+	logger.V(int(lvl)+1).Info("CRI response", "method", method, "response", redactForLog(resp), "duration", time.Since(start))
 	return resp, nil
+}
+
+// redacted replaces a secret in a logged message.
+const redacted = "<redacted>"
+
+// redactForLog returns msg (a CRI request or response) fit for the request
+// log, at any verbosity: container environment values, ExecSync output,
+// registry credentials, verbose container info (which holds the environment)
+// and the tokens of streaming URLs are masked. msg itself is never modified;
+// a message with nothing to mask is returned as is.
+func redactForLog(msg any) any {
+	switch m := msg.(type) {
+	case *runtimeapi.CreateContainerRequest:
+		if len(m.GetConfig().GetEnvs()) == 0 {
+			return msg
+		}
+		c := proto.Clone(m).(*runtimeapi.CreateContainerRequest)
+		for _, kv := range c.Config.Envs {
+			kv.Value = redactedBytes(kv.Value)
+		}
+		return c
+	case *runtimeapi.PullImageRequest:
+		return redactRequest(m)
+	case *runtimeapi.ExecSyncResponse:
+		if len(m.GetStdout()) == 0 && len(m.GetStderr()) == 0 {
+			return msg
+		}
+		c := proto.Clone(m).(*runtimeapi.ExecSyncResponse)
+		c.Stdout, c.Stderr = redactedBytes(c.Stdout), redactedBytes(c.Stderr)
+		return c
+	case *runtimeapi.ContainerStatusResponse:
+		if len(m.GetInfo()) == 0 {
+			return msg
+		}
+		c := proto.Clone(m).(*runtimeapi.ContainerStatusResponse)
+		for k, v := range c.Info {
+			c.Info[k] = fmt.Sprintf("%s %d bytes", redacted, len(v))
+		}
+		return c
+	case *runtimeapi.ExecResponse:
+		return &runtimeapi.ExecResponse{Url: redactURL(m.GetUrl())}
+	case *runtimeapi.AttachResponse:
+		return &runtimeapi.AttachResponse{Url: redactURL(m.GetUrl())}
+	case *runtimeapi.PortForwardResponse:
+		return &runtimeapi.PortForwardResponse{Url: redactURL(m.GetUrl())}
+	}
+	return msg
+}
+
+func redactedBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	return fmt.Appendf(nil, "%s %d bytes", redacted, len(b))
+}
+
+// redactURL keeps the scheme, host and kind (exec, attach, portforward) of a
+// streaming URL and masks the rest: the single-use token is a credential.
+func redactURL(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return redacted
+	}
+	kind, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String() + "/" + kind + "/" + redacted
 }
 
 // StreamInterceptor does the same for server-streaming RPCs.
