@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"net/netip"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -73,7 +74,15 @@ func (s *Service) validateRequest(_ context.Context, req any) error {
 	if err := validateRequestFields(req); err != nil {
 		return err
 	}
-	if r, ok := req.(*runtimeapi.CreateContainerRequest); ok {
+	switch r := req.(type) {
+	case *runtimeapi.RunPodSandboxRequest:
+		sc := r.GetConfig().GetLinux().GetSecurityContext()
+		return checkSeccompFile("config.linux.security_context.seccomp", seccompFile(sc.GetSeccomp(), sc.GetSeccompProfilePath())) //nolint:staticcheck // deprecated field still honoured
+	case *runtimeapi.CreateContainerRequest:
+		sc := r.GetConfig().GetLinux().GetSecurityContext()
+		if err := checkSeccompFile("config.linux.security_context.seccomp", seccompFile(sc.GetSeccomp(), sc.GetSeccompProfilePath())); err != nil { //nolint:staticcheck // deprecated field still honoured
+			return err
+		}
 		return s.checkPIDTarget(r)
 	}
 	return nil
@@ -377,7 +386,7 @@ func checkPodSandboxConfig(field string, cfg *runtimeapi.PodSandboxConfig, full 
 	if err := checkGroups(scf+".supplemental_groups", sc.GetSupplementalGroups()); err != nil {
 		return err
 	}
-	if err := checkProfile(scf+".seccomp", sc.GetSeccomp()); err != nil {
+	if err := checkSeccomp(scf, sc.GetSeccomp(), sc.GetSeccompProfilePath()); err != nil { //nolint:staticcheck // deprecated field still honoured
 		return err
 	}
 	return checkProfile(scf+".apparmor", sc.GetApparmor())
@@ -604,6 +613,65 @@ func checkProfile(field string, p *runtimeapi.SecurityProfile) error {
 	return nil
 }
 
+// checkSeccomp checks the seccomp profile and the deprecated
+// seccomp_profile_path ("runtime/default", "unconfined" or
+// "localhost/<path>"): a Localhost profile is an absolute path (api.proto:
+// "it must be an absolute path to the seccomp profile"); a relative one
+// would be read relative to the daemon's working directory.
+func checkSeccomp(field string, p *runtimeapi.SecurityProfile, legacy string) error {
+	if err := checkProfile(field+".seccomp", p); err != nil {
+		return err
+	}
+	if p != nil {
+		if p.GetProfileType() == runtimeapi.SecurityProfile_Localhost {
+			return checkAbsPath(field+".seccomp.localhost_ref", strings.TrimPrefix(p.GetLocalhostRef(), localhostProfilePrefix), true)
+		}
+		return nil
+	}
+	switch legacy {
+	case "", "runtime/default", "docker/default", "unconfined":
+		return nil
+	}
+	if !strings.HasPrefix(legacy, localhostProfilePrefix) {
+		return invalidField(field+".seccomp_profile_path", "%s is not runtime/default, unconfined or localhost/<path>", short(legacy))
+	}
+	return checkAbsPath(field+".seccomp_profile_path", strings.TrimPrefix(legacy, localhostProfilePrefix), true)
+}
+
+const localhostProfilePrefix = "localhost/"
+
+// seccompFile returns the file of a Localhost seccomp profile ("" for none).
+func seccompFile(p *runtimeapi.SecurityProfile, legacy string) string {
+	if p != nil {
+		if p.GetProfileType() != runtimeapi.SecurityProfile_Localhost {
+			return ""
+		}
+		return strings.TrimPrefix(p.GetLocalhostRef(), localhostProfilePrefix)
+	}
+	if strings.HasPrefix(legacy, localhostProfilePrefix) {
+		return strings.TrimPrefix(legacy, localhostProfilePrefix)
+	}
+	return ""
+}
+
+// checkSeccompFile: a Localhost seccomp profile is read whole when the spec
+// is built; it must be a regular file (not /dev/zero or a FIFO, which would
+// make the read never end). A missing file is left to the spec generator,
+// which reports it.
+func checkSeccompFile(field, path string) error {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if !fi.Mode().IsRegular() {
+		return invalidField(field, "seccomp profile %s is not a regular file", short(path))
+	}
+	return nil
+}
+
 // checkResources checks cgroup resources: 0 always means "not set"; the
 // other values must be ones the kernel takes, so that runc does not fail.
 func checkResources(field string, r *runtimeapi.LinuxContainerResources) error {
@@ -648,6 +716,11 @@ func checkResources(field string, r *runtimeapi.LinuxContainerResources) error {
 		f := fieldKey(field+".unified", k)
 		if k == "" || k == "." || k == ".." || strings.ContainsAny(k, "/\x00") || !strings.Contains(k, ".") {
 			return invalidField(f, "%s is not a cgroup v2 file name", short(k))
+		}
+		// The core interface files move or kill processes (cgroup.procs,
+		// cgroup.kill) or reshape the tree: not resources.
+		if strings.HasPrefix(k, "cgroup.") {
+			return invalidField(f, "%s is a cgroup core file, not a resource", short(k))
 		}
 		if err := checkNoNUL(f, r.GetUnified()[k]); err != nil {
 			return err
@@ -807,7 +880,7 @@ func checkContainerConfig(field string, cfg *runtimeapi.ContainerConfig) error {
 			}
 		}
 	}
-	if err := checkProfile(scf+".seccomp", sc.GetSeccomp()); err != nil {
+	if err := checkSeccomp(scf, sc.GetSeccomp(), sc.GetSeccompProfilePath()); err != nil { //nolint:staticcheck // deprecated field still honoured
 		return err
 	}
 	return checkProfile(scf+".apparmor", sc.GetApparmor())

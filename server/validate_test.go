@@ -283,6 +283,21 @@ func badRequests() []badCase {
 		{"sandbox config of PullImage", &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"},
 			SandboxConfig: &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "../x"}}}, "sandbox_config.linux.cgroup_parent"},
 
+		{"relative seccomp localhost profile", runReq(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "../../dev/zero"}
+		}), "config.linux.security_context.seccomp.localhost_ref"},
+		{"empty seccomp localhost profile", runReq(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost}
+		}), "config.linux.security_context.seccomp.localhost_ref"},
+		{"relative legacy seccomp path", runReq(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = nil
+			c.Linux.SecurityContext.SeccompProfilePath = "localhost/profile.json" //nolint:staticcheck // still sent
+		}), "config.linux.security_context.seccomp_profile_path"},
+		{"unknown legacy seccomp path", createReq(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Seccomp = nil
+			c.Linux.SecurityContext.SeccompProfilePath = "/x.json" //nolint:staticcheck // still sent
+		}), "config.linux.security_context.seccomp_profile_path"},
+
 		// Container fields.
 		{"relative working dir", createReq(func(c *runtimeapi.ContainerConfig) { c.WorkingDir = "srv" }), "config.working_dir"},
 		{"NUL in args", createReq(func(c *runtimeapi.ContainerConfig) { c.Args = []string{"a\x00b"} }), "config.args[0]"},
@@ -336,6 +351,8 @@ func badRequests() []badCase {
 			r.HugepageLimits = []*runtimeapi.HugepageLimit{{PageSize: "../2MB"}}
 		}), "linux.hugepage_limits[0].page_size"},
 		{"unified key with slash", resReq(func(r *runtimeapi.LinuxContainerResources) { r.Unified = map[string]string{"../memory.max": "1"} }), "linux.unified"},
+		{"unified cgroup.procs", resReq(func(r *runtimeapi.LinuxContainerResources) { r.Unified = map[string]string{"cgroup.procs": "1"} }), "linux.unified"},
+		{"unified cgroup.kill", resReq(func(r *runtimeapi.LinuxContainerResources) { r.Unified = map[string]string{"cgroup.kill": "1"} }), "linux.unified"},
 		{"pod resources", &runtimeapi.UpdatePodSandboxResourcesRequest{Resources: &runtimeapi.LinuxContainerResources{CpuQuota: -2}}, "resources.cpu_quota"},
 
 		// Other RPCs.
@@ -462,6 +479,28 @@ func TestValidatePIDTargetInSamePod(t *testing.T) {
 	}
 	if err := e.s.validateRequest(context.Background(), req(podA, "nosuchcontainer")); !errdefs.IsNotFound(err) {
 		t.Fatalf("missing target: %v, want NotFound", err)
+	}
+}
+
+// TestRegressionSeccompProfileNotARegularFile: a Localhost seccomp profile
+// is read whole while the spec is built; /dev/zero made that read endless.
+func TestRegressionSeccompProfileNotARegularFile(t *testing.T) {
+	e := newTestEnv(t)
+	for _, ref := range []string{"/dev/zero", t.TempDir()} {
+		req := runReq(func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: ref}
+		})
+		ran, err := callUnary(t, e.s, req)
+		if ran || status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "regular file") {
+			t.Fatalf("%s: ran=%v err=%v, want InvalidArgument before the handler", ref, ran, err)
+		}
+		creq := createReq(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.Seccomp = nil
+			c.Linux.SecurityContext.SeccompProfilePath = "localhost/" + ref //nolint:staticcheck // still sent
+		})
+		if ran, err := callUnary(t, e.s, creq); ran || status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("legacy %s: ran=%v err=%v, want InvalidArgument before the handler", ref, ran, err)
+		}
 	}
 }
 
