@@ -7,9 +7,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -194,7 +192,7 @@ func (s *Service) recover(ctx context.Context) error {
 
 // Serve listens on the CRI socket and serves until ctx is done or the server fails.
 func (s *Service) Serve(ctx context.Context) error {
-	l, err := listenUnix(s.config.SocketPath)
+	l, err := listenUnix(s.config.SocketPath, s.config.SocketGroup)
 	if err != nil {
 		return err
 	}
@@ -235,33 +233,4 @@ func (s *Service) Close() error {
 		_ = s.stream.Stop()
 	}
 	return s.client.Close()
-}
-
-// listenUnix creates the socket's directory, replaces a stale socket and
-// restricts the socket to mode 0660.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("creating socket directory: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("%s is in use by another process", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("removing stale socket: %w", err)
-		}
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		_ = l.Close()
-		return nil, fmt.Errorf("chmod socket: %w", err)
-	}
-	return l, nil
 }
