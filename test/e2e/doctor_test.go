@@ -91,7 +91,7 @@ type doctorRun struct {
 		Owned     struct{ Sandboxes, Containers, Tasks int }
 		Findings  []struct {
 			Kind, ID, Path, Reason, Result string
-			Repairable, Young          bool
+			Repairable, Young              bool
 		}
 		Warnings []string
 		Orphans  int
