@@ -15,6 +15,10 @@ func (s *Service) newStreamServer() (*streaming.Server, error) {
 		Addr:        s.config.StreamAddr,
 		Port:        s.config.StreamPort,
 		IdleTimeout: s.config.StreamIdleTimeout.Duration,
+		// A certificate implies TLS; without one a self-signed pair is made.
+		TLS:         s.config.EnableTLSStreaming || s.config.StreamTLSCert != "",
+		TLSCertFile: s.config.StreamTLSCert,
+		TLSKeyFile:  s.config.StreamTLSKey,
 	}, &streamRuntime{s: s})
 }
 

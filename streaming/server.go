@@ -15,6 +15,7 @@ package streaming
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,12 @@ type Config struct {
 	// CreationTimeout bounds how long a client may take to create its streams
 	// after connecting; 0 means the cri-streaming default.
 	CreationTimeout time.Duration
+	// TLS serves the streaming URLs over https, with the PEM key pair in
+	// TLSCertFile and TLSKeyFile, or, when both are empty, a self-signed
+	// pair generated at start for the advertised address.
+	TLS         bool
+	TLSCertFile string
+	TLSKeyFile  string
 }
 
 // Server is the streaming server.
@@ -112,6 +119,15 @@ func NewServer(cfg Config, rt Runtime) (*Server, error) {
 func newServer(cfg Config, rt Runtime, l net.Listener) (*Server, error) {
 	base := &url.URL{Scheme: "http", Host: advertisedAddr(l.Addr())}
 	c := cristreaming.DefaultConfig
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(base.Host)
+		tc, err := tlsConfig(cfg, host)
+		if err != nil {
+			return nil, fmt.Errorf("streaming: %w", err)
+		}
+		base.Scheme = "https"
+		c.TLSConfig = tc
+	}
 	c.Addr = l.Addr().String()
 	c.BaseURL = base
 	c.StreamIdleTimeout = cfg.IdleTimeout
@@ -128,6 +144,10 @@ func newServer(cfg Config, rt Runtime, l net.Listener) (*Server, error) {
 		conns:   map[*trackedConn]struct{}{},
 	}
 	s.listener = &trackingListener{Listener: l, s: s}
+	if c.TLSConfig != nil {
+		// TLS over the tracked connections: Stop closes them underneath.
+		s.listener = tls.NewListener(s.listener, c.TLSConfig)
+	}
 	s.http = &http.Server{
 		Handler:           cri,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -182,7 +202,8 @@ func primaryHostIP() (net.IP, error) {
 	return nil, errors.New("no global unicast address on any interface")
 }
 
-// URL returns the base URL of the server, e.g. http://127.0.0.1:43567.
+// URL returns the base URL of the server, e.g. http://127.0.0.1:43567 (https
+// with TLS).
 func (s *Server) URL() string { return s.baseURL.String() }
 
 // Addr returns the listening address.

@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -174,7 +175,13 @@ func TestListenError(t *testing.T) {
 // error and stdout streams (the request asked for stdout only).
 func spdyExec(t *testing.T, execURL string) (httpstream.Connection, httpstream.Stream, httpstream.Stream) {
 	t.Helper()
-	rt, err := spdy.NewRoundTripper(nil)
+	return spdyExecTLS(t, execURL, nil)
+}
+
+// spdyExecTLS is spdyExec over https with the client TLS configuration tc.
+func spdyExecTLS(t *testing.T, execURL string, tc *tls.Config) (httpstream.Connection, httpstream.Stream, httpstream.Stream) {
+	t.Helper()
+	rt, err := spdy.NewRoundTripper(tc)
 	if err != nil {
 		t.Fatal(err)
 	}
