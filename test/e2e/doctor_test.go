@@ -316,3 +316,86 @@ func TestDoctorFindsAndRepairsOrphans(t *testing.T) {
 	}
 	s.assertNoLeaks(t, victim, healthy)
 }
+
+// TestDoctorRepairWhileDaemonRuns: `doctor --repair` run over and over while
+// the daemon creates and removes pods and containers and runs execs never
+// counts anything of theirs as orphaned and never breaks them.
+func TestDoctorRepairWhileDaemonRuns(t *testing.T) {
+	var pn *doctorNet
+	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
+		pn = newDoctorNet(t)
+		env.CNIConfDir = pn.confDir
+	})
+	d, rc := s.d, s.rc()
+	framework.PullImageOrFail(t, d, framework.BusyboxImageRef)
+
+	done := make(chan struct{})
+	var ids []string
+	go func() {
+		defer close(done)
+		for i := 0; i < 4; i++ {
+			cfg := framework.PodConfig(fmt.Sprintf("doctor-churn-%d", i), framework.WithLogDirectory(t.TempDir()))
+			resp, err := rc.RunPodSandbox(framework.RPCContext(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+			if err != nil {
+				t.Errorf("RunPodSandbox: %v", err)
+				return
+			}
+			id := resp.GetPodSandboxId()
+			ids = append(ids, id)
+			cc, err := rc.CreateContainer(framework.RPCContext(t), &runtimeapi.CreateContainerRequest{PodSandboxId: id, SandboxConfig: cfg,
+				Config: framework.NewContainerConfig("c", framework.BusyboxImageRef, "sleep", "3600")})
+			if err != nil {
+				t.Errorf("CreateContainer: %v", err)
+				return
+			}
+			if _, err := rc.StartContainer(framework.RPCContext(t), &runtimeapi.StartContainerRequest{ContainerId: cc.GetContainerId()}); err != nil {
+				t.Errorf("StartContainer: %v", err)
+				return
+			}
+			for j := 0; j < 3; j++ {
+				r, err := rc.ExecSync(framework.RPCContext(t), &runtimeapi.ExecSyncRequest{ContainerId: cc.GetContainerId(), Cmd: []string{"echo", "hi"}, Timeout: 10})
+				if err != nil || r.GetExitCode() != 0 || strings.TrimSpace(string(r.GetStdout())) != "hi" {
+					t.Errorf("ExecSync: %v %v %q", err, r.GetExitCode(), r.GetStdout())
+				}
+			}
+			if i%2 == 0 {
+				if _, err := rc.StopPodSandbox(framework.RPCContext(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Errorf("StopPodSandbox: %v", err)
+				}
+				if _, err := rc.RemovePodSandbox(framework.RPCContext(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Errorf("RemovePodSandbox: %v", err)
+				}
+			}
+		}
+	}()
+	runs := 0
+	for finished := false; !finished; runs++ {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		r := runDoctor(t, d, "--repair")
+		if r.code != 0 || r.report.Orphans != 0 {
+			t.Errorf("doctor --repair during churn: exit %d, %d orphans", r.code, r.report.Orphans)
+		}
+		for _, f := range r.report.Findings {
+			if f.Result != "" {
+				t.Errorf("doctor --repair acted on %s %s: %s", f.Kind, f.Path, f.Result)
+			}
+		}
+	}
+	t.Logf("%d doctor runs during the churn", runs)
+	// The pods kept are intact and the node is clean.
+	for i, id := range ids {
+		if i%2 == 1 {
+			framework.WaitPodState(t, rc, id, runtimeapi.PodSandboxState_SANDBOX_READY, 10*time.Second)
+		}
+	}
+	r := runDoctor(t, d, "--grace", "0s")
+	if r.code != 0 || r.report.Owned.Sandboxes != 2 || r.report.Owned.Containers != 2 {
+		t.Errorf("after the churn: exit %d, owned %+v, findings %v", r.code, r.report.Owned, r.report.Findings)
+	}
+	framework.StopAndRemovePods(t, rc)
+	s.assertNoLeaks(t, ids...)
+}
