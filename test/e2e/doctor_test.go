@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
@@ -398,4 +401,66 @@ func TestDoctorRepairWhileDaemonRuns(t *testing.T) {
 	}
 	framework.StopAndRemovePods(t, rc)
 	s.assertNoLeaks(t, ids...)
+}
+
+// TestDoctorKeepsUndecodableRecord: a sandbox record whose metadata cannot
+// be decoded is reported (exit 1) but never removed, and neither are the
+// files named after it; once the record is gone they are orphans and
+// --repair removes them.
+func TestDoctorKeepsUndecodableRecord(t *testing.T) {
+	var pn *doctorNet
+	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
+		pn = newDoctorNet(t)
+		env.CNIConfDir = pn.confDir
+	})
+	d := s.d
+	cli, _ := framework.ContainerdClient(t, d.Env.ContainerdAddress, d.Opts.Namespace)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), d.Opts.Namespace), time.Minute)
+	defer cancel()
+	id := strings.Repeat("bad0", 16)
+	_, err := cli.ContainerService().Create(ctx, containers.Container{
+		ID:         id,
+		Labels:     map[string]string{"io.cri-containerd.kind": "sandbox"},
+		Runtime:    containers.RuntimeInfo{Name: "io.containerd.runc.v2"},
+		Extensions: map[string]typeurl.Any{"io.cri-containerd.sandbox.metadata": &anypb.Any{TypeUrl: "github.com/cri-containerd/cri-containerd/sandbox/Metadata", Value: []byte("{not json")}},
+	})
+	if err != nil {
+		t.Fatalf("creating a record with broken metadata: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.ContainerService().Delete(context.WithoutCancel(ctx), id) })
+	dirs := []string{filepath.Join(d.RootDir(), "sandboxes", id), filepath.Join(d.StateDir(), "sandboxes", id)}
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, extra := range [][]string{{"--grace", "0s"}, {"--grace", "0s", "--repair"}} {
+		r := runDoctor(t, d, extra...)
+		if r.code != 1 || len(r.report.Findings) != 1 {
+			t.Fatalf("doctor %v: exit %d, findings %v; want exit 1 and the record only", extra, r.code, r.report.Findings)
+		}
+		f := r.report.Findings[0]
+		if f.Kind != "container" || f.ID != id || f.Repairable || !strings.Contains(f.Reason, "cannot be decoded") || f.Result != "" {
+			t.Errorf("finding %+v, want a report-only container finding for the undecodable record", f)
+		}
+	}
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("%s of the undecodable record was touched: %v", dir, err)
+		}
+	}
+
+	if err := cli.ContainerService().Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	r := runDoctor(t, d, "--grace", "0s", "--repair")
+	if r.code != 0 || len(r.report.Findings) != 2 {
+		t.Errorf("without the record: exit %d, findings %v; want its 2 dirs repaired", r.code, r.report.Findings)
+	}
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s left after repair", dir)
+		}
+	}
 }
