@@ -65,6 +65,7 @@ func (in *Injector) Strike(ctx context.Context, kind string) error {
 	ok := true
 	switch kind {
 	case StrikeDaemonKill:
+		d.model.MarkDaemonDown()
 		env.Daemon.Kill9()
 		time.Sleep(time.Duration(200+rand.IntN(2800)) * time.Millisecond)
 		took, err := env.StartDaemon(ctx)

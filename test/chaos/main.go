@@ -211,6 +211,7 @@ func run(ctx context.Context, o Options) (*Report, error) {
 	rep.Pods, rep.Containers = int(d.pods.Load()), int(d.ctrs.Load())
 	rep.Execs, rep.Pulls, rep.Exits = int(d.execs.Load()), int(d.pulls.Load()), int(d.exits.Load())
 	rep.RPCErrors, rep.LinesLost = int(d.rpcErrors.Load()), int(d.linesLost.Load())
+	rep.LinesLostDown, rep.ExitsLostByContainerd = int(d.linesLostDown.Load()), int(d.exitsLostByContainerd.Load())
 	rep.Violations = d.Violations()
 	if runErr == nil {
 		runErr = ctx.Err()

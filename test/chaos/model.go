@@ -67,6 +67,11 @@ type CtrRec struct {
 	// (full log filesystem, an outage): its log is not checked for
 	// completeness, only for damage to what was already written.
 	LogExempt bool
+	// DaemonDown: the container was live while the daemon was killed.
+	// Output it wrote while the daemon was down is lost if it also exited
+	// before the daemon came back (the known design limitation that the
+	// outage scenario measures): lines lost then are counted apart.
+	DaemonDown bool
 }
 
 // Model is the shared record of acknowledged objects.
@@ -121,6 +126,18 @@ func (m *Model) ExemptLive() {
 	for _, c := range m.ctrs {
 		if c.State != CtrRemoved {
 			c.LogExempt = true
+		}
+	}
+}
+
+// MarkDaemonDown marks every container not yet removed as having lived
+// through a daemon outage.
+func (m *Model) MarkDaemonDown() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.ctrs {
+		if c.State != CtrRemoved {
+			c.DaemonDown = true
 		}
 	}
 }
@@ -181,6 +198,39 @@ type Observation struct {
 	// Logs holds the current content of log files (by container ID) read
 	// for the prefix check; a missing entry skips the check.
 	Logs map[string][]byte
+	// Reaped names the containers whose task containerd itself reaped at
+	// its restart, dropping the exit status (see ReapedByContainerd).
+	Reaped map[string]bool
+}
+
+// unknownExit is the exit code reported when the real one is gone.
+const unknownExit = 255
+
+// ExitLostByContainerd reports whether a wrong exit code is containerd's
+// loss, not ours: the task exited while containerd was down and containerd
+// reaped it at its restart without keeping the status.
+func ExitLostByContainerd(reaped map[string]bool, id string, reported int32) bool {
+	return reported == unknownExit && reaped[id]
+}
+
+// ReapedByContainerd returns the IDs containerd's log says it reaped at
+// start ("cleaning leaked shim process"): tasks whose process had exited
+// while containerd was down; their exit status is dropped by containerd.
+func ReapedByContainerd(log []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, l := range strings.Split(string(log), "\n") {
+		if !strings.Contains(l, "cleaning leaked shim process") {
+			continue
+		}
+		if i := strings.Index(l, " id="); i >= 0 {
+			id := l[i+4:]
+			if j := strings.IndexByte(id, ' '); j >= 0 {
+				id = id[:j]
+			}
+			out[strings.Trim(id, `"`)] = true
+		}
+	}
+	return out
 }
 
 // ViolationKind classifies a broken invariant.
@@ -262,7 +312,7 @@ func Check(pods map[string]PodRec, ctrs map[string]CtrRec, obs Observation, befo
 				add(WrongState, id, "container %s: task runs, reported %s", c.Name, o.State)
 			case !o.TaskRunning && o.State != "EXITED":
 				add(LostExit, id, "container %s: task ended, reported %s", c.Name, o.State)
-			case !o.TaskRunning && c.Kind == KindExit && o.ExitCode != c.ExitCode:
+			case !o.TaskRunning && c.Kind == KindExit && o.ExitCode != c.ExitCode && !ExitLostByContainerd(obs.Reaped, id, o.ExitCode):
 				add(WrongExitCode, id, "container %s: exited with %d, reported %d", c.Name, c.ExitCode, o.ExitCode)
 			}
 		case CtrStopped:

@@ -138,3 +138,30 @@ func TestViolationString(t *testing.T) {
 		t.Fatal("IsLostExit wrong")
 	}
 }
+
+func TestReapedByContainerd(t *testing.T) {
+	log := `time="2026-12-04T15:13:51.485Z" level=info msg="connecting to shim aaa" address="unix:///x" namespace=cri-chaos
+time="2026-12-04T15:13:51.568Z" level=info msg="cleaning leaked shim process" id=fcef5864 namespace=cri-chaos
+time="2026-12-04T15:13:51.684Z" level=info msg="shim disconnected" id=bbb namespace=cri-chaos
+time="2026-12-04T15:13:52.000Z" level=info msg="cleaning leaked shim process" error="not found" id="ccc"`
+	got := ReapedByContainerd([]byte(log))
+	if len(got) != 2 || !got["fcef5864"] || !got["ccc"] {
+		t.Fatalf("ReapedByContainerd = %v", got)
+	}
+}
+
+func TestCheckExitDroppedByContainerd(t *testing.T) {
+	ctrs := map[string]CtrRec{"c": {ID: "c", Kind: KindExit, ExitCode: 38, State: CtrStarted}}
+	obs := Observation{Ctrs: map[string]ObservedCtr{"c": {State: "EXITED", ExitCode: 255}}}
+	if v := Check(nil, ctrs, obs, nil); len(v) != 1 || v[0].Kind != WrongExitCode {
+		t.Fatalf("255 without a containerd reap: %v, want a wrong exit code", v)
+	}
+	obs.Reaped = map[string]bool{"c": true}
+	if v := Check(nil, ctrs, obs, nil); len(v) != 0 {
+		t.Fatalf("255 after containerd reaped the task: %v, want none", v)
+	}
+	obs.Ctrs["c"] = ObservedCtr{State: "EXITED", ExitCode: 1}
+	if v := Check(nil, ctrs, obs, nil); len(v) != 1 {
+		t.Fatalf("a wrong code other than 255 must count even when reaped: %v", v)
+	}
+}

@@ -110,6 +110,7 @@ func RunOutage(ctx context.Context, d *Driver, env *Env, o Options) (*OutageResu
 	}
 	time.Sleep(time.Duration(lead) * time.Second)
 	logf("outage: %d writers at 1 MiB/s; killing the daemon for %ds", len(ws), o.OutageSeconds)
+	d.model.MarkDaemonDown()
 	env.Daemon.Kill9()
 	down := time.Now()
 	for _, w := range ws {

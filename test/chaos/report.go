@@ -48,8 +48,15 @@ type Report struct {
 	DoctorOrphans int
 	DoctorDetail  string
 	LinesLost     int // log lines lost in non-exempt containers
-	Outage        *OutageResult
-	Notes         []string
+	// LinesLostDown: lines lost by containers that exited while the daemon
+	// was down (the limitation the outage scenario measures; reported).
+	LinesLostDown int
+	// ExitsLostByContainerd: exit codes containerd dropped (the container
+	// exited while containerd was down; containerd reaped the task at its
+	// restart and reported 255). Reported; not the CRI layer's to recover.
+	ExitsLostByContainerd int
+	Outage                *OutageResult
+	Notes                 []string
 }
 
 // NewReport returns an empty report.
@@ -153,7 +160,9 @@ func (r *Report) Table() string {
 	row("lost exits (missing or wrong code)", r.LostExits())
 	row("wrong states", r.Count(WrongState))
 	row("logs damaged / incomplete", fmt.Sprintf("%d / %d", r.Count(LogDamaged), r.Count(LogIncomplete)))
-	row("log lines lost", r.LinesLost)
+	row("log lines lost (daemon up)", r.LinesLost)
+	row("log lines lost (exited, daemon down)", r.LinesLostDown)
+	row("exit codes dropped by containerd", r.ExitsLostByContainerd)
 	leakKinds := make([]string, 0, len(r.Leaks))
 	for k := range r.Leaks {
 		leakKinds = append(leakKinds, k)
