@@ -23,7 +23,7 @@ func (s *Service) monitorEvents(ctx context.Context) {
 	first := true
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		evCh, errCh := s.client.Subscribe(sctx,
+		evCh, errCh := s.ctrdState.Subscribe(sctx,
 			fmt.Sprintf(`namespace==%q,topic=="/tasks/exit"`, s.config.ContainerdNamespace),
 			fmt.Sprintf(`namespace==%q,topic=="/tasks/oom"`, s.config.ContainerdNamespace),
 		)

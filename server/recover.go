@@ -8,7 +8,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
@@ -24,7 +23,7 @@ import (
 // NOTREADY, netns included, so that StopPodSandbox/RemovePodSandbox retry.
 // Directories that belong to no known sandbox are removed last.
 func (s *Service) recoverSandboxes(ctx context.Context) error {
-	ctrs, err := s.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
+	ctrs, err := s.ctrdState.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
 	if err != nil {
 		return fmt.Errorf("listing sandbox containers: %w", err)
 	}
@@ -112,13 +111,13 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 	if md.NetNSPath != "" && !md.NetworkTornDown {
 		opts, _ := cni.PodOptions(md.ID, md.Config, s.podCIDRs())
 		path := md.NetNSPath
-		if closed, err := netns.LoadNetNS(path).Closed(); err == nil && closed {
+		if closed, err := s.loadNetNS(path).Closed(); err == nil && closed {
 			path = ""
 		}
-		if err := s.cni.Remove(ctx, md.ID, path, opts...); err != nil {
+		if err := s.netPlugin.Remove(ctx, md.ID, path, opts...); err != nil {
 			return fmt.Errorf("CNI DEL: %w", err)
 		}
-		if err := netns.LoadNetNS(md.NetNSPath).Remove(); err != nil {
+		if err := s.loadNetNS(md.NetNSPath).Remove(); err != nil {
 			return fmt.Errorf("removing netns: %w", err)
 		}
 	}
@@ -163,7 +162,7 @@ func (s *Service) cleanupOrphanSandboxDirs(ctx context.Context) {
 			if base == filepath.Join(s.config.StateDir, "netns") {
 				files, _ := os.ReadDir(filepath.Join(base, id))
 				for _, f := range files {
-					if err := netns.LoadNetNS(filepath.Join(base, id, f.Name())).Remove(); err != nil {
+					if err := s.loadNetNS(filepath.Join(base, id, f.Name())).Remove(); err != nil {
 						klog.ErrorS(err, "Removing orphan netns", "path", filepath.Join(base, id, f.Name()))
 					}
 				}

@@ -22,7 +22,7 @@ import (
 // containers that exited while the daemon was down get their exit recorded
 // from the task, and containers whose creation never finished are removed.
 func (s *Service) recoverContainers(ctx context.Context) error {
-	ctrs, err := s.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
+	ctrs, err := s.ctrdState.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
 	if err != nil {
 		return fmt.Errorf("listing containers: %w", err)
 	}

@@ -76,6 +76,12 @@ type Service struct {
 	loadNetNS  func(path string) podNetNS
 	mountShm   func(path string, size int64) error
 	unmountShm func(path string) error
+	// ctrdState lists our containerd containers and streams task events
+	// (recovery and the event monitor).
+	ctrdState containerdState
+	// watchers are the long-running loops Serve starts besides the event
+	// monitor (CNI config and image cache watchers).
+	watchers []func(ctx context.Context)
 }
 
 // New connects to containerd (retrying until cfg.ContainerdStartTimeout),
@@ -123,9 +129,18 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		return nil, err
 	}
 	s.setHostSeams()
-	if err := s.recover(s.nsCtx(ctx)); err != nil {
+	s.ctrdState = cli
+	s.watchers = []func(context.Context){
+		func(ctx context.Context) { s.cni.Run(ctx, time.Second) },
+		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },
+	}
+	if err := s.images.Recover(s.nsCtx(ctx)); err != nil {
 		_ = cli.Close()
-		return nil, fmt.Errorf("recovering state from containerd: %w", err)
+		return nil, fmt.Errorf("recovering state from containerd: images: %w", err)
+	}
+	if err := s.syncState(ctx); err != nil {
+		_ = cli.Close()
+		return nil, err
 	}
 	if s.stream, err = s.newStreamServer(); err != nil {
 		_ = cli.Close()
@@ -176,17 +191,24 @@ func (s *Service) nsCtx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, s.config.ContainerdNamespace)
 }
 
-// recover rebuilds every in-memory cache from containerd and our own files.
+// recover rebuilds the sandbox and container caches from containerd and our own files.
 func (s *Service) recover(ctx context.Context) error {
-	if err := s.images.Recover(ctx); err != nil {
-		return fmt.Errorf("images: %w", err)
-	}
 	if err := s.recoverSandboxes(ctx); err != nil {
 		return fmt.Errorf("sandboxes: %w", err)
 	}
 	if err := s.recoverContainers(ctx); err != nil {
 		return fmt.Errorf("containers: %w", err)
 	}
+	return nil
+}
+
+// syncState rebuilds the caches from containerd and starts following
+// containerd's task events.
+func (s *Service) syncState(ctx context.Context) error {
+	if err := s.recover(s.nsCtx(ctx)); err != nil {
+		return fmt.Errorf("recovering state from containerd: %w", err)
+	}
+	go s.monitorEvents(ctx)
 	return nil
 }
 
@@ -203,9 +225,9 @@ func (s *Service) Serve(ctx context.Context) error {
 	)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
-	go s.monitorEvents(ctx)
-	go s.cni.Run(ctx, time.Second)
-	go s.images.Watch(s.nsCtx(ctx))
+	for _, w := range s.watchers {
+		go w(ctx)
+	}
 	errCh := make(chan error, 1)
 	go func() { errCh <- s.grpcServer.Serve(l) }()
 	var streamErrCh chan error
