@@ -56,6 +56,8 @@ func (s *Service) GetContainerEvents(r *runtimeapi.GetEventsRequest, stream runt
 		select {
 		case <-stream.Context().Done():
 			return nil
+		case <-s.bg.Stopping(): // the daemon stops: end the stream
+			return nil
 		case e := <-ch:
 			if err := stream.Send(e); err != nil {
 				return err

@@ -86,14 +86,60 @@ func (s *Service) handleContainerOOM(ctx context.Context, id string) {
 	c.UpdateMemory(func(st *container.Status) { st.OOMKilled = true })
 }
 
-// reconcileContainers finds exits missed while the event stream was down.
+// goHandleContainerExit records an exit in a background goroutine that the
+// service joins when it stops. The handler is not cancelled by the stop (an
+// exit half-recorded would lose its code) but bounded by cleanupTimeout;
+// when the service already stopped, the exit is found from containerd at
+// the next start.
+func (s *Service) goHandleContainerExit(ctx context.Context, id string, pid, code uint32, at time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	s.bg.Go(func(context.Context) {
+		hctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		defer cancel()
+		s.handleContainerExit(hctx, id, pid, code, at)
+	})
+}
+
+// reconcileContainers finds exits missed while the event stream was down:
+// running containers, and UNKNOWN ones whose task is found stopped. Each
+// task is asked within config.RecoveryTimeout, at most
+// config.RecoveryConcurrency at once.
 func (s *Service) reconcileContainers(ctx context.Context) {
+	var check []*container.Container
 	for _, c := range s.containers.List() {
-		if c.Status().State() != runtimeapi.ContainerState_CONTAINER_RUNNING {
-			continue
-		}
-		if running, code, at := taskRunning(ctx, c.Container); !running {
-			s.handleContainerExit(ctx, c.ID, 0, code, at)
+		switch st := c.Status(); st.State() {
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			check = append(check, c)
+		case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+			if st.FinishedAt == 0 {
+				check = append(check, c)
+			}
 		}
 	}
+	s.boundedEach(ctx, len(check), func(ctx context.Context, i int) {
+		c := check[i]
+		if c.Status().State() == runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+			// Only a task that containerd reports stopped tells its exit.
+			if code, at, ok := taskStopped(ctx, c.Container); ok {
+				s.goHandleContainerExit(ctx, c.ID, 0, code, at)
+			}
+			return
+		}
+		if running, code, at := taskRunning(ctx, c.Container); !running {
+			s.goHandleContainerExit(ctx, c.ID, 0, code, at)
+		}
+	})
+}
+
+// taskStopped reports the exit of a task that containerd has as stopped.
+func taskStopped(ctx context.Context, c containerd.Container) (uint32, time.Time, bool) {
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	st, err := task.Status(ctx)
+	if err != nil || st.Status != containerd.Stopped {
+		return 0, time.Time{}, false
+	}
+	return st.ExitStatus, st.ExitTime, true
 }

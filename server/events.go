@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,29 +16,55 @@ import (
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
-// monitorEvents holds one subscription to containerd's task events and
-// re-subscribes (reconciling state with containerd) whenever it breaks, e.g.
-// when containerd restarts.
-func (s *Service) monitorEvents(ctx context.Context) {
+// subscribeTaskEvents subscribes to the exit and OOM events of our namespace's tasks.
+func (s *Service) subscribeTaskEvents(ctx context.Context) (<-chan *events.Envelope, <-chan error) {
+	return s.ctrdState.Subscribe(ctx,
+		fmt.Sprintf(`namespace==%q,topic=="/tasks/exit"`, s.config.ContainerdNamespace),
+		fmt.Sprintf(`namespace==%q,topic=="/tasks/oom"`, s.config.ContainerdNamespace),
+	)
+}
+
+// monitorEvents follows containerd's task events on the subscription
+// syncState opened before recovery (evCh, errCh; cancel ends it). Until
+// recovered is closed the events are only held; then they are handled in
+// order and the tasks are reconciled once with containerd. Whenever the
+// stream breaks (e.g. containerd restarts) it re-subscribes and reconciles.
+func (s *Service) monitorEvents(ctx context.Context, evCh <-chan *events.Envelope, errCh <-chan error, cancel context.CancelFunc, recovered <-chan struct{}) {
 	backoff := 100 * time.Millisecond
-	first := true
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithCancel(ctx)
-		evCh, errCh := s.ctrdState.Subscribe(sctx,
-			fmt.Sprintf(`namespace==%q,topic=="/tasks/exit"`, s.config.ContainerdNamespace),
-			fmt.Sprintf(`namespace==%q,topic=="/tasks/oom"`, s.config.ContainerdNamespace),
-		)
-		if !first {
-			// Exits that happened while we were not subscribed are found by asking containerd.
-			s.reconcileTasks(s.nsCtx(ctx))
+	var pending []*events.Envelope
+	var broken error
+hold:
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			return
+		case <-recovered:
+			break hold
+		case e := <-evCh:
+			pending = append(pending, e)
+		case err := <-errCh:
+			// Re-subscribed (and reconciled) once recovery is done.
+			broken = fmt.Errorf("task event stream: %w", err)
+			evCh, errCh = nil, nil
 		}
-		first = false
-		err := s.consumeEvents(sctx, evCh, errCh, &backoff)
+	}
+	hctx := s.nsCtx(context.WithoutCancel(ctx))
+	for _, e := range pending {
+		s.handleEvent(hctx, e)
+	}
+	// An exit that happened before the subscription reached containerd has
+	// no event: ask containerd.
+	s.reconcileTasks(s.nsCtx(ctx))
+	for ctx.Err() == nil {
+		if broken == nil {
+			broken = s.consumeEvents(ctx, evCh, errCh, &backoff)
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		klog.ErrorS(err, "containerd event stream broken; re-subscribing", "backoff", backoff)
+		klog.ErrorS(broken, "containerd event stream broken; re-subscribing", "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -46,7 +73,14 @@ func (s *Service) monitorEvents(ctx context.Context) {
 		if backoff < 5*time.Second {
 			backoff *= 2
 		}
+		var sctx context.Context
+		sctx, cancel = context.WithCancel(ctx)
+		evCh, errCh = s.subscribeTaskEvents(sctx)
+		// Exits that happened while we were not subscribed are found by asking containerd.
+		s.reconcileTasks(s.nsCtx(ctx))
+		broken = nil
 	}
+	cancel()
 }
 
 func (s *Service) consumeEvents(ctx context.Context, evCh <-chan *events.Envelope, errCh <-chan error, backoff *time.Duration) error {
@@ -55,6 +89,9 @@ func (s *Service) consumeEvents(ctx context.Context, evCh <-chan *events.Envelop
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-errCh:
+			if err == nil {
+				err = errors.New("task event stream closed")
+			}
 			return err
 		case e := <-evCh:
 			*backoff = 100 * time.Millisecond
@@ -86,7 +123,7 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 		// Recording an exit waits for the container's output to drain (up to
 		// ioDrainTimeout): do it aside so one slow container does not hold
 		// up the exits of others (a pod stop kills them all at once).
-		go s.handleContainerExit(ctx, ev.ContainerID, ev.Pid, ev.ExitStatus, at)
+		s.goHandleContainerExit(ctx, ev.ContainerID, ev.Pid, ev.ExitStatus, at)
 	case *eventtypes.TaskOOM:
 		s.handleContainerOOM(ctx, ev.ContainerID)
 	}
@@ -108,16 +145,21 @@ func (s *Service) handleSandboxExit(ctx context.Context, sb *sandbox.Sandbox, co
 	s.emitSandboxEvent(sb, runtimeapiStopped)
 }
 
-// reconcileTasks asks containerd for the state of every task we think runs.
+// reconcileTasks asks containerd for the state of every task we think
+// runs, each within config.RecoveryTimeout and at most
+// config.RecoveryConcurrency at once (a hung shim holds up only its own).
 func (s *Service) reconcileTasks(ctx context.Context) {
+	var ready []*sandbox.Sandbox
 	for _, sb := range s.sandboxes.List() {
-		if st, _ := sb.State(); st != sandbox.StateReady {
-			continue
-		}
-		if running, code, at := taskRunning(ctx, sb.Container); !running {
-			s.handleSandboxExit(ctx, sb, code, at)
+		if st, _ := sb.State(); st == sandbox.StateReady {
+			ready = append(ready, sb)
 		}
 	}
+	s.boundedEach(ctx, len(ready), func(ctx context.Context, i int) {
+		if running, code, at := taskRunning(ctx, ready[i].Container); !running {
+			s.handleSandboxExit(ctx, ready[i], code, at)
+		}
+	})
 	s.reconcileContainers(ctx)
 }
 

@@ -5,89 +5,311 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
+// recoveryResult is what recovering one object produced: commit publishes
+// it (stores, name registry, exit handlers); abort releases what it holds
+// (e.g. re-opened output pipes) when it came after the object's deadline.
+type recoveryResult struct {
+	commit func()
+	abort  func()
+}
+
+// boundedEach runs f(i) for i in [0, n), at most config.RecoveryConcurrency
+// at once, each with a context that ends after config.RecoveryTimeout.
+func (s *Service) boundedEach(ctx context.Context, n int, f func(ctx context.Context, i int)) {
+	sem := make(chan struct{}, max(1, s.config.RecoveryConcurrency))
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			octx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
+			defer cancel()
+			f(octx, i)
+		})
+	}
+	wg.Wait()
+}
+
+func (s *Service) recoveryTimeout() time.Duration {
+	if d := s.config.RecoveryTimeout.Duration; d > 0 {
+		return d
+	}
+	return 30 * time.Second
+}
+
+// recoverAll recovers every listed containerd container of one kind with
+// recoverOne, concurrently (bounded) and each within the recovery timeout.
+// An object whose recovery fails or runs out of time is handed to keep,
+// which publishes it in a state kubelet acts on (UNKNOWN/NOTREADY): nothing
+// is dropped or destroyed because it could not be read in time.
+func (s *Service) recoverAll(ctx context.Context, kind string, ctrs []containerd.Container,
+	recoverOne func(context.Context, containerd.Container) (recoveryResult, error),
+	keep func(containerd.Container),
+) {
+	s.boundedEach(ctx, len(ctrs), func(octx context.Context, i int) {
+		c := ctrs[i]
+		type result struct {
+			r   recoveryResult
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			r, err := recoverOne(octx, c)
+			ch <- result{r, err}
+		}()
+		select {
+		case res := <-ch:
+			if res.err != nil {
+				klog.ErrorS(res.err, "Recovering "+kind+" failed; keeping it for kubelet to stop and remove", "id", c.ID())
+				keep(c)
+				return
+			}
+			if res.r.commit != nil {
+				res.r.commit()
+			}
+		case <-octx.Done():
+			klog.ErrorS(octx.Err(), "Recovering "+kind+" did not finish in time (hung shim?); keeping it for kubelet to stop and remove", "id", c.ID(), "timeout", s.recoveryTimeout())
+			keep(c)
+			go func() {
+				if res := <-ch; res.r.abort != nil {
+					res.r.abort()
+				}
+			}()
+		}
+	})
+}
+
+// listedIDs are the IDs of the listed containers.
+func listedIDs(ctrs []containerd.Container) map[string]bool {
+	ids := make(map[string]bool, len(ctrs))
+	for _, c := range ctrs {
+		ids[c.ID()] = true
+	}
+	return ids
+}
+
 // recoverSandboxes rebuilds the sandbox store from containerd. A sandbox
 // whose RunPodSandbox never finished (the daemon died in the middle) is
 // cleaned up completely: task, CNI (DEL with the ADD arguments), netns,
 // files and container; when that fails (e.g. no CNI config yet) it is kept
 // NOTREADY, netns included, so that StopPodSandbox/RemovePodSandbox retry.
-// Directories that belong to no known sandbox are removed last.
+// A sandbox whose metadata cannot be read, or whose recovery fails or times
+// out, is kept NOTREADY too. Directories of IDs that containerd does not
+// have are removed last.
 func (s *Service) recoverSandboxes(ctx context.Context) error {
-	ctrs, err := s.ctrdState.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
+	lctx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
+	ctrs, err := s.ctrdState.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
+	cancel()
 	if err != nil {
 		return fmt.Errorf("listing sandbox containers: %w", err)
 	}
-	for _, c := range ctrs {
-		md, err := loadSandboxMetadata(ctx, c)
-		if err != nil {
-			klog.ErrorS(err, "Skipping sandbox container with unreadable metadata", "id", c.ID())
-			continue
-		}
-		halfMade := md.Phase != sandbox.PhaseCreated
-		if halfMade {
-			klog.InfoS("Cleaning up sandbox left half-made by a previous run", "podSandboxID", md.ID, "phase", md.Phase)
-			err := s.cleanupHalfMadeSandbox(ctx, c, md)
-			if err == nil {
-				continue
-			}
-			// Keep it, NOTREADY, with its netns: StopPodSandbox and
-			// RemovePodSandbox (kubelet's GC) retry the teardown. Dropping it
-			// here would leak its IP and CNI rules until the next restart,
-			// and removing its netns would keep CNI DEL from ever removing
-			// the bridge plugin's masquerade rules.
-			klog.ErrorS(err, "Cleaning up half-made sandbox failed; keeping it NOTREADY so that StopPodSandbox/RemovePodSandbox retry", "podSandboxID", md.ID)
-		}
-		sb := sandbox.New(*md)
-		sb.Container = c
-		if halfMade {
-			sb.SetNotReady(255, time.Now())
-		} else if running, code, at := taskRunning(ctx, c); running {
-			task, err := c.Task(ctx, nil)
-			if err == nil {
-				sb.SetReady(task.Pid())
-			}
-		} else {
-			if task, err := c.Task(ctx, nil); err == nil {
-				if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-					klog.ErrorS(err, "Deleting stopped pause task", "podSandboxID", md.ID)
-				}
-			}
-			sb.SetNotReady(code, at)
-		}
-		if err := s.sandboxNames.Reserve(md.Name, md.ID); err != nil {
-			klog.ErrorS(err, "Recovered sandbox name conflict; keeping the sandbox", "podSandboxID", md.ID)
-		}
-		if err := s.sandboxes.Add(sb); err != nil {
-			return err
-		}
-		st, _ := sb.State()
-		klog.V(2).InfoS("Recovered sandbox", "podSandboxID", md.ID, "state", criSandboxState(st).String())
+	s.recoverAll(ctx, "sandbox", ctrs, s.recoverSandbox, s.keepSandbox)
+	if ctx.Err() != nil {
+		return ctx.Err() // nothing is removed on a cancelled recovery
 	}
-	s.cleanupOrphanSandboxDirs(ctx)
+	s.cleanupOrphanSandboxDirs(listedIDs(ctrs))
 	return nil
 }
 
-func loadSandboxMetadata(ctx context.Context, c containerd.Container) (*sandbox.Metadata, error) {
-	return loadExtension[sandbox.Metadata](ctx, c, sandbox.MetadataExtension)
+// recoverSandbox recovers one sandbox from its metadata and its pause task.
+func (s *Service) recoverSandbox(ctx context.Context, c containerd.Container) (recoveryResult, error) {
+	md, err := s.sandboxMetadata(ctx, c)
+	if err != nil {
+		klog.ErrorS(err, "Sandbox metadata is unreadable; keeping the sandbox NOTREADY, rebuilt from its containerd record", "podSandboxID", c.ID())
+		return recoveryResult{commit: func() { s.keepSandbox(c) }}, nil
+	}
+	if md.Phase != sandbox.PhaseCreated {
+		klog.InfoS("Cleaning up sandbox left half-made by a previous run", "podSandboxID", md.ID, "phase", md.Phase)
+		err := s.cleanupHalfMadeSandbox(ctx, c, md)
+		if err == nil {
+			return recoveryResult{}, nil
+		}
+		// Keep it, NOTREADY, with its netns: StopPodSandbox and
+		// RemovePodSandbox (kubelet's GC) retry the teardown. Dropping it
+		// here would leak its IP and CNI rules until the next restart,
+		// and removing its netns would keep CNI DEL from ever removing
+		// the bridge plugin's masquerade rules.
+		klog.ErrorS(err, "Cleaning up half-made sandbox failed; keeping it NOTREADY so that StopPodSandbox/RemovePodSandbox retry", "podSandboxID", md.ID)
+		return recoveryResult{commit: func() { s.addRecoveredSandbox(md, c, true) }}, nil
+	}
+	sb := sandbox.New(*md)
+	sb.Container = c
+	task, err := c.Task(ctx, nil)
+	switch {
+	case errdefs.IsNotFound(err):
+		sb.SetNotReady(255, time.Now())
+	case err != nil:
+		return recoveryResult{}, fmt.Errorf("loading pause task: %w", err)
+	default:
+		st, err := task.Status(ctx)
+		if err != nil {
+			return recoveryResult{}, fmt.Errorf("pause task status: %w", err)
+		}
+		switch st.Status {
+		case containerd.Running, containerd.Paused, containerd.Pausing, containerd.Created:
+			sb.SetReady(task.Pid())
+		default:
+			code, at := st.ExitStatus, st.ExitTime
+			if st.Status != containerd.Stopped {
+				code, at = 255, time.Now()
+			}
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				klog.ErrorS(err, "Deleting stopped pause task", "podSandboxID", md.ID)
+			}
+			sb.SetNotReady(code, at)
+		}
+	}
+	return recoveryResult{commit: func() { s.publishRecoveredSandbox(sb, true) }}, nil
 }
 
-// loadExtension decodes the typed extension name of a containerd container.
-func loadExtension[T any](ctx context.Context, c containerd.Container, name string) (*T, error) {
-	exts, err := c.Extensions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading extensions: %w", err)
+// keepSandbox publishes a sandbox that could not be recovered as NOTREADY,
+// so that kubelet stops (CNI DEL, netns) and removes it. Its metadata comes
+// from its containerd record, rebuilt from the spec when unreadable.
+func (s *Service) keepSandbox(c containerd.Container) {
+	md, err := s.sandboxMetadata(context.Background(), c)
+	readable := err == nil
+	if !readable {
+		md = s.rebuildSandboxMetadata(c)
 	}
-	a, ok := exts[name]
+	s.addRecoveredSandbox(md, c, readable)
+}
+
+// addRecoveredSandbox publishes a NOTREADY sandbox.
+func (s *Service) addRecoveredSandbox(md *sandbox.Metadata, c containerd.Container, reserveName bool) {
+	sb := sandbox.New(*md)
+	sb.Container = c
+	sb.SetNotReady(255, time.Now())
+	s.publishRecoveredSandbox(sb, reserveName)
+}
+
+// publishRecoveredSandbox adds a recovered sandbox to the store. A sandbox
+// rebuilt without its metadata does not know its name's attempt and does
+// not hold the name.
+func (s *Service) publishRecoveredSandbox(sb *sandbox.Sandbox, reserveName bool) {
+	if reserveName {
+		if err := s.sandboxNames.Reserve(sb.Name, sb.ID); err != nil {
+			klog.ErrorS(err, "Recovered sandbox name conflict; keeping the sandbox", "podSandboxID", sb.ID)
+		}
+	}
+	if err := s.sandboxes.Add(sb); err != nil {
+		klog.ErrorS(err, "Adding recovered sandbox", "podSandboxID", sb.ID)
+		return
+	}
+	st, _ := sb.State()
+	klog.V(2).InfoS("Recovered sandbox", "podSandboxID", sb.ID, "state", criSandboxState(st).String())
+}
+
+// sandboxMetadata decodes a sandbox's metadata from its listed containerd
+// record (no call to containerd).
+func (s *Service) sandboxMetadata(ctx context.Context, c containerd.Container) (*sandbox.Metadata, error) {
+	rec, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return nil, fmt.Errorf("reading container record: %w", err)
+	}
+	md, err := decodeExtension[sandbox.Metadata](rec, sandbox.MetadataExtension)
+	if err != nil {
+		return nil, err
+	}
+	if md.ID != c.ID() {
+		return nil, fmt.Errorf("metadata of sandbox %s names ID %q", c.ID(), md.ID)
+	}
+	return md, nil
+}
+
+// Annotations of the sandbox and container specs (sandboxAnnotations,
+// containerAnnotations) that recovery rebuilds unreadable metadata from.
+const (
+	annSandboxName         = "io.kubernetes.cri.sandbox-name"
+	annSandboxNamespace    = "io.kubernetes.cri.sandbox-namespace"
+	annSandboxUID          = "io.kubernetes.cri.sandbox-uid"
+	annSandboxLogDirectory = "io.kubernetes.cri.sandbox-log-directory"
+	annSandboxID           = "io.kubernetes.cri.sandbox-id"
+	annContainerName       = "io.kubernetes.cri.container-name"
+	annImageName           = "io.kubernetes.cri.image-name"
+)
+
+// listedSpec decodes the OCI spec of a listed containerd record.
+func listedSpec(rec containers.Container) *oci.Spec {
+	if rec.Spec == nil {
+		return &oci.Spec{}
+	}
+	v, err := typeurl.UnmarshalAny(rec.Spec)
+	if err != nil {
+		return &oci.Spec{}
+	}
+	if sp, ok := v.(*oci.Spec); ok {
+		return sp
+	}
+	return &oci.Spec{}
+}
+
+// rebuildSandboxMetadata makes the metadata of a sandbox whose own cannot
+// be read from what containerd has: the pod's name, namespace and UID from
+// the spec annotations, the netns path from the spec (or the sandbox's
+// netns directory), the runtime. Its IP is unknown; CNI DEL does not need it.
+func (s *Service) rebuildSandboxMetadata(c containerd.Container) *sandbox.Metadata {
+	rec, _ := c.Info(context.Background(), containerd.WithoutRefreshedMetadata)
+	sp := listedSpec(rec)
+	ann := sp.Annotations
+	md := &sandbox.Metadata{
+		Version: 1,
+		ID:      c.ID(),
+		Config: &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{
+				Name: ann[annSandboxName], Namespace: ann[annSandboxNamespace], Uid: ann[annSandboxUID],
+			},
+			LogDirectory: ann[annSandboxLogDirectory],
+		},
+		RuntimeType: rec.Runtime.Name,
+		CreatedAt:   rec.CreatedAt.UnixNano(),
+		Phase:       sandbox.PhaseCreated,
+	}
+	md.Name = sandboxName(md.Config.Metadata)
+	if rt, ok := s.config.Runtimes[s.config.DefaultRuntimeName]; ok && rt.Type == rec.Runtime.Name {
+		md.RuntimeHandler = s.config.DefaultRuntimeName
+	} else {
+		for name, rt := range s.config.Runtimes {
+			if rt.Type == rec.Runtime.Name {
+				md.RuntimeHandler = name
+				break
+			}
+		}
+	}
+	if sp.Linux != nil {
+		for _, ns := range sp.Linux.Namespaces {
+			if ns.Type == runtimespec.NetworkNamespace && ns.Path != "" {
+				md.NetNSPath = ns.Path
+			}
+		}
+	}
+	if md.NetNSPath == "" {
+		dir := sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID).NetNSDir
+		if entries, err := os.ReadDir(dir); err == nil && len(entries) == 1 {
+			md.NetNSPath = filepath.Join(dir, entries[0].Name())
+		}
+	}
+	return md
+}
+
+// decodeExtension decodes the typed extension name of a containerd record.
+func decodeExtension[T any](rec containers.Container, name string) (*T, error) {
+	a, ok := rec.Extensions[name]
 	if !ok {
 		return nil, fmt.Errorf("no %s extension", name)
 	}
@@ -134,13 +356,11 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 }
 
 // cleanupOrphanSandboxDirs removes netns mounts, shm mounts and files of
-// sandboxes that have no containerd container: the daemon died before the
-// container was created, so no CNI ADD ever ran for them.
-func (s *Service) cleanupOrphanSandboxDirs(ctx context.Context) {
-	known := func(id string) bool {
-		_, err := s.sandboxes.Get(id)
-		return err == nil && len(id) == 64
-	}
+// sandboxes that containerd has no container for (known are the IDs it
+// listed): the daemon died before the container was created, so no CNI ADD
+// ever ran for them. The in-memory store is not the judge: a sandbox it
+// lacks may still exist in containerd.
+func (s *Service) cleanupOrphanSandboxDirs(known map[string]bool) {
 	for _, base := range []string{
 		filepath.Join(s.config.StateDir, "netns"),
 		filepath.Join(s.config.StateDir, "sandboxes"),
@@ -152,13 +372,10 @@ func (s *Service) cleanupOrphanSandboxDirs(ctx context.Context) {
 		}
 		for _, e := range entries {
 			id := e.Name()
-			if known(id) {
+			if known[id] {
 				continue
 			}
-			if sb, err := s.sandboxes.Get(id); err == nil && sb.ID == id {
-				continue
-			}
-			klog.InfoS("Removing files of unknown sandbox", "dir", filepath.Join(base, id))
+			klog.InfoS("Removing files of a sandbox containerd does not have", "dir", filepath.Join(base, id))
 			if base == filepath.Join(s.config.StateDir, "netns") {
 				files, _ := os.ReadDir(filepath.Join(base, id))
 				for _, f := range files {

@@ -20,51 +20,68 @@ import (
 // checkpointed status files: running containers get their output pipes
 // re-opened (the shim kept them open, so nothing written meanwhile is lost),
 // containers that exited while the daemon was down get their exit recorded
-// from the task, and containers whose creation never finished are removed.
+// from the task, and containers whose creation never finished (no status
+// file, no task) are removed. A container whose status file is unreadable
+// or missing is recovered from its task; one whose metadata is unreadable,
+// or whose recovery fails or times out, is kept UNKNOWN for kubelet to stop
+// and remove. Directories of IDs that containerd does not have are removed.
 func (s *Service) recoverContainers(ctx context.Context) error {
-	ctrs, err := s.ctrdState.Containers(ctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
+	lctx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
+	ctrs, err := s.ctrdState.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
+	cancel()
 	if err != nil {
 		return fmt.Errorf("listing containers: %w", err)
 	}
-	for _, cc := range ctrs {
-		if err := s.recoverContainer(ctx, cc); err != nil {
-			klog.ErrorS(err, "Recovering container", "containerID", cc.ID())
-		}
+	s.recoverAll(ctx, "container", ctrs, s.recoverContainer, s.keepContainer)
+	if ctx.Err() != nil {
+		return ctx.Err() // nothing is removed on a cancelled recovery
 	}
+	known := listedIDs(ctrs)
 	for _, base := range []string{filepath.Join(s.config.RootDir, "containers"), filepath.Join(s.config.StateDir, "containers")} {
 		entries, _ := os.ReadDir(base)
 		for _, e := range entries {
-			if c, err := s.containers.Get(e.Name()); err == nil && c.ID == e.Name() {
+			if known[e.Name()] {
 				continue
 			}
-			klog.InfoS("Removing files of unknown container", "dir", filepath.Join(base, e.Name()))
+			klog.InfoS("Removing files of a container containerd does not have", "dir", filepath.Join(base, e.Name()))
 			_ = os.RemoveAll(filepath.Join(base, e.Name()))
 		}
 	}
 	return nil
 }
 
-func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container) error {
-	md, err := loadExtension[container.Metadata](ctx, cc, container.MetadataExtension)
+// recoverContainer recovers one container from its metadata, its status
+// file and its task. It does not touch the stores: the result's commit does.
+func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container) (recoveryResult, error) {
+	md, err := s.containerMetadata(ctx, cc)
 	if err != nil {
-		return err
+		// Without its metadata the output cannot be re-attached: kubelet
+		// stops and removes it. Its task is left alone until then.
+		klog.ErrorS(err, "Container metadata is unreadable; keeping the container UNKNOWN", "containerID", cc.ID())
+		return recoveryResult{commit: func() { s.keepContainer(cc) }}, nil
 	}
 	dir := filepath.Join(s.config.RootDir, "containers", md.ID)
 	st, found, err := container.LoadStatus(dir)
 	if err != nil || !found {
-		// CreateContainer never finished: remove what it made.
-		klog.InfoS("Removing container left half-made by a previous run", "containerID", md.ID)
-		if t, err := cc.Task(ctx, nil); err == nil {
-			_, _ = t.Delete(ctx, containerd.WithProcessKill)
+		var halfMade bool
+		st, halfMade, err = s.statusFromTask(ctx, cc, md, err)
+		if err != nil {
+			return recoveryResult{}, err
 		}
-		if err := cc.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-			return err
+		if halfMade {
+			// CreateContainer never finished: remove what it made.
+			klog.InfoS("Removing container left half-made by a previous run", "containerID", md.ID)
+			if err := cc.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+				return recoveryResult{}, fmt.Errorf("removing half-made container: %w", err)
+			}
+			_ = os.RemoveAll(dir)
+			_ = os.RemoveAll(filepath.Join(s.config.StateDir, "containers", md.ID))
+			return recoveryResult{}, nil
 		}
-		_ = os.RemoveAll(dir)
-		return nil
 	}
 	c := container.New(*md, dir, st)
 	c.Container = cc
+	var exited *containerd.Status
 	switch st.State() {
 	case runtimeapi.ContainerState_CONTAINER_CREATED:
 		// The daemon may have died inside StartContainer: a task may exist.
@@ -74,7 +91,7 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 	case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
 		cio, err := s.newContainerIO(c)
 		if err != nil {
-			return err
+			return recoveryResult{}, err
 		}
 		task, err := cc.Task(ctx, cio.Attacher())
 		switch {
@@ -90,29 +107,154 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 			})
 		case err != nil:
 			cio.Close()
-			return fmt.Errorf("loading task: %w", err)
+			return recoveryResult{}, fmt.Errorf("loading task: %w", err)
 		default:
 			c.SetIO(cio)
 			ts, err := task.Status(ctx)
 			if err != nil {
-				return fmt.Errorf("task status: %w", err)
+				cio.Close()
+				return recoveryResult{}, fmt.Errorf("task status: %w", err)
 			}
 			if ts.Status == containerd.Stopped {
-				if err := s.containers.Add(c); err != nil {
-					return err
-				}
-				s.containerNames.Reserve(md.Name, md.ID) //nolint:errcheck
-				s.handleContainerExit(ctx, md.ID, 0, ts.ExitStatus, ts.ExitTime)
-				return nil
+				exited = &ts
 			}
 		}
 	}
-	if err := s.containerNames.Reserve(md.Name, md.ID); err != nil {
-		klog.ErrorS(err, "Recovered container name conflict", "containerID", md.ID)
+	return recoveryResult{
+		commit: func() {
+			s.publishRecoveredContainer(c, true)
+			if exited != nil {
+				s.goHandleContainerExit(s.nsCtx(s.bg.context()), md.ID, 0, exited.ExitStatus, exited.ExitTime)
+			}
+		},
+		abort: func() {
+			if cio := c.IO(); cio != nil {
+				cio.Close()
+			}
+		},
+	}, nil
+}
+
+// statusFromTask rebuilds the status of a container whose status file is
+// unreadable (readErr) or missing from its task, and checkpoints it. With
+// no task, a missing file means CreateContainer never finished (halfMade);
+// an unreadable one cannot tell created from exited: UNKNOWN.
+func (s *Service) statusFromTask(ctx context.Context, cc containerd.Container, md *container.Metadata, readErr error) (container.Status, bool, error) {
+	if readErr != nil {
+		klog.ErrorS(readErr, "Container status file is unreadable; rebuilding the status from the task", "containerID", md.ID)
+	} else {
+		klog.InfoS("Container has no status file; rebuilding the status from the task, if any", "containerID", md.ID)
+	}
+	st := container.Status{CreatedAt: md.CreatedAt}
+	task, err := cc.Task(ctx, nil)
+	switch {
+	case errdefs.IsNotFound(err):
+		if readErr == nil {
+			return st, true, nil
+		}
+		st.Unknown = true
+		st.Reason = "Unknown"
+		st.Message = "container status was unreadable after a restart and the container has no task"
+	case err != nil:
+		return st, false, fmt.Errorf("loading task: %w", err)
+	default:
+		ts, err := task.Status(ctx)
+		if err != nil {
+			return st, false, fmt.Errorf("task status: %w", err)
+		}
+		if ts.Status == containerd.Created {
+			break // StartContainer did not finish: CREATED (its task is deleted)
+		}
+		// Started: its start time is not known, its creation time is the best bound.
+		st.StartedAt = md.CreatedAt
+		st.Pid = task.Pid()
+	}
+	c := container.New(*md, filepath.Join(s.config.RootDir, "containers", md.ID), container.Status{})
+	if err := c.Update(func(s *container.Status) error { *s = st; return nil }); err != nil {
+		klog.ErrorS(err, "Checkpointing rebuilt container status", "containerID", md.ID)
+	}
+	return st, false, nil
+}
+
+// keepContainer publishes a container that could not be recovered, so that
+// kubelet stops and removes it: its checkpointed status if readable, UNKNOWN
+// unless that status says it exited. Its metadata comes from its containerd
+// record, rebuilt from the spec when unreadable. No output is collected.
+func (s *Service) keepContainer(cc containerd.Container) {
+	md, err := s.containerMetadata(context.Background(), cc)
+	readable := err == nil
+	if !readable {
+		md = rebuildContainerMetadata(cc)
+	}
+	dir := filepath.Join(s.config.RootDir, "containers", md.ID)
+	st, found, err := container.LoadStatus(dir)
+	if err != nil || !found {
+		st = container.Status{CreatedAt: md.CreatedAt}
+	}
+	if st.FinishedAt == 0 {
+		st.Unknown = true // in memory only: the next start looks again
+	}
+	c := container.New(*md, dir, st)
+	c.Container = cc
+	s.publishRecoveredContainer(c, readable)
+}
+
+// publishRecoveredContainer adds a recovered container to the store. A
+// container rebuilt without its metadata does not know its name's attempt
+// and does not hold the name.
+func (s *Service) publishRecoveredContainer(c *container.Container, reserveName bool) {
+	if reserveName {
+		if err := s.containerNames.Reserve(c.Name, c.ID); err != nil {
+			klog.ErrorS(err, "Recovered container name conflict", "containerID", c.ID)
+		}
 	}
 	if err := s.containers.Add(c); err != nil {
-		return err
+		klog.ErrorS(err, "Adding recovered container", "containerID", c.ID)
+		return
 	}
-	klog.V(2).InfoS("Recovered container", "containerID", md.ID, "state", c.Status().State().String())
-	return nil
+	klog.V(2).InfoS("Recovered container", "containerID", c.ID, "state", c.Status().State().String())
+}
+
+// containerMetadata decodes a container's metadata from its listed
+// containerd record (no call to containerd).
+func (s *Service) containerMetadata(ctx context.Context, cc containerd.Container) (*container.Metadata, error) {
+	rec, err := cc.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return nil, fmt.Errorf("reading container record: %w", err)
+	}
+	md, err := decodeExtension[container.Metadata](rec, container.MetadataExtension)
+	if err != nil {
+		return nil, err
+	}
+	if md.ID != cc.ID() {
+		return nil, fmt.Errorf("metadata of container %s names ID %q", cc.ID(), md.ID)
+	}
+	return md, nil
+}
+
+// rebuildContainerMetadata makes the metadata of a container whose own
+// cannot be read from its containerd record: sandbox from the label, names
+// and image from the spec annotations.
+func rebuildContainerMetadata(cc containerd.Container) *container.Metadata {
+	rec, _ := cc.Info(context.Background(), containerd.WithoutRefreshedMetadata)
+	ann := listedSpec(rec).Annotations
+	sbID := rec.Labels[sandbox.LabelSandboxID]
+	if sbID == "" {
+		sbID = ann[annSandboxID]
+	}
+	md := &container.Metadata{
+		Version:   1,
+		ID:        cc.ID(),
+		SandboxID: sbID,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: ann[annContainerName]},
+			Image:    &runtimeapi.ImageSpec{Image: ann[annImageName]},
+		},
+		ImageName: ann[annImageName],
+		CreatedAt: rec.CreatedAt.UnixNano(),
+	}
+	md.Name = containerName(md.Config.Metadata, &runtimeapi.PodSandboxMetadata{
+		Name: ann[annSandboxName], Namespace: ann[annSandboxNamespace], Uid: ann[annSandboxUID],
+	})
+	return md
 }

@@ -82,6 +82,12 @@ type Service struct {
 	// watchers are the long-running loops Serve starts besides the event
 	// monitor (CNI config and image cache watchers).
 	watchers []func(ctx context.Context)
+
+	// bg owns the background goroutines (event monitor, watchers, exit
+	// handlers): cancelled and joined when the service stops.
+	bg background
+	// shutdownOnce makes shutdown (Serve's end, Close) run once.
+	shutdownOnce sync.Once
 }
 
 // New connects to containerd (retrying until cfg.ContainerdStartTimeout),
@@ -134,17 +140,19 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		func(ctx context.Context) { s.cni.Run(ctx, time.Second) },
 		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },
 	}
-	if err := s.images.Recover(s.nsCtx(ctx)); err != nil {
+	fail := func(err error) (*Service, error) {
+		s.shutdown()
 		_ = cli.Close()
-		return nil, fmt.Errorf("recovering state from containerd: images: %w", err)
+		return nil, err
+	}
+	if err := s.images.Recover(s.nsCtx(ctx)); err != nil {
+		return fail(fmt.Errorf("recovering state from containerd: images: %w", err))
 	}
 	if err := s.syncState(ctx); err != nil {
-		_ = cli.Close()
-		return nil, err
+		return fail(err)
 	}
 	if s.stream, err = s.newStreamServer(); err != nil {
-		_ = cli.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
 }
@@ -202,17 +210,37 @@ func (s *Service) recover(ctx context.Context) error {
 	return nil
 }
 
-// syncState rebuilds the caches from containerd and starts following
-// containerd's task events.
+// syncState rebuilds the caches from containerd and follows containerd's
+// task events from then on. The subscription is opened before recovery
+// looks at any task, so that an exit during recovery is not lost: the event
+// monitor holds the events until recovery is done, handles them, then
+// reconciles once more with containerd (an exit that happened before the
+// subscription reached containerd has no event).
 func (s *Service) syncState(ctx context.Context) error {
-	if err := s.recover(s.nsCtx(ctx)); err != nil {
+	bctx := s.bg.context()
+	sctx, cancelSub := context.WithCancel(bctx)
+	evCh, errCh := s.subscribeTaskEvents(sctx)
+	recovered := make(chan struct{})
+	if !s.bg.Go(func(ctx context.Context) { s.monitorEvents(ctx, evCh, errCh, cancelSub, recovered) }) {
+		cancelSub()
+		return fmt.Errorf("recovering state from containerd: %w", context.Canceled)
+	}
+	err := s.recover(s.nsCtx(ctx))
+	close(recovered)
+	if err == nil {
+		err = ctx.Err() // cancelled meanwhile: objects were kept unrecovered
+	}
+	if err != nil {
 		return fmt.Errorf("recovering state from containerd: %w", err)
 	}
-	go s.monitorEvents(ctx)
 	return nil
 }
 
-// Serve listens on the CRI socket and serves until ctx is done or the server fails.
+// Serve listens on the CRI socket and serves until ctx is done or the
+// server fails. Then it stops within config.ShutdownTimeout: event streams
+// end, in-flight RPCs get until the deadline (GracefulStop), then the
+// remaining connections are closed (Stop); the background goroutines are
+// cancelled and joined before Serve returns.
 func (s *Service) Serve(ctx context.Context) error {
 	l, err := listenUnix(s.config.SocketPath, s.config.SocketGroup)
 	if err != nil {
@@ -226,7 +254,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
 	for _, w := range s.watchers {
-		go w(ctx)
+		s.bg.Go(w)
 	}
 	errCh := make(chan error, 1)
 	go func() { errCh <- s.grpcServer.Serve(l) }()
@@ -234,25 +262,67 @@ func (s *Service) Serve(ctx context.Context) error {
 	if s.stream != nil {
 		streamErrCh = make(chan error, 1)
 		go func() { streamErrCh <- s.stream.Serve() }()
-		defer s.stream.Stop()
 	}
 	klog.InfoS("Serving CRI", "socket", s.config.SocketPath)
+	var serveErr error
 	select {
 	case <-ctx.Done():
-		s.grpcServer.GracefulStop()
-		return nil
+		klog.InfoS("Shutting down", "timeout", s.config.ShutdownTimeout.Duration)
 	case err := <-errCh:
-		return fmt.Errorf("CRI gRPC server: %w", err)
+		serveErr = fmt.Errorf("CRI gRPC server: %w", err)
 	case err := <-streamErrCh:
-		s.grpcServer.Stop()
-		return fmt.Errorf("CRI streaming server stopped: %w", err)
+		serveErr = fmt.Errorf("CRI streaming server stopped: %w", err)
 	}
+	s.shutdown()
+	return serveErr
 }
 
-// Close stops the streaming server and releases the containerd connection.
+// stopGrace is what the background goroutines get at least to stop after
+// the gRPC server used up the shutdown timeout.
+const stopGrace = time.Second
+
+// shutdown ends the GetContainerEvents streams, stops the gRPC server
+// (gracefully until config.ShutdownTimeout, then by closing connections),
+// the streaming server, and cancels and joins the background goroutines.
+// It runs once; Serve and Close call it.
+func (s *Service) shutdown() {
+	s.shutdownOnce.Do(func() {
+		deadline := time.Now().Add(s.config.ShutdownTimeout.Duration)
+		s.bg.beginStop()
+		if s.grpcServer != nil {
+			done := make(chan struct{})
+			go func() {
+				s.grpcServer.GracefulStop()
+				close(done)
+			}()
+			t := time.NewTimer(time.Until(deadline))
+			select {
+			case <-done:
+			case <-t.C:
+				klog.InfoS("In-flight RPCs did not finish within the shutdown timeout; closing connections", "timeout", s.config.ShutdownTimeout.Duration)
+				s.grpcServer.Stop()
+				<-done
+			}
+			t.Stop()
+		}
+		if s.stream != nil {
+			_ = s.stream.Stop()
+		}
+		if d := time.Now().Add(stopGrace); d.After(deadline) {
+			deadline = d
+		}
+		if !s.bg.stop(deadline) {
+			klog.ErrorS(context.DeadlineExceeded, "Background goroutines did not stop within the shutdown timeout", "timeout", s.config.ShutdownTimeout.Duration)
+		}
+	})
+}
+
+// Close stops the service (if Serve did not) and releases the containerd
+// connection.
 func (s *Service) Close() error {
-	if s.stream != nil {
-		_ = s.stream.Stop()
+	s.shutdown()
+	if s.client == nil {
+		return nil
 	}
 	return s.client.Close()
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -98,10 +99,25 @@ func serve(cfg config.Config) error {
 		return err
 	}
 	defer svc.Close()
+	// Once a stop is asked for, a second signal ends the process at once,
+	// and so does a stop that overruns its bound (Serve enforces
+	// --shutdown-timeout; this is the backstop).
+	context.AfterFunc(ctx, func() {
+		stop()
+		time.AfterFunc(cfg.ShutdownTimeout.Duration+shutdownBackstop, func() {
+			klog.ErrorS(context.DeadlineExceeded, "Shutdown overran its timeout; exiting", "timeout", cfg.ShutdownTimeout.Duration)
+			klog.Flush()
+			os.Exit(1)
+		})
+	})
 	err = svc.Serve(ctx)
 	klog.InfoS("cri-containerd stopped")
 	return err
 }
+
+// shutdownBackstop is how long past --shutdown-timeout the process waits
+// for a stop before it exits regardless.
+const shutdownBackstop = 5 * time.Second
 
 // startDebugServers starts the metrics and pprof servers that cfg enables.
 // An address that cannot be bound is an error; stop stops what was started.

@@ -1,0 +1,333 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/sandbox"
+)
+
+// newRecoveryEnv is a testEnv whose containerd, as recovery sees it, is f.
+func newRecoveryEnv(t *testing.T) (*testEnv, *stateFake) {
+	t.Helper()
+	e := newTestEnv(t)
+	f := newStateFake(t)
+	e.s.ctrdState = f
+	return e, f
+}
+
+// startState runs what New runs after connecting: recovery and the event
+// monitor; both end with the test.
+func startState(t *testing.T, s *Service) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := s.syncState(ctx); err != nil {
+		t.Fatalf("recovery: %v", err)
+	}
+	t.Cleanup(func() { stopBackground(s) })
+}
+
+func runningStatus() *container.Status {
+	now := time.Now().UnixNano()
+	return &container.Status{Pid: 4242, CreatedAt: now, StartedAt: now}
+}
+
+func containerState(t *testing.T, s *Service, id string) *runtimeapi.ContainerStatus {
+	t.Helper()
+	resp, err := s.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus(%s): %v", id, err)
+	}
+	return resp.GetStatus()
+}
+
+func sandboxState(t *testing.T, s *Service, id string) runtimeapi.PodSandboxState {
+	t.Helper()
+	resp, err := s.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	if err != nil {
+		t.Fatalf("PodSandboxStatus(%s): %v", id, err)
+	}
+	return resp.GetStatus().GetState()
+}
+
+// TestRegressionExitLostBeforeSubscribe: a container (and a pause process)
+// that exits after recovery looked at its task, before the task event
+// subscription exists, stayed RUNNING (READY) forever: the exit event went
+// to nobody and the first subscription did not reconcile.
+func TestRegressionExitLostBeforeSubscribe(t *testing.T) {
+	e, f := newRecoveryEnv(t)
+	sbc, sbmd := e.fakeSandboxOnDisk(t, f, "exit-race", false)
+	pause := sbc.startTask(100, containerd.Running, 0)
+	cc, cmd := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, runningStatus())
+	task := cc.startTask(4242, containerd.Running, 0)
+	code, pauseCode := uint32(7), uint32(137)
+	task.exitAfterStatus = &code
+	pause.exitAfterStatus = &pauseCode
+
+	startState(t, e.s)
+
+	waitFor(t, "the container exit to be recorded", func() bool {
+		return containerState(t, e.s, cmd.ID).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
+	})
+	if st := containerState(t, e.s, cmd.ID); st.GetExitCode() != 7 || st.GetReason() != "Error" {
+		t.Errorf("container exit = %d %q, want 7 Error", st.GetExitCode(), st.GetReason())
+	}
+	waitFor(t, "the pause exit to be recorded", func() bool {
+		return sandboxState(t, e.s, sbmd.ID) == runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	})
+}
+
+// TestRegressionUnreadableSandboxMetadataDestroyed: a sandbox whose
+// metadata extension could not be decoded was skipped by recovery, and its
+// netns and pod files were then removed as orphans (the in-memory store did
+// not know it), leaking its IP and hiding it from kubelet. It must be kept,
+// NOTREADY, rebuilt from what containerd has (spec annotations, netns path),
+// so that StopPodSandbox tears the network down and RemovePodSandbox removes
+// it.
+func TestRegressionUnreadableSandboxMetadataDestroyed(t *testing.T) {
+	e, f := newRecoveryEnv(t)
+	sbc, md := e.fakeSandboxOnDisk(t, f, "corrupt", true)
+	pause := sbc.startTask(100, containerd.Running, 0)
+	paths := sandbox.PathsFor(e.root, e.state, md.ID)
+	// A sandbox directory that containerd does not know is still an orphan.
+	orphan := sandbox.PathsFor(e.root, e.state, newID())
+	if err := os.MkdirAll(orphan.RootDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	startState(t, e.s)
+
+	for _, p := range []string{md.NetNSPath, paths.HostnamePath(), paths.StateDir} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("recovery removed %s of the unreadable sandbox: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(orphan.RootDir); !os.IsNotExist(err) {
+		t.Errorf("orphan sandbox dir %s kept (err %v)", orphan.RootDir, err)
+	}
+	if deleted, kills := pause.state(); deleted || len(kills) > 0 || sbc.isDeleted() {
+		t.Errorf("recovery touched the unreadable sandbox's pause task/container: task deleted %v, kills %v, container deleted %v", deleted, kills, sbc.isDeleted())
+	}
+	resp, err := e.s.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found *runtimeapi.PodSandbox
+	for _, p := range resp.GetItems() {
+		if p.GetId() == md.ID {
+			found = p
+		}
+	}
+	if found == nil {
+		t.Fatalf("unreadable sandbox %s not listed", md.ID)
+	}
+	if found.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("unreadable sandbox state = %v, want NOTREADY", found.GetState())
+	}
+	if got, want := found.GetMetadata().GetName(), md.Config.GetMetadata().GetName(); got != want {
+		t.Errorf("recovered pod name = %q, want %q (from the spec annotations)", got, want)
+	}
+
+	// kubelet stops and removes it: CNI DEL on its netns, then nothing left.
+	if _, err := e.s.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: md.ID}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	if _, removes := e.net.calls(); len(removes) != 1 || removes[0].path != md.NetNSPath {
+		t.Errorf("CNI DEL calls = %+v, want one on %s", removes, md.NetNSPath)
+	}
+	if _, err := e.s.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: md.ID}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	if !sbc.isDeleted() {
+		t.Error("containerd container of the removed sandbox not deleted")
+	}
+	for _, p := range []string{paths.NetNSDir, paths.RootDir, paths.StateDir} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after RemovePodSandbox (err %v)", p, err)
+		}
+	}
+}
+
+// TestRegressionUnreadableContainerRecordKilled: a container whose status
+// file was unreadable (or missing) was taken for one that CreateContainer
+// never finished: its running task was killed and the container deleted. A
+// container whose metadata could not be decoded was dropped and its files
+// removed. Such containers are now recovered from containerd (task state
+// and exit status) or kept UNKNOWN; only a container with no status file
+// and no task is half-made.
+func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// corruptMD corrupts the metadata extension.
+		corruptMD bool
+		// status: "ok", "missing" or "corrupt".
+		status string
+		// task: "running", "exited" (code 3) or "" (none).
+		task      string
+		wantState runtimeapi.ContainerState
+		wantCode  int32
+		// wantGone: removed as half-made.
+		wantGone bool
+	}{
+		{name: "corrupt status, running task", status: "corrupt", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		{name: "missing status, running task", status: "missing", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		{name: "corrupt status, exited task", status: "corrupt", task: "exited", wantState: runtimeapi.ContainerState_CONTAINER_EXITED, wantCode: 3},
+		{name: "corrupt status, no task", status: "corrupt", wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
+		{name: "corrupt metadata, running task", corruptMD: true, status: "ok", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
+		{name: "corrupt metadata and status, no task", corruptMD: true, status: "corrupt", wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
+		{name: "half-made: no status, no task", status: "missing", wantGone: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newRecoveryEnv(t)
+			sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
+			sbc.startTask(100, containerd.Running, 0)
+			var st *container.Status
+			if tc.status != "missing" {
+				st = runningStatus()
+			}
+			cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", tc.corruptMD, st)
+			statusPath := filepath.Join(e.root, "containers", md.ID, "status")
+			if tc.status == "corrupt" {
+				if err := os.WriteFile(statusPath, []byte(`{"pid": 42, "startedAt": `), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var task *stTask
+			switch tc.task {
+			case "running":
+				task = cc.startTask(4242, containerd.Running, 0)
+			case "exited":
+				task = cc.startTask(4242, containerd.Stopped, 3)
+			}
+
+			startState(t, e.s)
+
+			if tc.wantGone {
+				if !cc.isDeleted() {
+					t.Error("half-made container not removed")
+				}
+				if _, err := e.s.containers.Get(md.ID); err == nil {
+					t.Error("half-made container still in the store")
+				}
+				return
+			}
+			if cc.isDeleted() {
+				t.Fatal("recovery deleted the containerd container")
+			}
+			if task != nil {
+				if _, kills := task.state(); len(kills) > 0 {
+					t.Errorf("recovery killed the task: %v", kills)
+				}
+			}
+			if tc.task == "running" {
+				if deleted, _ := task.state(); deleted {
+					t.Error("recovery deleted the running task")
+				}
+			}
+			for _, d := range []string{filepath.Join(e.root, "containers", md.ID), filepath.Join(e.state, "containers", md.ID)} {
+				if _, err := os.Stat(d); err != nil {
+					t.Errorf("recovery removed %s: %v", d, err)
+				}
+			}
+			var got *runtimeapi.ContainerStatus
+			waitFor(t, "state "+tc.wantState.String(), func() bool {
+				got = containerState(t, e.s, md.ID)
+				return got.GetState() == tc.wantState
+			})
+			if tc.wantState == runtimeapi.ContainerState_CONTAINER_EXITED && got.GetExitCode() != tc.wantCode {
+				t.Errorf("exit code = %d, want %d", got.GetExitCode(), tc.wantCode)
+			}
+			if got.GetMetadata().GetName() != "app" {
+				t.Errorf("container name = %q, want app", got.GetMetadata().GetName())
+			}
+			// kubelet can stop and remove what it sees.
+			if _, err := e.s.StopContainer(context.Background(), &runtimeapi.StopContainerRequest{ContainerId: md.ID}); err != nil {
+				t.Fatalf("StopContainer: %v", err)
+			}
+			if _, err := e.s.RemoveContainer(context.Background(), &runtimeapi.RemoveContainerRequest{ContainerId: md.ID}); err != nil {
+				t.Fatalf("RemoveContainer: %v", err)
+			}
+			if !cc.isDeleted() {
+				t.Error("RemoveContainer left the containerd container")
+			}
+		})
+	}
+}
+
+// TestRegressionRecoveryHangsOnShim: one hung shim (a task call that never
+// returns) blocked recovery, hence the daemon's start, forever. Each object
+// now has RecoveryTimeout; one that times out is kept (UNKNOWN container,
+// NOTREADY sandbox), not deleted, and objects are recovered concurrently,
+// at most RecoveryConcurrency at once.
+func TestRegressionRecoveryHangsOnShim(t *testing.T) {
+	e, f := newRecoveryEnv(t)
+	e.s.config.RecoveryTimeout.Duration = 200 * time.Millisecond
+	e.s.config.RecoveryConcurrency = 2
+
+	hungSb, hungSbMD := e.fakeSandboxOnDisk(t, f, "hung", false)
+	hungSb.hang = true
+	okSb, okSbMD := e.fakeSandboxOnDisk(t, f, "ok", false)
+	okSb.startTask(100, containerd.Running, 0)
+	var hung []container.Metadata
+	for _, n := range []string{"hung-1", "hung-2", "hung-3"} {
+		c, md := e.fakeContainerOnDisk(t, f, okSbMD.ID, n, false, runningStatus())
+		c.hang = true
+		hung = append(hung, md)
+	}
+	okC, okMD := e.fakeContainerOnDisk(t, f, okSbMD.ID, "fine", false, runningStatus())
+	okC.startTask(4343, containerd.Running, 0)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		startState(t, e.s)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("recovery did not finish: a hung shim blocks the daemon's start")
+	}
+
+	if st := sandboxState(t, e.s, hungSbMD.ID); st != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("hung sandbox state = %v, want NOTREADY", st)
+	}
+	if st := sandboxState(t, e.s, okSbMD.ID); st != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("healthy sandbox state = %v, want READY", st)
+	}
+	for _, md := range hung {
+		if st := containerState(t, e.s, md.ID).GetState(); st != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+			t.Errorf("hung container %s state = %v, want UNKNOWN", md.Name, st)
+		}
+		if f.get(md.ID).isDeleted() {
+			t.Errorf("hung container %s deleted", md.Name)
+		}
+		if _, err := os.Stat(filepath.Join(e.root, "containers", md.ID, "status")); err != nil {
+			t.Errorf("status file of hung container %s: %v", md.Name, err)
+		}
+	}
+	if st := containerState(t, e.s, okMD.ID).GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("healthy container state = %v, want RUNNING", st)
+	}
+	for _, p := range []string{hungSbMD.NetNSPath, sandbox.PathsFor(e.root, e.state, hungSbMD.ID).HostnamePath()} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("hung sandbox lost %s: %v", p, err)
+		}
+	}
+	f.mu.Lock()
+	maxInflight := f.maxInflight
+	f.mu.Unlock()
+	if maxInflight > 2 {
+		t.Errorf("%d task calls at once, want at most RecoveryConcurrency=2", maxInflight)
+	}
+	if maxInflight < 2 {
+		t.Errorf("objects were recovered one at a time (max %d task calls at once), want concurrently", maxInflight)
+	}
+}
