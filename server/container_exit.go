@@ -23,12 +23,18 @@ func (s *Service) handleContainerExit(ctx context.Context, id string, pid, code 
 	if err != nil || c.ID != id {
 		return
 	}
+	s.finishContainer(ctx, c, code, at)
+}
+
+// finishContainer is handleContainerExit for a container at hand (also one
+// recovery has not published yet).
+func (s *Service) finishContainer(ctx context.Context, c *container.Container, code uint32, at time.Time) {
 	if c.Status().FinishedAt != 0 {
 		return
 	}
 	if task, err := c.Container.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Deleting exited task", "containerID", id)
+			klog.ErrorS(err, "Deleting exited task", "containerID", c.ID)
 		}
 	}
 	if cio := c.IO(); cio != nil {

@@ -135,6 +135,13 @@ func (s *Service) recoverSandbox(ctx context.Context, c containerd.Container) (r
 		return recoveryResult{commit: func() { s.keepSandbox(c) }}, nil
 	}
 	if md.Phase != sandbox.PhaseCreated {
+		// RunPodSandbox writes the pod files before it creates the
+		// containerd container: without them this root never knew the
+		// sandbox (another daemon's, or a lost root); do not tear it down.
+		if _, err := os.Stat(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID).RootDir); err != nil {
+			klog.ErrorS(err, "Half-made sandbox has no files under this root; keeping it NOTREADY, untouched", "podSandboxID", md.ID)
+			return recoveryResult{commit: func() { s.addRecoveredSandbox(md, c, true) }}, nil
+		}
 		klog.InfoS("Cleaning up sandbox left half-made by a previous run", "podSandboxID", md.ID, "phase", md.Phase)
 		err := s.cleanupHalfMadeSandbox(ctx, c, md)
 		if err == nil {

@@ -63,8 +63,12 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 	dir := filepath.Join(s.config.RootDir, "containers", md.ID)
 	st, found, err := container.LoadStatus(dir)
 	if err != nil || !found {
+		// CreateContainer makes the directory before the containerd
+		// container: without it this root never knew the container (another
+		// daemon's, or a lost root) and nothing of it is removed.
+		_, derr := os.Stat(dir)
 		var halfMade bool
-		st, halfMade, err = s.statusFromTask(ctx, cc, md, err)
+		st, halfMade, err = s.statusFromTask(ctx, cc, md, err, derr == nil)
 		if err != nil {
 			return recoveryResult{}, err
 		}
@@ -81,14 +85,14 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 	}
 	c := container.New(*md, dir, st)
 	c.Container = cc
-	var exited *containerd.Status
-	switch st.State() {
-	case runtimeapi.ContainerState_CONTAINER_CREATED:
+	switch state := st.State(); {
+	case state == runtimeapi.ContainerState_CONTAINER_CREATED:
 		// The daemon may have died inside StartContainer: a task may exist.
 		if t, err := cc.Task(ctx, nil); err == nil {
 			_, _ = t.Delete(ctx, containerd.WithProcessKill)
 		}
-	case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+	case state == runtimeapi.ContainerState_CONTAINER_RUNNING,
+		state == runtimeapi.ContainerState_CONTAINER_UNKNOWN && st.FinishedAt == 0:
 		cio, err := s.newContainerIO(c)
 		if err != nil {
 			return recoveryResult{}, err
@@ -116,17 +120,14 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 				return recoveryResult{}, fmt.Errorf("task status: %w", err)
 			}
 			if ts.Status == containerd.Stopped {
-				exited = &ts
+				// Exited while the daemon was down: recorded before the
+				// container is published, so no client sees it RUNNING.
+				s.finishContainer(ctx, c, ts.ExitStatus, ts.ExitTime)
 			}
 		}
 	}
 	return recoveryResult{
-		commit: func() {
-			s.publishRecoveredContainer(c, true)
-			if exited != nil {
-				s.goHandleContainerExit(s.nsCtx(s.bg.context()), md.ID, 0, exited.ExitStatus, exited.ExitTime)
-			}
-		},
+		commit: func() { s.publishRecoveredContainer(c, true) },
 		abort: func() {
 			if cio := c.IO(); cio != nil {
 				cio.Close()
@@ -137,9 +138,10 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 
 // statusFromTask rebuilds the status of a container whose status file is
 // unreadable (readErr) or missing from its task, and checkpoints it. With
-// no task, a missing file means CreateContainer never finished (halfMade);
-// an unreadable one cannot tell created from exited: UNKNOWN.
-func (s *Service) statusFromTask(ctx context.Context, cc containerd.Container, md *container.Metadata, readErr error) (container.Status, bool, error) {
+// no task, a missing file in an existing directory (ownDir) means
+// CreateContainer never finished (halfMade); otherwise created cannot be
+// told from exited: UNKNOWN.
+func (s *Service) statusFromTask(ctx context.Context, cc containerd.Container, md *container.Metadata, readErr error, ownDir bool) (container.Status, bool, error) {
 	if readErr != nil {
 		klog.ErrorS(readErr, "Container status file is unreadable; rebuilding the status from the task", "containerID", md.ID)
 	} else {
@@ -149,12 +151,15 @@ func (s *Service) statusFromTask(ctx context.Context, cc containerd.Container, m
 	task, err := cc.Task(ctx, nil)
 	switch {
 	case errdefs.IsNotFound(err):
-		if readErr == nil {
+		if readErr == nil && ownDir {
 			return st, true, nil
 		}
+		// Created or exited: UNKNOWN, with no process to wait for.
 		st.Unknown = true
+		st.FinishedAt = time.Now().UnixNano()
+		st.ExitCode = 255
 		st.Reason = "Unknown"
-		st.Message = "container status was unreadable after a restart and the container has no task"
+		st.Message = "container status was lost or unreadable after a restart and the container has no task"
 	case err != nil:
 		return st, false, fmt.Errorf("loading task: %w", err)
 	default:

@@ -176,6 +176,9 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 		wantCode  int32
 		// wantGone: removed as half-made.
 		wantGone bool
+		// noDir: the container has no directory under this root (another
+		// daemon's, or a lost root).
+		noDir bool
 	}{
 		{name: "corrupt status, running task", status: "corrupt", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_RUNNING},
 		{name: "missing status, running task", status: "missing", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_RUNNING},
@@ -184,6 +187,7 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 		{name: "corrupt metadata, running task", corruptMD: true, status: "ok", task: "running", wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
 		{name: "corrupt metadata and status, no task", corruptMD: true, status: "corrupt", wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
 		{name: "half-made: no status, no task", status: "missing", wantGone: true},
+		{name: "no directory under this root, no task", status: "missing", noDir: true, wantState: runtimeapi.ContainerState_CONTAINER_UNKNOWN},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, f := newRecoveryEnv(t)
@@ -199,6 +203,9 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 				if err := os.WriteFile(statusPath, []byte(`{"pid": 42, "startedAt": `), 0o600); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if tc.noDir {
+				_ = os.RemoveAll(filepath.Join(e.root, "containers", md.ID))
 			}
 			var task *stTask
 			switch tc.task {
