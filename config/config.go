@@ -81,6 +81,11 @@ type Config struct {
 
 	// MaxContainerLogLineSize splits longer lines into partial CRI log records (-1 = no limit).
 	MaxContainerLogLineSize int `toml:"max_container_log_line_size" json:"maxContainerLogLineSize"`
+	// ContainerLogMode says who writes container logs: "daemon" (the daemon
+	// reads the output FIFOs) or "shim" (a log writer the containerd shim
+	// runs, so output never waits for the daemon; containers with stdin
+	// keep the daemon's FIFOs). See package shimlog.
+	ContainerLogMode string `toml:"container_log_mode" json:"containerLogMode"`
 	// DrainExecSyncIOTimeout bounds how long ExecSync waits for output after the process exits.
 	DrainExecSyncIOTimeout Duration `toml:"drain_exec_sync_io_timeout" json:"drainExecSyncIOTimeout"`
 
@@ -142,6 +147,7 @@ func Default() Config {
 		ImagePullProgressTimeout: Duration{5 * time.Minute},
 		MaxConcurrentDownloads:   3,
 		MaxContainerLogLineSize:  16 * 1024,
+		ContainerLogMode:         ContainerLogModeDaemon,
 		DrainExecSyncIOTimeout:   Duration{time.Second},
 		CgroupDriver:             "cgroupfs",
 		DefaultRuntimeName:       "runc",
@@ -196,7 +202,14 @@ func Encode(cfg Config) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Container log modes (Config.ContainerLogMode).
+const (
+	ContainerLogModeDaemon = "daemon"
+	ContainerLogModeShim   = "shim"
+)
+
 // Validate checks values that can be checked without touching the system.
+
 func (c *Config) Validate() error {
 	var errs []error
 	req := map[string]string{
@@ -213,6 +226,11 @@ func (c *Config) Validate() error {
 	case "auto", "true", "false":
 	default:
 		errs = append(errs, fmt.Errorf("restrict_oom_score_adj must be auto, true or false, got %q", c.RestrictOOMScoreAdj))
+	}
+	switch c.ContainerLogMode {
+	case ContainerLogModeDaemon, ContainerLogModeShim:
+	default:
+		errs = append(errs, fmt.Errorf("container_log_mode must be %s or %s, got %q", ContainerLogModeDaemon, ContainerLogModeShim, c.ContainerLogMode))
 	}
 	switch c.CgroupDriver {
 	case "cgroupfs", "systemd":

@@ -77,6 +77,7 @@ func TestValidate(t *testing.T) {
 		{"defaults", func(*Config) {}, ""},
 		{"empty socket", func(c *Config) { c.SocketPath = "" }, "socket_path"},
 		{"bad oom", func(c *Config) { c.RestrictOOMScoreAdj = "maybe" }, "restrict_oom_score_adj"},
+		{"bad container log mode", func(c *Config) { c.ContainerLogMode = "kernel" }, "container_log_mode"},
 		{"bad driver", func(c *Config) { c.CgroupDriver = "x" }, "cgroup_driver"},
 		{"unknown default runtime", func(c *Config) { c.DefaultRuntimeName = "kata" }, "default_runtime_name"},
 		{"runtime without type", func(c *Config) { c.Runtimes["x"] = Runtime{} }, "runtimes.x.runtime_type"},

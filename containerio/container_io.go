@@ -58,6 +58,13 @@ type Config struct {
 	// AttachBufferSize is how many bytes of one stream may be queued for one
 	// attached client before it is detached (default DefaultAttachBufferSize).
 	AttachBufferSize int
+	// Remote is the shim-side log writer (see Remote). With UseRemote, a new
+	// task without Stdin gets Remote's log URI instead of FIFOs. Attacher
+	// uses Remote for a task whose stdout is a log URI whatever UseRemote
+	// says, so a daemon restarted in another log mode re-attaches to what
+	// each task has.
+	Remote    Remote
+	UseRemote bool
 }
 
 // AttachOptions describes one attached client (CRI Attach).
@@ -97,6 +104,7 @@ type ContainerIO struct {
 	cancelOpen context.CancelFunc
 	readers    []io.Closer
 	logFile    *LogFile
+	remoteIO   cio.IO // set when the output is handled by cfg.Remote
 	doneOnce   sync.Once
 
 	stdinMu     sync.Mutex
@@ -182,6 +190,9 @@ func (t taskIO) Close() error       { return t.c.Close() }
 // start opens everything and starts the copy goroutines; existing is nil for
 // a new task, or the FIFO set of a task to re-attach to.
 func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
+	if (existing == nil && c.useRemoteForNew()) || (existing != nil && IsLogURI(existing.Stdout)) {
+		return c.startRemote(existing)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -377,6 +388,9 @@ func (c *ContainerIO) isClosed() bool {
 // when ctx is done, and the write error or ErrSlowAttacher when the client was
 // dropped. A client without Stdout and Stderr is attached until its stdin ends.
 func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
+	if r := c.activeRemote(); r != nil {
+		return r.Attach(ctx, opts)
+	}
 	select {
 	case <-c.done:
 		return nil
@@ -523,6 +537,9 @@ func (c *ContainerIO) ReopenLog() error {
 	if c.cfg.LogPath == "" {
 		return nil
 	}
+	if r := c.activeRemote(); r != nil {
+		return c.reopenRemote(r)
+	}
 	c.mu.Lock()
 	lf, started, closed := c.logFile, c.started, c.closed
 	c.mu.Unlock()
@@ -559,6 +576,9 @@ func (c *ContainerIO) Cancel() {
 // started. After a timeout, Close stops the copying (a process outside the
 // container may hold the pipes open).
 func (c *ContainerIO) Wait(timeout time.Duration) bool {
+	if r := c.activeRemote(); r != nil {
+		return c.waitRemote(r, timeout)
+	}
 	c.mu.Lock()
 	started, closed := c.started, c.closed
 	c.mu.Unlock()
@@ -592,7 +612,12 @@ func (c *ContainerIO) Close() error {
 	}
 	c.closed = true
 	started, cancel, readers := c.started, c.cancelOpen, c.readers
+	remote := c.remoteIO != nil
 	c.mu.Unlock()
+
+	if remote {
+		return c.closeRemote()
+	}
 
 	if !started {
 		c.stdout.close()

@@ -125,5 +125,7 @@ func (s *Service) newContainerIO(c *container.Container) (*containerio.Container
 		Tty:         c.Config.GetTty(),
 		MaxLineSize: s.config.MaxContainerLogLineSize,
 		LogErrors:   s.metrics.logErrors,
+		Remote:      s.shimLogRemote(c),
+		UseRemote:   s.useShimLog(),
 	})
 }

@@ -36,6 +36,7 @@ func bindFlags(fs *flag.FlagSet, cfg *config.Config, configPath *string) {
 	fs.DurationVar(&cfg.ShutdownTimeout.Duration, "shutdown-timeout", cfg.ShutdownTimeout.Duration, "Bound on a graceful stop; RPCs and event streams still open are ended after it.")
 	fs.DurationVar(&cfg.RecoveryTimeout.Duration, "recovery-timeout", cfg.RecoveryTimeout.Duration, "Bound on recovering one sandbox or container at start.")
 	fs.StringVar(&cfg.RestrictOOMScoreAdj, "restrict-oom-score-adj", cfg.RestrictOOMScoreAdj, "Clamp container oom_score_adj to the daemon's own: auto, true or false.")
+	fs.StringVar(&cfg.ContainerLogMode, "container-log-mode", cfg.ContainerLogMode, "Who writes container logs: daemon, or shim (a log writer under the containerd shim, independent of the daemon).")
 	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", cfg.CgroupDriver, "cgroupfs or systemd.")
 	fs.DurationVar(&cfg.ImagePullProgressTimeout.Duration, "image-pull-progress-timeout", cfg.ImagePullProgressTimeout.Duration, "Cancel a pull that makes no progress for this long (0 disables).")
 	fs.DurationVar(&cfg.ContainerdStartTimeout.Duration, "containerd-start-timeout", cfg.ContainerdStartTimeout.Duration, "How long to wait for containerd at start.")

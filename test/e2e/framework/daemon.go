@@ -164,6 +164,9 @@ func (d *Daemon) args() []string {
 	if d.Env.CNIBinDir != "" {
 		a = append(a, "--network-bin-dir", d.Env.CNIBinDir)
 	}
+	// CRI_E2E_DAEMON_ARGS adds flags to every test daemon (e.g. to run the
+	// suite with --container-log-mode shim).
+	a = append(a, strings.Fields(os.Getenv("CRI_E2E_DAEMON_ARGS"))...)
 	return append(a, d.Opts.ExtraArgs...)
 }
 

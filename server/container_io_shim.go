@@ -1,0 +1,42 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/shimlog"
+)
+
+// useShimLog says whether new tasks hand their output to the shim-side log
+// writer (container_log_mode = "shim").
+func (s *Service) useShimLog() bool {
+	return s.config.ContainerLogMode == config.ContainerLogModeShim
+}
+
+// shimLogRemote returns the handle on c's shim-side log writer (package
+// shimlog), whatever the log mode, so that a task started in "shim" mode is
+// re-attached after a restart in "daemon" mode too. Containers with stdin
+// have none: the shim's binary IO wires no stdin, they keep the FIFOs.
+func (s *Service) shimLogRemote(c *container.Container) containerio.Remote {
+	if c.Config.GetStdin() {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		klog.ErrorS(err, "Cannot find the daemon's executable for the shim log writer", "containerID", c.ID)
+		exe = ""
+	}
+	return shimlog.NewRemote(shimlog.RemoteConfig{
+		ID:          c.ID,
+		Dir:         filepath.Join(s.config.StateDir, "containers", c.ID),
+		Executable:  exe,
+		LogPath:     c.LogPath,
+		MaxLineSize: s.config.MaxContainerLogLineSize,
+		TTY:         c.Config.GetTty(),
+	})
+}
