@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
@@ -447,5 +448,43 @@ func TestParseIPAMFile(t *testing.T) {
 		if id != tc.id || ifn != tc.ifname {
 			t.Errorf("parseIPAMFile(%q) = %q, %q", tc.in, id, ifn)
 		}
+	}
+}
+
+// TestRepairTornDownSandboxUsesMetadata: a sandbox whose network was torn
+// down but whose IP remains, with no libcni cache entry, gets CNI DEL with
+// the arguments of its ADD rebuilt from its metadata; its own dirs and netns
+// (the daemon's) are left alone.
+func TestRepairTornDownSandboxUsesMetadata(t *testing.T) {
+	n := newNode(t)
+	a := testID('a')
+	n.addSandboxRecord(a, &sandbox.Metadata{ID: a, Phase: sandbox.PhaseCreated, NetworkTornDown: true, Config: &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "u1"},
+		PortMappings: []*runtimeapi.PortMapping{{HostPort: 8080, ContainerPort: 80}},
+	}})
+	n.addPodNetwork(a, "10.99.0.2")
+	matches, _ := filepath.Glob(filepath.Join(n.cacheDir, "results", "*"))
+	for _, m := range matches {
+		must(t, os.Remove(m))
+	}
+	rep := repairTwice(t, n)
+	if len(n.cni.dels) != 1 {
+		t.Fatalf("DELs %+v, want one", n.cni.dels)
+	}
+	del := n.cni.dels[0]
+	if !slices.Contains(del.Args, [2]string{"K8S_POD_NAME", "web"}) || !slices.Contains(del.Args, [2]string{"K8S_POD_UID", "u1"}) {
+		t.Errorf("DEL args %v, want the pod's", del.Args)
+	}
+	pms, _ := del.CapabilityArgs["portMappings"].([]map[string]any)
+	if len(pms) != 1 || pms[0]["hostPort"] != int32(8080) || pms[0]["protocol"] != "tcp" {
+		t.Errorf("DEL portMappings %#v", del.CapabilityArgs["portMappings"])
+	}
+	for _, f := range rep.Findings {
+		if f.Kind != KindIPAM && f.Kind != KindIPTables {
+			t.Errorf("unexpected finding %+v", f)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(n.state, "netns", a)); err != nil {
+		t.Errorf("the daemon's netns dir was touched: %v", err)
 	}
 }

@@ -11,6 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/cni"
+	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
 // ResultOwned: by the time of the repair a containerd container of that ID
@@ -253,8 +256,14 @@ func (d *Doctor) repairNetwork(ctx context.Context, t *truth, id string, fs []*F
 				}
 			}
 		}
-		err := d.cni.Del(ctx, DelRequest{Network: n.Name, Config: n.Bytes, ContainerID: id, IfName: ifname, NetNS: netnsPath,
-			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_INFRA_CONTAINER_ID", id}}})
+		req := DelRequest{Network: n.Name, Config: n.Bytes, ContainerID: id, IfName: ifname, NetNS: netnsPath,
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
+		if md, ok := t.sandboxes[id]; ok {
+			// A sandbox whose network was torn down but left this: its
+			// metadata holds the arguments of its ADD.
+			req.Args, req.CapabilityArgs = metadataDelArgs(md)
+		}
+		err := d.cni.Del(ctx, req)
 		if err != nil {
 			delErrs = append(delErrs, err.Error())
 		}
@@ -385,4 +394,26 @@ func (d *Doctor) removeChain(ctx context.Context, tbls map[bool]iptTable, f *Fin
 		return err
 	}
 	return nil
+}
+
+// metadataDelArgs rebuilds the CNI arguments and capabilities of a
+// sandbox's ADD from its metadata (as cni.PodOptions made them).
+func metadataDelArgs(md *sandbox.Metadata) ([][2]string, map[string]any) {
+	m := md.Config.GetMetadata()
+	args := [][2]string{
+		{"IgnoreUnknown", "1"},
+		{"K8S_POD_NAMESPACE", m.GetNamespace()},
+		{"K8S_POD_NAME", m.GetName()},
+		{"K8S_POD_INFRA_CONTAINER_ID", md.ID},
+		{"K8S_POD_UID", m.GetUid()},
+	}
+	caps := map[string]any{cni.PodAnnotationsCapability: md.Config.GetAnnotations()}
+	var pms []map[string]any
+	for _, pm := range cni.PortMappings(md.Config.GetPortMappings()) {
+		pms = append(pms, map[string]any{"hostPort": pm.HostPort, "containerPort": pm.ContainerPort, "protocol": pm.Protocol, "hostIP": pm.HostIP})
+	}
+	if len(pms) > 0 {
+		caps["portMappings"] = pms
+	}
+	return args, caps
 }
