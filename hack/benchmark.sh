@@ -6,7 +6,7 @@
 #
 #   (a) a PRIVATE cri-containerd (freshly built _output/cri-containerd) on the
 #       stack's containerd, with its own socket, root/state dirs, containerd
-#       namespace ($BENCH_NAMESPACE) and metrics/pprof port; with
+#       namespace ($BENCH_NAMESPACE), metrics port and pprof socket; with
 #       BENCH_CONTAINERD=private, on a private containerd instead (the stack's
 #       deploy/containerd-config.toml with its own paths), so that neither
 #       side shares its containerd with other users' tests;
@@ -315,19 +315,20 @@ bench_cri_containerd() {
 		--state-dir "$A_STATE" \
 		--sandbox-image "$SANDBOX_IMAGE" \
 		--metrics-addr "127.0.0.1:${port}" \
+		--pprof-addr "unix://${A_STATE}/pprof.sock" \
 		--stream-port 0
 	wait_for "private cri-containerd at $A_ENDPOINT" 90 bench-cri-containerd a_crictl --timeout 5s info
 	pid="$(pid_of bench-cri-containerd)"
-	local pprof="http://127.0.0.1:${port}/debug/pprof/goroutine?debug=1"
+	local pprof=(--unix-socket "${A_STATE}/pprof.sock" "http://localhost/debug/pprof/goroutine?debug=1")
 	R[$t.pid]="$pid"
-	R[$t.goroutines_before]="$(goroutines "$pprof")"
+	R[$t.goroutines_before]="$(goroutines "${pprof[@]}")"
 	R[$t.mem_before]="$(mem_of "$pid")"
 
 	run_critest "$t" "$A_ENDPOINT"
 
 	sleep "$BENCH_SETTLE"
-	R[$t.goroutines_after]="$(goroutines "$pprof")"
-	curl -fsS --max-time 10 "$pprof" >"${dir}/goroutines-after.txt" 2>/dev/null || true
+	R[$t.goroutines_after]="$(goroutines "${pprof[@]}")"
+	curl -fsS --max-time 10 "${pprof[@]}" >"${dir}/goroutines-after.txt" 2>/dev/null || true
 	R[$t.mem_after]="$(mem_of "$pid")"
 	R[$t.left_pods]="$(a_crictl pods -q 2>/dev/null | wc -l)"
 	R[$t.left_ctrs]="$(a_crictl ps -aq 2>/dev/null | wc -l)"

@@ -24,7 +24,9 @@ import (
 func TestDaemonRuntimeInfo(t *testing.T) {
 	env := framework.RequireStack(t, "ContainerdAddress")
 	port := framework.FreeTCPPort(t, 19100, 19500)
-	d := framework.StartDaemon(t, env, framework.DaemonOptions{ExtraArgs: []string{"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port)}})
+	pprofPort := framework.FreeTCPPort(t, 19500, 19900)
+	d := framework.StartDaemon(t, env, framework.DaemonOptions{ExtraArgs: []string{
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort)}})
 	rc := d.RuntimeClient()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -107,8 +109,14 @@ func TestDaemonRuntimeInfo(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/goroutine?debug=1", port)); err != nil || resp.StatusCode != 200 {
+	// pprof is on its own listener, not on the metrics one.
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/goroutine?debug=1", pprofPort)); err != nil || resp.StatusCode != 200 {
 		t.Errorf("pprof: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/goroutine?debug=1", port)); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("pprof on the metrics listener: %v %v, want 404", err, resp)
 	} else {
 		resp.Body.Close()
 	}
