@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"math/rand"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
+)
+
+// TestLiveFuzz starts a private daemon on the stack's containerd and CNI,
+// and runs the request fuzzer against it: CRI_FUZZ_REQUESTS requests
+// (default 2000), seed CRI_FUZZ_SEED (default: the time). It fails on any
+// panic, crash, hang or leak.
+//
+//	set -a; source <(bash -c 'source deploy/lib.sh; stack_env'); set +a
+//	CRI_CONTAINERD_BIN= CRI_FUZZ_REQUESTS=3000 go test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/
+func TestLiveFuzz(t *testing.T) {
+	env := framework.RequireStack(t, "ContainerdAddress", "CertsD")
+	if env.CNIConfDir == "" || env.CNIBinDir == "" {
+		t.Skip("e2e stack not configured: CNI_CONF_DIR / CNI_BIN_DIR are not set")
+	}
+	n := envInt(t, "CRI_FUZZ_REQUESTS", 2000)
+	seed := int64(envInt(t, "CRI_FUZZ_SEED", int(time.Now().UnixNano()%1e9)))
+	d := framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD})
+	t.Cleanup(func() {
+		framework.StopAndRemovePods(t, d.RuntimeClient())
+		framework.UnmountUnder(t, d.Dir)
+	})
+	work := t.TempDir()
+	cfg := Config{
+		Endpoint: d.Endpoint, N: n, Seed: seed, Image: framework.BusyboxImageRef,
+		WorkDir: work, StateDir: d.StateDir(), RootDir: d.RootDir(),
+		ContainerdAddress: env.ContainerdAddress, ContainerdNamespace: d.Opts.Namespace,
+		IPAMDir: framework.IPAMDataDir(t, env.CNIConfDir), DaemonLog: d.LogPath(),
+		Progress: testWriter{t},
+	}
+	t.Logf("fuzzing %s with %d requests, seed %d (CRI_FUZZ_SEED=%d reproduces)", d.Endpoint, n, seed, seed)
+	sum, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", sum.Table())
+	if sum.Failed() {
+		t.Fatalf("the fuzzer found problems (seed %d)", seed)
+	}
+	if sum.Requests != n {
+		t.Fatalf("sent %d requests, want %d", sum.Requests, n)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+// TestRequestsAreValidProtobuf: every generated request of every RPC
+// marshals, and the same seed gives the same requests.
+func TestRequestsAreValidProtobuf(t *testing.T) {
+	ms, err := methods(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) < 40 {
+		t.Fatalf("only %d RPCs found", len(ms))
+	}
+	mk := func() *fuzzer {
+		return &fuzzer{
+			cfg:     Config{WorkDir: "/fuzz", HostPortMin: 47100, HostPortMax: 47199, Image: "busybox"},
+			g:       &gen{r: rand.New(rand.NewSource(7))},
+			real:    realTargets{podID: "pod", ctrID: "ctr", podCfg: &runtimeapi.PodSandboxConfig{}},
+			profile: "/fuzz/p.json",
+		}
+	}
+	a, b := mk(), mk()
+	for i := 0; i < 3000; i++ {
+		m := ms[i%len(ms)]
+		ra, rb := a.request(m), b.request(m)
+		ba, err := proto.MarshalOptions{Deterministic: true}.Marshal(ra)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		bb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(rb)
+		if string(ba) != string(bb) {
+			t.Fatalf("%s: same seed, different requests", m.name)
+		}
+	}
+}
+
+// TestConfineKeepsHostEffectsInside: host ports, host paths, log
+// directories, seccomp profiles and pod CIDRs are confined.
+func TestConfineKeepsHostEffectsInside(t *testing.T) {
+	f := &fuzzer{
+		cfg:     Config{WorkDir: "/fuzz", HostPortMin: 47100, HostPortMax: 47199},
+		g:       &gen{r: rand.New(rand.NewSource(1))},
+		profile: "/fuzz/p.json",
+	}
+	run := &runtimeapi.RunPodSandboxRequest{Config: &runtimeapi.PodSandboxConfig{
+		LogDirectory: "/../../etc",
+		PortMappings: []*runtimeapi.PortMapping{{HostPort: 5000}, {HostPort: 70000}, {HostPort: -1}},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/system.slice", SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/dev/zero"},
+		}},
+	}}
+	f.confine(run.ProtoReflect())
+	c := run.GetConfig()
+	if p := c.GetPortMappings()[0].GetHostPort(); p < 47100 || p > 47199 {
+		t.Errorf("host port %d", p)
+	}
+	if c.GetPortMappings()[1].GetHostPort() != 70000 || c.GetPortMappings()[2].GetHostPort() != -1 {
+		t.Errorf("invalid host ports changed: %v", c.GetPortMappings())
+	}
+	if c.GetLogDirectory() != "/fuzz/logs/etc" || c.GetLinux().GetCgroupParent() != "" {
+		t.Errorf("log dir %q cgroup parent %q", c.GetLogDirectory(), c.GetLinux().GetCgroupParent())
+	}
+	if ref := c.GetLinux().GetSecurityContext().GetSeccomp().GetLocalhostRef(); ref != "/fuzz/p.json" && ref != "/fuzz/seccomp/dev/zero" {
+		t.Errorf("seccomp ref %q", ref)
+	}
+	create := &runtimeapi.CreateContainerRequest{Config: &runtimeapi.ContainerConfig{
+		Mounts:  []*runtimeapi.Mount{{HostPath: "/"}, {HostPath: "rel"}},
+		Devices: []*runtimeapi.Device{{HostPath: "/dev/sda"}},
+	}}
+	f.confine(create.ProtoReflect())
+	if m := create.GetConfig().GetMounts(); m[0].GetHostPath() != "/fuzz/hostpaths" || m[1].GetHostPath() != "rel" {
+		t.Errorf("mounts %v", m)
+	}
+	if d := create.GetConfig().GetDevices()[0].GetHostPath(); d != "/dev/null" {
+		t.Errorf("device %q", d)
+	}
+	upd := &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.0.0.0/8"}}}
+	f.confine(upd.ProtoReflect())
+	if upd.GetRuntimeConfig().GetNetworkConfig().GetPodCidr() != "" {
+		t.Errorf("pod CIDR kept")
+	}
+	var _ protoreflect.Message = upd.ProtoReflect()
+}
