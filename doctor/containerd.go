@@ -9,12 +9,18 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"k8s.io/klog/v2"
 )
+
+// TemporaryRecordLabel marks the container record the doctor makes for the
+// time it takes to delete a task whose own record is gone.
+const TemporaryRecordLabel = "io.cri-containerd.doctor.temporary"
 
 // ContainerdClient is the real Containerd over a containerd client.
 type ContainerdClient struct {
@@ -115,9 +121,32 @@ func (c ContainerdClient) ProcessExists(ctx context.Context, id, execID string) 
 
 // DeleteTask implements Containerd: SIGKILL to every process of the task,
 // wait up to 10 s for it to stop, delete it.
+//
+// containerd's task API finds a task through its container record, so a task
+// whose record is gone cannot be reached. For those a temporary record with
+// the task's ID (labelled TemporaryRecordLabel, no other content) is made for
+// the time of the kill and delete.
 func (c ContainerdClient) DeleteTask(ctx context.Context, id string) error {
 	ctx = c.ctx(ctx)
 	ts := c.Client.TaskService()
+	cs := c.Client.ContainerService()
+	if _, err := cs.Get(ctx, id); errdefs.IsNotFound(err) {
+		_, err := cs.Create(ctx, containers.Container{
+			ID:      id,
+			Labels:  map[string]string{TemporaryRecordLabel: "delete the task of a lost container record"},
+			Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"},
+		})
+		if err != nil && !errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("making a temporary record to reach task %s: %w", id, err)
+		}
+		if err == nil {
+			defer func() {
+				if err := cs.Delete(context.WithoutCancel(ctx), id); err != nil && !errdefs.IsNotFound(err) {
+					klog.ErrorS(err, "Deleting the temporary container record", "id", id)
+				}
+			}()
+		}
+	}
 	if _, err := ts.Kill(ctx, &tasksapi.KillRequest{ContainerID: id, Signal: uint32(syscall.SIGKILL), All: true}); err != nil {
 		err = errgrpc.ToNative(err)
 		if errdefs.IsNotFound(err) {

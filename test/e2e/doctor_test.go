@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -463,4 +464,78 @@ func TestDoctorKeepsUndecodableRecord(t *testing.T) {
 			t.Errorf("%s left after repair", dir)
 		}
 	}
+}
+
+// TestDoctorRemovesTaskWithoutRecord: a running container whose containerd
+// record was deleted behind the daemon's back (its task and shim still run)
+// is found as a task without a record plus its dirs and FIFOs; --repair
+// kills and deletes the task and removes the files, and the pod's sandbox,
+// still owned, is left alone.
+func TestDoctorRemovesTaskWithoutRecord(t *testing.T) {
+	var pn *doctorNet
+	s := startSandboxDaemon(t, func(env *framework.StackEnv) {
+		pn = newDoctorNet(t)
+		env.CNIConfDir = pn.confDir
+	})
+	d, rc := s.d, s.rc()
+	framework.PullImageOrFail(t, d, framework.BusyboxImageRef)
+	cfg := framework.PodConfig("doctor-task", framework.WithLogDirectory(t.TempDir()))
+	pod := runPod(t, rc, cfg, "")
+	ctr := framework.RunContainerOrFail(t, rc, pod, cfg, framework.NewContainerConfig("sleeper", framework.BusyboxImageRef, "sleep", "3600"))
+	st := framework.ContainerStatusOrFail(t, rc, ctr)
+	if st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container state %v", st.GetState())
+	}
+
+	framework.KillDaemon(t, d)
+	cli, _ := framework.ContainerdClient(t, d.Env.ContainerdAddress, d.Opts.Namespace)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), d.Opts.Namespace), time.Minute)
+	defer cancel()
+	if err := cli.ContainerService().Delete(ctx, ctr); err != nil {
+		t.Fatalf("deleting the container's record: %v", err)
+	}
+	tasks := func() []string {
+		var ids []string
+		ts, err := cli.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range ts.GetTasks() {
+			ids = append(ids, tk.GetID())
+		}
+		return ids
+	}
+	if !slices.Contains(tasks(), ctr) {
+		t.Skipf("containerd dropped the task with its record (tasks %v): nothing to audit", tasks())
+	}
+
+	r := runDoctor(t, d, "--grace", "0s")
+	if r.code != 1 {
+		t.Errorf("audit: exit %d, want 1", r.code)
+	}
+	got := map[string]int{}
+	for _, f := range r.report.Findings {
+		if f.ID == pod {
+			t.Errorf("finding for the owned sandbox: %+v", f)
+		}
+		got[f.Kind]++
+	}
+	if got["task"] != 1 || got["dir"] != 2 || got["fifo"] < 2 {
+		t.Errorf("findings by kind %v, want 1 task, 2 dirs and the FIFOs", got)
+	}
+	r = runDoctor(t, d, "--grace", "0s", "--repair")
+	if r.code != 0 {
+		t.Errorf("repair: exit %d", r.code)
+	}
+	if slices.Contains(tasks(), ctr) {
+		t.Errorf("task %s still there after the repair", ctr[:12])
+	}
+	if r = runDoctor(t, d, "--grace", "0s", "--repair"); r.code != 0 || len(r.report.Findings) != 0 {
+		t.Errorf("second repair: exit %d, findings %v", r.code, r.report.Findings)
+	}
+	d.Restart()
+	framework.WaitPodState(t, d.RuntimeClient(), pod, runtimeapi.PodSandboxState_SANDBOX_READY, 30*time.Second)
+	stopPod(t, d.RuntimeClient(), pod)
+	removePod(t, d.RuntimeClient(), pod)
+	s.assertNoLeaks(t, pod)
 }
