@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -91,9 +92,7 @@ func (h LinuxHost) Shims() ([]Shim, error) {
 				s.Address = args[i+1]
 			}
 		}
-		if fi, err := e.Info(); err == nil {
-			s.Started = fi.ModTime()
-		}
+		s.Started = h.startTime(pid)
 		shims = append(shims, s)
 	}
 	for i := range shims {
@@ -102,21 +101,57 @@ func (h LinuxHost) Shims() ([]Shim, error) {
 	return shims, nil
 }
 
-// ppid reads the parent pid from /proc/<pid>/stat.
-func (h LinuxHost) ppid(pid int) (int, bool) {
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (field 3, the state, is the first).
+func (h LinuxHost) statFields(pid int) []string {
 	b, err := os.ReadFile(filepath.Join(h.proc(), strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, false
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, false
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:])
+}
+
+// ppid reads the parent pid from /proc/<pid>/stat.
+func (h LinuxHost) ppid(pid int) (int, bool) {
+	f := h.statFields(pid)
 	if len(f) < 2 {
 		return 0, false
 	}
 	p, err := strconv.Atoi(f[1])
 	return p, err == nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
+const clockTicks = 100
+
+// startTime is when pid started (zero when unknown): boot time plus the
+// starttime field (22) of /proc/<pid>/stat.
+func (h LinuxHost) startTime(pid int) time.Time {
+	f := h.statFields(pid)
+	if len(f) < 20 {
+		return time.Time{}
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	b, err := os.ReadFile(filepath.Join(h.proc(), "stat"))
+	if err != nil {
+		return time.Time{}
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}
+			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / clockTicks)
+		}
+	}
+	return time.Time{}
 }
