@@ -135,8 +135,11 @@ func (s *Service) handleSandboxExit(ctx context.Context, sb *sandbox.Sandbox, co
 	if st == sandbox.StateNotReady {
 		return
 	}
-	if task, err := sb.Container.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	// Bounded: a hung shim must not hold up the event monitor for good.
+	dctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	if task, err := sb.Container.Task(dctx, nil); err == nil {
+		if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
 		}
 	}
