@@ -59,6 +59,18 @@ func listenUnix(path, group string) (net.Listener, error) {
 	return l, nil
 }
 
+// CheckSocketGroup reports an unknown socket group (--socket-group) at
+// start, before state is recovered; empty means none.
+func CheckSocketGroup(group string) error {
+	if group == "" {
+		return nil
+	}
+	if _, err := lookupGroup(group); err != nil {
+		return fmt.Errorf("socket group: %w", err)
+	}
+	return nil
+}
+
 // lookupGroup resolves a group name or a numeric gid.
 func lookupGroup(group string) (int, error) {
 	if n, err := strconv.ParseUint(group, 10, 32); err == nil {

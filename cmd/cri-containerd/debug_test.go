@@ -156,3 +156,29 @@ func TestPprofOffMetricsListener(t *testing.T) {
 		t.Fatal("relative unix socket path accepted")
 	}
 }
+
+// TestSocketGroupUnknownIsStartupError: an unknown --socket-group stops the
+// daemon at start, before it connects to containerd or recovers anything.
+func TestSocketGroupUnknownIsStartupError(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{
+		"--config", cfgFile,
+		"--socket-path", filepath.Join(dir, "cri.sock"),
+		"--root-dir", filepath.Join(dir, "root"),
+		"--state-dir", filepath.Join(dir, "state"),
+		"--containerd-endpoint", filepath.Join(dir, "no-containerd.sock"),
+		"--containerd-start-timeout", "1s",
+		"--metrics-addr", "",
+		"--socket-group", "no-such-group-cri",
+	})
+	if err == nil || !strings.Contains(err.Error(), `unknown group "no-such-group-cri"`) {
+		t.Fatalf("run with an unknown socket group: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root")); !os.IsNotExist(err) {
+		t.Errorf("the root directory was made before the socket group was checked: %v", err)
+	}
+}

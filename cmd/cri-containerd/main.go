@@ -87,6 +87,9 @@ func serve(cfg config.Config) error {
 	defer stop()
 	klog.InfoS("Starting cri-containerd", "version", version.Version, "revision", version.Rev(), "socket", cfg.SocketPath, "containerd", cfg.ContainerdEndpoint)
 
+	if err := server.CheckSocketGroup(cfg.SocketGroup); err != nil {
+		return err // before recovery: the socket is made only after it
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stopDebug, err := startDebugServers(cfg, reg)
