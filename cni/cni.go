@@ -239,6 +239,10 @@ func (m *Manager) current() *netConfig {
 // errNoConfig is returned before any configuration was published.
 var errNoConfig = errors.New("no CNI configuration loaded")
 
+// ErrNetworkNotReady is returned by Setup when no usable configuration is
+// loaded: no plugin ran, so nothing needs to be torn down.
+var ErrNetworkNotReady = errors.New("network not ready")
+
 // status tells whether the snapshot c is usable.
 func (c *netConfig) status() error {
 	switch {
@@ -270,7 +274,7 @@ func (m *Manager) Config() *gocni.ConfigResult {
 func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
 	c := m.current()
 	if err := c.status(); err != nil {
-		return nil, fmt.Errorf("network not ready: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNetworkNotReady, err)
 	}
 	return c.plugin.Setup(ctx, id, path, opts...)
 }

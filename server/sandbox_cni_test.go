@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -133,6 +134,29 @@ func TestRegressionIPLeakWhenCNIDelFailsOnAddArgs(t *testing.T) {
 		}
 		if err := e.removePod(sb.ID); err != nil {
 			t.Fatalf("RemovePodSandbox: %v", err)
+		}
+		if n := e.s.sandboxNames.Len(); n != 0 {
+			t.Errorf("%d names still reserved", n)
+		}
+		if left := e.files(t); len(left) != 0 {
+			t.Errorf("files left behind: %v", left)
+		}
+	})
+
+	t.Run("no configuration: nothing to tear down, nothing kept", func(t *testing.T) {
+		e := newTestEnv(t)
+		p := cnitest.Install(t)
+		m, err := cni.New(t.TempDir(), []string{p.BinDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.s.netPlugin = m
+		_, err = e.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podWithPorts("web", http)})
+		if !errors.Is(err, cni.ErrNetworkNotReady) {
+			t.Fatalf("err = %v, want network not ready", err)
+		}
+		if got := e.s.sandboxes.List(); len(got) != 0 {
+			t.Errorf("store holds %d sandboxes", len(got))
 		}
 		if n := e.s.sandboxNames.Len(); n != 0 {
 			t.Errorf("%d names still reserved", n)

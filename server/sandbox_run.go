@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -183,9 +184,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		if err != nil {
 			return nil, err
 		}
-		added := false
+		added, attempted := false, true
 		defer func() {
-			if retErr == nil {
+			if retErr == nil || !attempted {
 				return
 			}
 			cctx, cancel := cleanupCtx(ctx)
@@ -200,6 +201,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		res, err := s.netPlugin.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
 		s.observeCNI("setup", start, err)
 		if err != nil {
+			// No configuration: no plugin ran, there is nothing to tear down.
+			attempted = !errors.Is(err, cni.ErrNetworkNotReady)
 			return nil, fmt.Errorf("setting up pod network: %w", err)
 		}
 		added = true
