@@ -262,3 +262,44 @@ func shellQuote(args []string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// TestShimLogDaemonModeBaseline measures the same outage with
+// container_log_mode = "daemon" (the daemon reads the FIFOs), for
+// comparison. It asserts nothing; it runs only with CRI_E2E_SHIMLOG_BASELINE=1.
+func TestShimLogDaemonModeBaseline(t *testing.T) {
+	if os.Getenv("CRI_E2E_SHIMLOG_BASELINE") != "1" {
+		t.Skip("set CRI_E2E_SHIMLOG_BASELINE=1 to measure the daemon log mode")
+	}
+	e := newCtrEnv(t, "--container-log-mode", "daemon")
+	podID, podCfg := e.runPod("shimlog-baseline")
+	floodCfg := framework.NewContainerConfig("flood", framework.BusyboxImageRef, shimlogFloodScript(0)...)
+	floodID := e.run(podID, podCfg, floodCfg)
+	const exiterLines = 100000
+	exitCfg := framework.NewContainerConfig("exiter", framework.BusyboxImageRef,
+		"sh", "-c", "sleep 8; exec "+shellQuote(shimlogFloodScript(exiterLines)))
+	exitID := e.run(podID, podCfg, exitCfg)
+	framework.WaitForCRILog(t, ctrLogPath(podCfg, floodCfg), 30*time.Second, "1000 lines", func(r []framework.CRILogRecord) bool { return len(r) >= 1000 })
+	framework.KillDaemon(t, e.d)
+	killedAt := time.Now()
+	time.Sleep(shimlogOutage)
+	e.d.Restart()
+	restartedAt := time.Now()
+	rc := e.rc()
+	st := framework.WaitForContainerState(t, rc, exitID, runtimeapi.ContainerState_CONTAINER_EXITED, time.Minute)
+	time.Sleep(3 * time.Second)
+	framework.StopContainerOrFail(t, rc, floodID, 10)
+	exitSeqs, _ := shimlogRecords(t, ctrLogPath(podCfg, exitCfg))
+	seqs, _ := shimlogRecords(t, ctrLogPath(podCfg, floodCfg))
+	lost := 0
+	for i := 1; i < len(seqs); i++ {
+		lost += seqs[i].n - seqs[i-1].n - 1
+	}
+	ps := perSecond(seqs, killedAt.Unix()+1, restartedAt.Unix()-1)
+	outageLines := 0
+	for _, n := range ps {
+		outageLines += n
+	}
+	t.Logf("daemon mode: flood %d lines logged, %d lost (gaps); %d lines printed during the %s outage; max stall between records %s",
+		len(seqs), lost, outageLines, shimlogOutage, maxStall(seqs))
+	t.Logf("daemon mode: exiter exit code %d, %d of %d lines logged (%d lost)", st.GetExitCode(), len(exitSeqs), exiterLines, exiterLines-len(exitSeqs))
+}
