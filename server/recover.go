@@ -338,12 +338,17 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 		}
 	}
 	if md.NetNSPath != "" && !md.NetworkTornDown {
-		opts, _ := cni.PodOptions(md.ID, md.Config, s.podCIDRs())
+		args, err := cni.NewPodArgs(md.ID, md.Config, s.podCIDRs())
+		if err != nil {
+			args = cni.PodArgs{}
+		}
 		path := md.NetNSPath
 		if closed, err := s.loadNetNS(path).Closed(); err == nil && closed {
 			path = ""
 		}
-		if err := s.netPlugin.Remove(ctx, md.ID, path, opts...); err != nil {
+		// The same DEL fallbacks as StopPodSandbox: a plugin refusing the
+		// pod's capability arguments does not keep the address.
+		if err := cni.TeardownPod(ctx, s.netPlugin, md.ID, path, args, networkAdded(*md)); err != nil {
 			return fmt.Errorf("CNI DEL: %w", err)
 		}
 		if err := s.loadNetNS(md.NetNSPath).Remove(); err != nil {
