@@ -3,6 +3,7 @@ package server
 import (
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -31,6 +32,9 @@ func (s *Service) shimLogRemote(c *container.Container) containerio.Remote {
 		klog.ErrorS(err, "Cannot find the daemon's executable for the shim log writer", "containerID", c.ID)
 		exe = ""
 	}
+	// After an in-place upgrade the old file is gone; the new one is at the
+	// same path.
+	exe = strings.TrimSuffix(exe, " (deleted)")
 	return shimlog.NewRemote(shimlog.RemoteConfig{
 		ID:          c.ID,
 		Dir:         filepath.Join(s.config.StateDir, "containers", c.ID),
