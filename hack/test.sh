@@ -82,6 +82,19 @@ check_races() {
 	fi
 }
 
+# fuzz: each native `go test -fuzz` target briefly, then the live request
+# fuzzer (test/fuzz) against a private daemon on the stack. `make fuzz` is
+# the longer form (FUZZTIME, FUZZ_REQUESTS).
+fuzz() {
+	local t
+	for t in server:FuzzValidateRequest spec:FuzzContainerSpecOpts spec:FuzzSandboxSpecOpts config:FuzzLoadFile; do
+		log "go test -fuzz ${t#*:} (${FUZZTIME:-5s})"
+		go test -run '^$' -fuzz "^${t#*:}\$" -fuzztime "${FUZZTIME:-5s}" "./${t%%:*}/" || return 1
+	done
+	log "live request fuzzer: ${CRI_FUZZ_REQUESTS:-1500} requests"
+	CRI_FUZZ_REQUESTS="${CRI_FUZZ_REQUESTS:-1500}" go test -count=1 -v -timeout 30m -run TestLiveFuzz ./test/fuzz/
+}
+
 rc=0
 case "$what" in
 unit) unit ;;
@@ -100,10 +113,15 @@ all)
 	stack
 	"${REPO_ROOT}/hack/verify-images.sh" || { rc=$?; log "image smoke test FAILED"; }
 	e2e || { rc=$?; log "e2e tests FAILED"; }
+	fuzz || { rc=$?; log "fuzz FAILED"; }
 	"${REPO_ROOT}/hack/critest.sh" || { rc=$?; log "critest FAILED"; }
 	check_races || { rc=1; log "race check FAILED"; }
 	;;
-*) die "usage: $0 [all|unit|e2e|critest]" ;;
+fuzz)
+	stack
+	fuzz || rc=$?
+	;;
+*) die "usage: $0 [all|unit|e2e|critest|fuzz]" ;;
 esac
 
 if [[ "${TEST_STACK_DOWN:-0}" == 1 && "$what" != unit ]]; then

@@ -312,6 +312,21 @@ func CleanupNamespace(t testing.TB, address, ns string) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), time.Minute)
 	defer cancel()
+	// Tasks and containers a failed test left behind go first, while the
+	// runc state root in the daemon's directory still exists: once it is
+	// removed containerd can no longer kill them.
+	if ctrs, err := cli.Containers(ctx); err == nil {
+		for _, c := range ctrs {
+			if task, err := c.Task(ctx, nil); err == nil {
+				if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil {
+					t.Logf("cleanup %s: deleting task %s: %v", ns, c.ID(), err)
+				}
+			}
+			if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+				t.Logf("cleanup %s: deleting container %s: %v", ns, c.ID(), err)
+			}
+		}
+	}
 	is := cli.ImageService()
 	imgs, err := is.List(ctx)
 	if err != nil {
