@@ -9,19 +9,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/atomicfile"
 	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/store"
 )
 
 // MetadataExtension is the containerd container extension holding Metadata.
@@ -214,68 +212,17 @@ func LoadStatus(dir string) (Status, bool, error) {
 	return st, true, nil
 }
 
-// Store is the in-memory cache of containers.
+// Store is the in-memory cache of containers, keyed by ID. It resolves
+// unique ID prefixes (see store.Store).
 type Store struct {
-	mu sync.RWMutex
-	m  map[string]*Container
+	*store.Store[*Container]
 }
 
 // NewStore returns an empty store.
-func NewStore() *Store { return &Store{m: map[string]*Container{}} }
-
-// Add inserts c.
-func (s *Store) Add(c *Container) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[c.ID]; ok {
-		return fmt.Errorf("container %q: %w", c.ID, errdefs.ErrAlreadyExists)
-	}
-	s.m[c.ID] = c
-	return nil
-}
-
-// Get finds a container by ID or unique ID prefix.
-func (s *Store) Get(id string) (*Container, error) {
-	if id == "" {
-		return nil, fmt.Errorf("container id is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if c, ok := s.m[id]; ok {
-		return c, nil
-	}
-	var found *Container
-	for k, c := range s.m {
-		if strings.HasPrefix(k, id) {
-			if found != nil {
-				return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = c
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return found, nil
-}
-
-// Delete removes id.
-func (s *Store) Delete(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
-// List returns all containers, oldest first.
-func (s *Store) List() []*Container {
-	s.mu.RLock()
-	out := make([]*Container, 0, len(s.m))
-	for _, c := range s.m {
-		out = append(out, c)
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
-	return out
+func NewStore() *Store {
+	return &Store{Store: store.New("container",
+		func(c *Container) string { return c.ID },
+		func(c *Container) int64 { return c.CreatedAt })}
 }
 
 // ListBySandbox returns the containers of one sandbox.
