@@ -166,6 +166,7 @@ func NSContext(ctx context.Context) context.Context { return namespaces.WithName
 
 // StartContainerd starts the private containerd and waits until it answers.
 func (e *Env) StartContainerd(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx) // an interrupted campaign still needs it for the cleanup
 	if err := e.Containerd.Start(); err != nil {
 		return err
 	}
@@ -196,6 +197,7 @@ func (e *Env) StartContainerd(ctx context.Context) error {
 // StartDaemon starts cri-containerd and waits until its CRI socket answers
 // Version; it returns the time that took.
 func (e *Env) StartDaemon(ctx context.Context) (time.Duration, error) {
+	ctx = context.WithoutCancel(ctx) // an interrupted campaign still needs it for the cleanup
 	t0 := time.Now()
 	if err := e.Daemon.Start(); err != nil {
 		return 0, err
