@@ -144,6 +144,9 @@ func (e *Env) Setup(ctx context.Context) error {
 		"--containerd-start-timeout", "60s",
 		"-v", "2",
 	}}
+	if e.Opts.LogMode != "" {
+		e.Daemon.Args = append(e.Daemon.Args, "--container-log-mode", e.Opts.LogMode)
+	}
 	_ = os.Remove(e.Daemon.LogPath)
 	if _, err := e.StartDaemon(ctx); err != nil {
 		return err

@@ -56,6 +56,7 @@ type Options struct {
 	Bridge        string
 	LogFSMiB      int
 	Doctor        bool
+	LogMode       string // the daemon's --container-log-mode ("": its default)
 
 	SandboxImage string
 	BusyboxImage string
@@ -88,6 +89,7 @@ func parseOptions(args []string) (Options, error) {
 	fs.StringVar(&o.Subnet, "subnet", "10.233.0.0/16", "pod subnet of the private CNI network")
 	fs.StringVar(&o.Bridge, "bridge", "crichaos0", "bridge of the private CNI network")
 	fs.IntVar(&o.LogFSMiB, "log-fs-mib", 64, "size of the pod log tmpfs")
+	fs.StringVar(&o.LogMode, "container-log-mode", "", "the daemon's --container-log-mode (daemon or shim; empty: the daemon's default)")
 	fs.BoolVar(&o.Doctor, "doctor", true, "also run `cri-containerd doctor` as a leak checker when the binary has it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -168,6 +170,9 @@ func run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.OutageOnly {
 		rep.Mode = "outage only"
+	}
+	if o.LogMode != "" {
+		rep.Mode += ", container_log_mode=" + o.LogMode
 	}
 	t0 := time.Now()
 	defer func() { rep.Duration = time.Since(t0) }()
