@@ -161,7 +161,7 @@ func (r *Report) Table() string {
 	row("wrong states", r.Count(WrongState))
 	row("logs damaged / incomplete", fmt.Sprintf("%d / %d", r.Count(LogDamaged), r.Count(LogIncomplete)))
 	row("log lines lost (daemon up)", r.LinesLost)
-	row("log lines lost (exited, daemon down)", r.LinesLostDown)
+	row("log lines lost (daemon down)", r.LinesLostDown)
 	row("exit codes dropped by containerd", r.ExitsLostByContainerd)
 	leakKinds := make([]string, 0, len(r.Leaks))
 	for k := range r.Leaks {
