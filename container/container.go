@@ -68,6 +68,12 @@ type Status struct {
 	Unknown bool `json:"unknown,omitempty"`
 	// OOMKilled is set when an OOM event was seen for the container.
 	OOMKilled bool `json:"oomKilled,omitempty"`
+	// PendingExitAt/PendingExitCode checkpoint an exit seen but not yet
+	// recorded: the exit handler writes them before it deletes the task and
+	// drains the output, so a daemon killed in between still knows the real
+	// exit code when the task is gone at the next start.
+	PendingExitAt   int64 `json:"pendingExitAt,omitempty"`
+	PendingExitCode int32 `json:"pendingExitCode,omitempty"`
 	// Resources are the current resources (after UpdateContainerResources).
 	Resources *runtimeapi.ContainerResources `json:"resources,omitempty"`
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/container"
 )
+
+// errNothingToCheckpoint makes a status update write nothing.
+var errNothingToCheckpoint = errors.New("nothing to checkpoint")
 
 // ioDrainTimeout bounds how long an exit waits for the container's output to reach the log.
 const ioDrainTimeout = 5 * time.Second
@@ -32,6 +36,17 @@ func (s *Service) finishContainer(ctx context.Context, c *container.Container, c
 	if c.Status().FinishedAt != 0 {
 		return
 	}
+	// The exit code is checkpointed before the task (the only other holder
+	// of it) is deleted: a daemon killed from here on finds it at start.
+	if err := c.Update(func(st *container.Status) error {
+		if st.FinishedAt != 0 || st.PendingExitAt != 0 {
+			return errNothingToCheckpoint // recorded meanwhile: write nothing
+		}
+		st.PendingExitAt, st.PendingExitCode = at.UnixNano(), int32(code)
+		return nil
+	}); err != nil && !errors.Is(err, errNothingToCheckpoint) {
+		klog.ErrorS(err, "Checkpointing pending exit", "containerID", c.ID)
+	}
 	if task, err := c.Container.Task(ctx, nil); err == nil {
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			klog.ErrorS(err, "Deleting exited task", "containerID", c.ID)
@@ -40,15 +55,19 @@ func (s *Service) finishContainer(ctx context.Context, c *container.Container, c
 	if cio := c.IO(); cio != nil {
 		cio.Wait(ioDrainTimeout)
 	}
-	reason := ""
-	if c.Status().OOMKilled {
-		reason = "OOMKilled"
-	} else if code == 0 {
-		reason = "Completed"
-	} else {
-		reason = "Error"
+	s.recordExit(c, int32(code), at, exitReason(c.Status().OOMKilled, code), "")
+}
+
+// exitReason is ContainerStatus.reason of an exit.
+func exitReason(oomKilled bool, code uint32) string {
+	switch {
+	case oomKilled:
+		return "OOMKilled"
+	case code == 0:
+		return "Completed"
+	default:
+		return "Error"
 	}
-	s.recordExit(c, int32(code), at, reason, "")
 }
 
 func (s *Service) recordExit(c *container.Container, code int32, at time.Time, reason, message string) {

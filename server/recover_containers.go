@@ -103,6 +103,14 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 			cio.Close()
 			_ = c.Update(func(st *container.Status) error {
 				st.Pid = 0
+				if st.PendingExitAt != 0 {
+					// The exit was seen and checkpointed; the daemon died
+					// while deleting the task or draining its output.
+					st.FinishedAt, st.ExitCode = st.PendingExitAt, st.PendingExitCode
+					st.Reason = exitReason(st.OOMKilled, uint32(st.PendingExitCode))
+					st.Unknown = false
+					return nil
+				}
 				st.FinishedAt = time.Now().UnixNano()
 				st.ExitCode = 255
 				st.Reason = "Unknown"

@@ -263,6 +263,8 @@ type stTask struct {
 	// exitAfterStatus: the process exits (with this code) just after the
 	// first Status call answered "running".
 	exitAfterStatus *uint32
+	// onDelete, when set, runs at the start of Delete.
+	onDelete func()
 }
 
 func (t *stTask) Pid() uint32 { return t.pid }
@@ -296,6 +298,12 @@ func (t *stTask) Kill(_ context.Context, sig syscall.Signal, _ ...containerd.Kil
 }
 
 func (t *stTask) Delete(context.Context, ...containerd.ProcessDeleteOpts) (*containerd.ExitStatus, error) {
+	t.mu.Lock()
+	hook := t.onDelete
+	t.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.deleted {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -337,4 +338,59 @@ func TestRegressionRecoveryHangsOnShim(t *testing.T) {
 	if maxInflight < 2 {
 		t.Errorf("objects were recovered one at a time (max %d task calls at once), want concurrently", maxInflight)
 	}
+}
+
+// TestRegressionExitLostWhileRecordingIt: the exit handler deleted the task
+// (the only other holder of the exit code), drained the output for up to 5 s
+// and only then checkpointed the exit. A daemon killed in that window found
+// neither task nor exit at start and reported 255 "Unknown" (found by the
+// fault campaign: 2 of 20 kill -9). The code is now checkpointed as pending
+// before the task is deleted, and recovery records it.
+func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
+	t.Run("checkpointed before the task is deleted", func(t *testing.T) {
+		e, f := newRecoveryEnv(t)
+		sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
+		sbc.startTask(100, containerd.Running, 0)
+		cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, runningStatus())
+		task := cc.startTask(4242, containerd.Running, 0)
+		statusPath := filepath.Join(e.root, "containers", md.ID, "status")
+		var onDisk container.Status
+		var readErr error
+		task.mu.Lock()
+		task.onDelete = func() {
+			b, err := os.ReadFile(statusPath)
+			if err == nil {
+				err = json.Unmarshal(b, &onDisk)
+			}
+			readErr = err
+		}
+		task.mu.Unlock()
+		startState(t, e.s)
+		task.exit(75)
+		waitFor(t, "exited", func() bool {
+			return containerState(t, e.s, md.ID).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
+		})
+		if readErr != nil {
+			t.Fatalf("reading the status file when the task was deleted: %v", readErr)
+		}
+		if onDisk.PendingExitAt == 0 || onDisk.PendingExitCode != 75 {
+			t.Errorf("status on disk when the task was deleted: pending exit at %d code %d, want the code 75 checkpointed", onDisk.PendingExitAt, onDisk.PendingExitCode)
+		}
+		if got := containerState(t, e.s, md.ID).GetExitCode(); got != 75 {
+			t.Errorf("exit code = %d, want 75", got)
+		}
+	})
+	t.Run("recovered when the daemon died before recording it", func(t *testing.T) {
+		e, f := newRecoveryEnv(t)
+		sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
+		sbc.startTask(100, containerd.Running, 0)
+		st := runningStatus()
+		st.PendingExitAt, st.PendingExitCode = time.Now().UnixNano(), 75
+		_, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, st) // no task: deleted before the kill
+		startState(t, e.s)
+		got := containerState(t, e.s, md.ID)
+		if got.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || got.GetExitCode() != 75 || got.GetReason() != "Error" {
+			t.Errorf("recovered %s code %d reason %q, want EXITED 75 Error", got.GetState(), got.GetExitCode(), got.GetReason())
+		}
+	})
 }
