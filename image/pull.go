@@ -17,7 +17,6 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	dockerconfig "github.com/containerd/containerd/v2/core/remotes/docker/config"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
@@ -111,7 +110,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 	// Our own lease, released even when the pull is cancelled (client.Pull
 	// releases its own lease with the cancelled context, which leaves the
 	// partial content pinned for the lease's 24h expiry).
-	lctx, releaseLease, err := s.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour))
+	lctx, releaseLease, err := s.client.WithLease(ctx, TemporaryLeaseOpts("pull", 24*time.Hour)...)
 	if err != nil {
 		return Image{}, fmt.Errorf("creating lease for pulling %q: %w", ref, err)
 	}

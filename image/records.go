@@ -171,6 +171,12 @@ func (s *Service) refreshName(ctx context.Context, name string) error {
 // CRI does; images not unpacked into the default snapshotter are unpacked.
 func (s *Service) Recover(ctx context.Context) error {
 	start := time.Now()
+	if s.client != nil {
+		// Pulls and creates of a killed daemon left their leases behind.
+		if _, err := RemoveTemporaryLeases(ctx, s.client.LeasesService()); err != nil {
+			klog.ErrorS(err, "Removing temporary leases of a previous run")
+		}
+	}
 	recs, err := s.images.List(ctx)
 	if err != nil {
 		return fmt.Errorf("listing images in containerd: %w", err)

@@ -156,9 +156,22 @@ type fakeLeases struct {
 	owner *fakeCtrd
 }
 
+func (l *fakeLeases) Create(_ context.Context, opts ...leases.Opt) (leases.Lease, error) {
+	var lease leases.Lease
+	for _, o := range opts {
+		if err := o(&lease); err != nil {
+			return leases.Lease{}, err
+		}
+	}
+	return lease, nil
+}
+
 func (l *fakeLeases) Delete(_ context.Context, lease leases.Lease, _ ...leases.DeleteOpt) error {
 	l.owner.mu.Lock()
 	defer l.owner.mu.Unlock()
+	if lease.Labels[image.TemporaryLeaseLabel] != "" {
+		return nil // a create's own lease
+	}
 	l.owner.leaseDeletes = append(l.owner.leaseDeletes, lease.ID)
 	return fmt.Errorf("lease %q: %w", lease.ID, errdefs.ErrNotFound)
 }

@@ -14,6 +14,7 @@ import (
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 	"github.com/cri-containerd/cri-containerd/spec"
 )
@@ -360,13 +362,24 @@ func updateExtension(name string, v any) containerd.UpdateContainerOpts {
 	}
 }
 
-// newContainerdContainer creates a containerd container. The client releases
-// its temporary lease with the context it is given: keep that alive even if
-// the caller gives up, so no lease is left behind.
+// newContainerdContainer creates a containerd container under a temporary
+// lease of ours (labelled, so that the next start deletes it if the daemon is
+// killed meanwhile; the client's own lease would pin the snapshot for 24 h).
+// The context survives the caller giving up, so the lease is always released.
 func (s *Service) newContainerdContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
 	nctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	return s.ctrdClient.NewContainer(nctx, id, opts...)
+	lm := s.ctrdClient.LeasesService()
+	l, err := lm.Create(nctx, image.TemporaryLeaseOpts("create", time.Hour)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
+	}
+	defer func() {
+		if err := lm.Delete(nctx, l); err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Releasing the create lease", "id", id, "lease", l.ID)
+		}
+	}()
+	return s.ctrdClient.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
 }
 
 // rollbackContainerdContainer deletes a container (and its snapshot) that a
