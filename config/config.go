@@ -147,7 +147,7 @@ func Default() Config {
 		ImagePullProgressTimeout: Duration{5 * time.Minute},
 		MaxConcurrentDownloads:   3,
 		MaxContainerLogLineSize:  16 * 1024,
-		ContainerLogMode:         ContainerLogModeDaemon,
+		ContainerLogMode:         ContainerLogModeShim,
 		DrainExecSyncIOTimeout:   Duration{time.Second},
 		CgroupDriver:             "cgroupfs",
 		DefaultRuntimeName:       "runc",
