@@ -74,7 +74,9 @@ func (s *Service) recordExit(c *container.Container, code int32, at time.Time, r
 	recorded := false
 	err := c.Update(func(st *container.Status) error {
 		if st.FinishedAt != 0 {
-			return nil
+			// Recorded by another handler: write nothing (the container
+			// may be being removed, its directory with it).
+			return errNothingToCheckpoint
 		}
 		recorded = true
 		st.Pid = 0
@@ -88,7 +90,7 @@ func (s *Service) recordExit(c *container.Container, code int32, at time.Time, r
 		st.Unknown = false
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errNothingToCheckpoint) {
 		klog.ErrorS(err, "Recording container exit", "containerID", c.ID)
 		return
 	}

@@ -85,12 +85,32 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 	}
 	c := container.New(*md, dir, st)
 	c.Container = cc
-	switch state := st.State(); {
-	case state == runtimeapi.ContainerState_CONTAINER_CREATED:
+	state := st.State()
+	if state == runtimeapi.ContainerState_CONTAINER_CREATED {
 		// The daemon may have died inside StartContainer: a task may exist.
+		// One whose process was started is the start that went through
+		// (the client may have seen it fail): the container is running, or
+		// ran and exited, and is recovered as such. Only a task that was
+		// never started is deleted, so that StartContainer can be retried.
 		if t, err := cc.Task(ctx, nil); err == nil {
-			_, _ = t.Delete(ctx, containerd.WithProcessKill)
+			ts, serr := t.Status(ctx)
+			if serr == nil && ts.Status != containerd.Created && ts.Status != containerd.Unknown {
+				klog.InfoS("Container was started by a daemon that died inside StartContainer; adopting its task", "containerID", md.ID, "task", ts.Status)
+				if err := c.Update(func(st *container.Status) error {
+					st.Pid = t.Pid()
+					st.StartedAt = time.Now().UnixNano()
+					return nil
+				}); err != nil {
+					return recoveryResult{}, fmt.Errorf("checkpointing the adopted start: %w", err)
+				}
+				state = runtimeapi.ContainerState_CONTAINER_RUNNING
+			} else {
+				_, _ = t.Delete(ctx, containerd.WithProcessKill)
+			}
 		}
+	}
+	switch {
+	case state == runtimeapi.ContainerState_CONTAINER_CREATED:
 	case state == runtimeapi.ContainerState_CONTAINER_RUNNING,
 		state == runtimeapi.ContainerState_CONTAINER_UNKNOWN && st.FinishedAt == 0:
 		cio, err := s.newContainerIO(c)

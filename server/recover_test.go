@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,10 +355,22 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 		cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, runningStatus())
 		task := cc.startTask(4242, containerd.Running, 0)
 		statusPath := filepath.Join(e.root, "containers", md.ID, "status")
-		var onDisk container.Status
-		var readErr error
+		// Two handlers may see the exit (the event and the reconcile after
+		// recovery): the first Delete tells.
+		var (
+			hookMu  sync.Mutex
+			seen    bool
+			onDisk  container.Status
+			readErr error
+		)
 		task.mu.Lock()
 		task.onDelete = func() {
+			hookMu.Lock()
+			defer hookMu.Unlock()
+			if seen {
+				return
+			}
+			seen = true
 			b, err := os.ReadFile(statusPath)
 			if err == nil {
 				err = json.Unmarshal(b, &onDisk)
@@ -370,6 +383,8 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 		waitFor(t, "exited", func() bool {
 			return containerState(t, e.s, md.ID).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
 		})
+		hookMu.Lock()
+		defer hookMu.Unlock()
 		if readErr != nil {
 			t.Fatalf("reading the status file when the task was deleted: %v", readErr)
 		}
@@ -393,4 +408,51 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 			t.Errorf("recovered %s code %d reason %q, want EXITED 75 Error", got.GetState(), got.GetExitCode(), got.GetReason())
 		}
 	})
+}
+
+// TestRegressionStartedTaskKilledAfterDaemonDiedInStart: a daemon killed
+// inside StartContainer, after the task started but before the start was
+// checkpointed, left a CREATED container with a running task; recovery
+// killed that task (SIGKILL, exit 137) although its process ran (found by the
+// fault campaign: "exited with 1, reported 137"). A started task is now
+// adopted; only a task that never started is deleted.
+func TestRegressionStartedTaskKilledAfterDaemonDiedInStart(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		task      containerd.ProcessStatus
+		code      uint32
+		wantState runtimeapi.ContainerState
+		wantCode  int32
+		// wantDeleted: the task is deleted (an exit recorded, or a task
+		// never started removed so that the start can be retried).
+		wantDeleted bool
+	}{
+		{name: "running task is adopted", task: containerd.Running, wantState: runtimeapi.ContainerState_CONTAINER_RUNNING},
+		{name: "exited task reports its code", task: containerd.Stopped, code: 1, wantState: runtimeapi.ContainerState_CONTAINER_EXITED, wantCode: 1, wantDeleted: true},
+		{name: "never started task is deleted", task: containerd.Created, wantState: runtimeapi.ContainerState_CONTAINER_CREATED, wantDeleted: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, f := newRecoveryEnv(t)
+			sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
+			sbc.startTask(100, containerd.Running, 0)
+			cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, &container.Status{CreatedAt: time.Now().UnixNano()})
+			task := cc.startTask(4242, tc.task, tc.code)
+			startState(t, e.s)
+			var got *runtimeapi.ContainerStatus
+			waitFor(t, "state "+tc.wantState.String(), func() bool {
+				got = containerState(t, e.s, md.ID)
+				return got.GetState() == tc.wantState
+			})
+			if got.GetExitCode() != tc.wantCode {
+				t.Errorf("exit code = %d, want %d", got.GetExitCode(), tc.wantCode)
+			}
+			deleted, kills := task.state()
+			if tc.wantDeleted != deleted {
+				t.Errorf("task deleted = %v, want %v", deleted, tc.wantDeleted)
+			}
+			if len(kills) > 0 {
+				t.Errorf("recovery killed the task: %v", kills)
+			}
+		})
+	}
 }
