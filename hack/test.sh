@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test entry point (`make test`, and .ci/run).
 #
-#   hack/test.sh [all]    go vet, unit tests, then (stack up) image smoke test,
-#                         e2e tests + critest
+#   hack/test.sh [all]    go vet, unit tests (-race), then (stack up) image
+#                         smoke test, e2e tests, fuzzing (short), critest,
+#                         the short fault campaign (hack/chaos.sh --short)
 #   hack/test.sh unit     go vet + unit tests (everything outside test/e2e)
 #   hack/test.sh e2e      stack up + go test ./test/e2e/...
 #   hack/test.sh critest  stack up + hack/critest.sh
@@ -116,6 +117,9 @@ all)
 	fuzz || { rc=$?; log "fuzz FAILED"; }
 	"${REPO_ROOT}/hack/critest.sh" || { rc=$?; log "critest FAILED"; }
 	check_races || { rc=1; log "race check FAILED"; }
+	# The short fault campaign: a private containerd, daemon and CNI network
+	# of its own, struck by daemon/containerd kill -9 and CNI faults.
+	"${REPO_ROOT}/hack/chaos.sh" --short || { rc=$?; log "chaos (short) FAILED"; }
 	;;
 fuzz)
 	stack
