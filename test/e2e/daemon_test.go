@@ -140,7 +140,12 @@ func TestDaemonStaleSocketReplaced(t *testing.T) {
 	if err := os.WriteFile(none, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Its own empty namespace: the daemon recovers state before it binds,
+	// and must not do so in another daemon's namespace (k8s.io by default).
+	ns := "cri-e2e-sock-" + framework.RandomSuffix()
+	t.Cleanup(func() { framework.CleanupNamespace(t, env.ContainerdAddress, ns) })
 	out, err := exec.Command(d.Bin, "--socket-path", d.Socket, "--containerd-endpoint", env.ContainerdAddress,
+		"--containerd-namespace", ns,
 		"--root-dir", filepath.Join(t.TempDir(), "r"), "--state-dir", filepath.Join(t.TempDir(), "s"),
 		"--metrics-addr", "", "--stream-port", "0", "--config", none).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use") {
