@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/typeurl/v2"
-
 	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/extension"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -92,7 +91,7 @@ func (d *Doctor) load(ctx context.Context) (*truth, []Finding, error) {
 		t.records[r.ID] = r
 		switch kind := r.Labels[sandbox.LabelKind]; kind {
 		case sandbox.KindSandbox:
-			md, err := decode[sandbox.Metadata](r, sandbox.MetadataExtension)
+			md, err := extension.Decode[sandbox.Metadata](r.Extensions, sandbox.MetadataExtension)
 			if err != nil {
 				out = append(out, Finding{Kind: KindContainer, ID: r.ID, Path: "containerd container (sandbox)",
 					Reason: fmt.Sprintf("sandbox metadata cannot be decoded (%v); it may be recoverable, so it is never removed", err)})
@@ -100,7 +99,7 @@ func (d *Doctor) load(ctx context.Context) (*truth, []Finding, error) {
 			}
 			t.sandboxes[r.ID] = md
 		case sandbox.KindContainer:
-			md, err := decode[container.Metadata](r, container.MetadataExtension)
+			md, err := extension.Decode[container.Metadata](r.Extensions, container.MetadataExtension)
 			if err != nil {
 				out = append(out, Finding{Kind: KindContainer, ID: r.ID, Path: "containerd container (container)",
 					Reason: fmt.Sprintf("container metadata cannot be decoded (%v); it may be recoverable, so it is never removed", err)})
@@ -125,22 +124,6 @@ func (d *Doctor) load(ctx context.Context) (*truth, []Finding, error) {
 		return nil, nil, err
 	}
 	return t, out, nil
-}
-
-func decode[T any](r Record, name string) (*T, error) {
-	a, ok := r.Extensions[name]
-	if !ok {
-		return nil, fmt.Errorf("no %s extension", name)
-	}
-	v, err := typeurl.UnmarshalAny(a)
-	if err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", name, err)
-	}
-	md, ok := v.(*T)
-	if !ok {
-		return nil, fmt.Errorf("extension %s has type %T", name, v)
-	}
-	return md, nil
 }
 
 // Audit lists what is orphaned. An error means the audit could not be made

@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/cni"
+	"github.com/cri-containerd/cri-containerd/extension"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -229,7 +230,7 @@ func (s *Service) sandboxMetadata(ctx context.Context, c containerd.Container) (
 	if err != nil {
 		return nil, fmt.Errorf("reading container record: %w", err)
 	}
-	md, err := decodeExtension[sandbox.Metadata](rec, sandbox.MetadataExtension)
+	md, err := extension.Decode[sandbox.Metadata](rec.Extensions, sandbox.MetadataExtension)
 	if err != nil {
 		return nil, err
 	}
@@ -312,23 +313,6 @@ func (s *Service) rebuildSandboxMetadata(c containerd.Container) *sandbox.Metada
 		}
 	}
 	return md
-}
-
-// decodeExtension decodes the typed extension name of a containerd record.
-func decodeExtension[T any](rec containers.Container, name string) (*T, error) {
-	a, ok := rec.Extensions[name]
-	if !ok {
-		return nil, fmt.Errorf("no %s extension", name)
-	}
-	v, err := typeurl.UnmarshalAny(a)
-	if err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", name, err)
-	}
-	md, ok := v.(*T)
-	if !ok {
-		return nil, fmt.Errorf("extension %s has unexpected type %T", name, v)
-	}
-	return md, nil
 }
 
 func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Container, md *sandbox.Metadata) error {

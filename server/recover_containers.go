@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/extension"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -255,7 +256,7 @@ func (s *Service) containerMetadata(ctx context.Context, cc containerd.Container
 	if err != nil {
 		return nil, fmt.Errorf("reading container record: %w", err)
 	}
-	md, err := decodeExtension[container.Metadata](rec, container.MetadataExtension)
+	md, err := extension.Decode[container.Metadata](rec.Extensions, container.MetadataExtension)
 	if err != nil {
 		return nil, err
 	}
