@@ -190,9 +190,7 @@ func (t taskIO) Close() error       { return t.c.Close() }
 // start opens everything and starts the copy goroutines; existing is nil for
 // a new task, or the FIFO set of a task to re-attach to.
 func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
-	if (existing == nil && c.useRemoteForNew()) || (existing != nil && IsLogURI(existing.Stdout)) {
-		return c.startRemote(existing)
-	}
+	remote := (existing == nil && c.useRemoteForNew()) || (existing != nil && IsLogURI(existing.Stdout))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -200,6 +198,9 @@ func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
 	}
 	if c.started {
 		return fmt.Errorf("starting IO of container %s: %w", c.cfg.ID, ErrAlreadyStarted)
+	}
+	if remote {
+		return c.startRemoteLocked(existing)
 	}
 	reattach := existing != nil
 	fifos := c.fifos

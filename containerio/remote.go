@@ -63,17 +63,10 @@ func (c *ContainerIO) activeRemote() Remote {
 	return c.cfg.Remote
 }
 
-// startRemote starts the IO through the Remote: for a new task (existing
-// nil) or by re-attaching to one.
-func (c *ContainerIO) startRemote(existing *cio.FIFOSet) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return fmt.Errorf("starting IO of container %s: %w", c.cfg.ID, ErrClosed)
-	}
-	if c.started {
-		return fmt.Errorf("starting IO of container %s: %w", c.cfg.ID, ErrAlreadyStarted)
-	}
+// startRemoteLocked starts the IO through the Remote: for a new task
+// (existing nil) or by re-attaching to one. c.mu is held; start checked that
+// the IO is neither closed nor started.
+func (c *ContainerIO) startRemoteLocked(existing *cio.FIFOSet) error {
 	if c.cfg.Remote == nil {
 		return fmt.Errorf("container %s: the task's output goes to %q, but no shim log writer is configured", c.cfg.ID, existing.Stdout)
 	}
