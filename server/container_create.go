@@ -56,7 +56,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	}()
 	log := klog.FromContext(ctx).WithValues("containerID", id, "podSandboxID", sb.ID, "name", cfg.GetMetadata().GetName())
 
-	img, err := s.imgStore.Get(cfg.GetImage().GetImage())
+	img, err := s.deps.Images.Get(cfg.GetImage().GetImage())
 	if err != nil {
 		return nil, fmt.Errorf("resolving image %q: %w", cfg.GetImage().GetImage(), err)
 	}

@@ -40,7 +40,7 @@ func (s *Service) mountImageVolumes(ctx context.Context, sandboxID, snapshotter 
 	if !needed {
 		return nil
 	}
-	if _, err := s.ctrdClient.LeasesService().Create(ctx, leases.WithID(imageVolumeLease(sandboxID))); err != nil && !errdefs.IsAlreadyExists(err) {
+	if _, err := s.deps.Containerd.LeasesService().Create(ctx, leases.WithID(imageVolumeLease(sandboxID))); err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("creating image volume lease: %w", err)
 	}
 	lctx := leases.WithLease(ctx, imageVolumeLease(sandboxID))
@@ -63,7 +63,7 @@ func (s *Service) mountImageVolume(ctx context.Context, sandboxID, snapshotter s
 		return fmt.Errorf("image mount at %q must be read-only: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
 	}
 	ref := m.GetImage().GetImage()
-	img, err := s.imgStore.Get(ref)
+	img, err := s.deps.Images.Get(ref)
 	if err != nil {
 		return fmt.Errorf("image volume %q: %w", ref, err)
 	}
@@ -84,7 +84,7 @@ func (s *Service) mountImageVolume(ctx context.Context, sandboxID, snapshotter s
 		if err != nil {
 			return fmt.Errorf("reading rootfs of %q: %w", ref, err)
 		}
-		sn := s.ctrdClient.SnapshotService(snapshotter)
+		sn := s.deps.Containerd.SnapshotService(snapshotter)
 		key := imageVolumeSnapshotKey(sandboxID, cimg.Target().Digest.Encoded())
 		mnts, err := sn.View(ctx, key, identity.ChainID(diffIDs).String())
 		if errdefs.IsAlreadyExists(err) {
@@ -150,7 +150,7 @@ func (s *Service) removeImageVolumes(ctx context.Context, sandboxID, snapshotter
 	if err := s.unmountImageVolumes(sandboxID); err != nil {
 		klog.ErrorS(err, "Unmounting image volumes", "podSandboxID", sandboxID)
 	}
-	sn := s.ctrdClient.SnapshotService(snapshotter)
+	sn := s.deps.Containerd.SnapshotService(snapshotter)
 	prefix := imageVolumeSnapshotKey(sandboxID, "")
 	var keys []string
 	_ = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
@@ -164,7 +164,7 @@ func (s *Service) removeImageVolumes(ctx context.Context, sandboxID, snapshotter
 			klog.ErrorS(err, "Removing image volume snapshot", "key", k)
 		}
 	}
-	if err := s.ctrdClient.LeasesService().Delete(ctx, leases.Lease{ID: imageVolumeLease(sandboxID)}); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.deps.Containerd.LeasesService().Delete(ctx, leases.Lease{ID: imageVolumeLease(sandboxID)}); err != nil && !errdefs.IsNotFound(err) {
 		klog.ErrorS(err, "Deleting image volume lease", "podSandboxID", sandboxID)
 	}
 }

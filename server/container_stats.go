@@ -129,7 +129,7 @@ func (s *Service) taskSamples(ctx context.Context, ids []string) (map[string]*st
 	for _, id := range ids {
 		req.Filters = append(req.Filters, "id=="+id)
 	}
-	resp, err := s.client.TaskService().Metrics(ctx, req)
+	resp, err := s.deps.Containerd.TaskService().Metrics(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("fetching task metrics from containerd: %w", errgrpc.ToNative(err))
 	}
@@ -211,7 +211,7 @@ func (l *fsLookup) writableLayer(ctx context.Context, c *container.Container) *l
 		u.size, u.inodes = size, inodes
 		return u
 	}
-	usage, err := l.s.client.SnapshotService(sn).Usage(ctx, c.ID)
+	usage, err := l.s.deps.Containerd.SnapshotService(sn).Usage(ctx, c.ID)
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
 			klog.V(4).InfoS("Writable layer usage not available", "containerID", c.ID, "snapshotter", sn, "err", err)

@@ -36,7 +36,7 @@ func (s *Service) containerStatus(c *container.Container) *runtimeapi.ContainerS
 	st := c.Status()
 	imageSpec := c.Config.GetImage()
 	image, imageRef := c.ImageName, c.ImageRef
-	if img, err := s.imgStore.Get(c.ImageRef); err == nil {
+	if img, err := s.deps.Images.Get(c.ImageRef); err == nil {
 		if len(img.RepoTags) > 0 {
 			image = img.RepoTags[0]
 		}

@@ -18,7 +18,7 @@ import (
 
 // subscribeTaskEvents subscribes to the exit and OOM events of our namespace's tasks.
 func (s *Service) subscribeTaskEvents(ctx context.Context) (<-chan *events.Envelope, <-chan error) {
-	return s.ctrdState.Subscribe(ctx,
+	return s.deps.Containerd.Subscribe(ctx,
 		fmt.Sprintf(`namespace==%q,topic=="/tasks/exit"`, s.config.ContainerdNamespace),
 		fmt.Sprintf(`namespace==%q,topic=="/tasks/oom"`, s.config.ContainerdNamespace),
 	)

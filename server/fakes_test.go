@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/config"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -38,7 +39,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/stats"
 )
 
-// Fakes for the lifecycle seams (seams.go): containerd (client, containers,
+// Fakes of the dependencies (package backend): containerd (client, containers,
 // tasks, images, snapshots, leases), the image store, CNI, network
 // namespaces and shm mounts. Each records what was done to it so that tests
 // can assert that a failed RPC undid every step it had taken.
@@ -62,6 +63,9 @@ type fakeImage struct {
 func (i *fakeImage) Name() string { return i.name }
 
 type fakeCtrd struct {
+	// Containerd is nil: the calls the lifecycle RPCs do not make panic.
+	backend.Containerd
+
 	mu sync.Mutex
 	// images are the containerd image records, by name.
 	images map[string]*fakeImage
@@ -511,8 +515,8 @@ func (n *fakeNetNS) Remove() error {
 	return nil
 }
 
-// newNetNS creates the directory, as netns.NewNetNS does, before failing.
-func (h *fakeHost) newNetNS(dir string) (podNetNS, error) {
+// NewNetNS creates the directory, as netns.NewNetNS does, before failing.
+func (h *fakeHost) NewNetNS(dir string) (backend.NetNS, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -531,7 +535,7 @@ func (h *fakeHost) newNetNS(dir string) (podNetNS, error) {
 	return ns, nil
 }
 
-func (h *fakeHost) loadNetNS(path string) podNetNS {
+func (h *fakeHost) LoadNetNS(path string) backend.NetNS {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ns, ok := h.netns[path]; ok {
@@ -540,8 +544,8 @@ func (h *fakeHost) loadNetNS(path string) podNetNS {
 	return &fakeNetNS{path: path, host: h}
 }
 
-// mountShm creates the directory, as sandbox.MountShm does, before failing.
-func (h *fakeHost) mountShm(path string, size int64) error {
+// MountShm creates the directory, as backend.OS.MountShm does, before failing.
+func (h *fakeHost) MountShm(path string, size int64) error {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return err
 	}
@@ -555,8 +559,8 @@ func (h *fakeHost) mountShm(path string, size int64) error {
 	return nil
 }
 
-// unmountShm is idempotent and removes the directory, as sandbox.UnmountShm.
-func (h *fakeHost) unmountShm(path string) error {
+// UnmountShm is idempotent and removes the directory, as backend.OS.UnmountShm.
+func (h *fakeHost) UnmountShm(path string) error {
 	h.mu.Lock()
 	delete(h.shm, path)
 	h.mu.Unlock()
@@ -643,13 +647,13 @@ func newTestEnv(t *testing.T) *testEnv {
 		containers:     container.NewStore(),
 		containerNames: registrar.New(),
 
-		ctrdClient: e.ctrd,
-		imgStore:   e.images,
-		netPlugin:  e.net,
-		newNetNS:   e.host.newNetNS,
-		loadNetNS:  e.host.loadNetNS,
-		mountShm:   e.host.mountShm,
-		unmountShm: e.host.unmountShm,
+		deps: backend.Deps{
+			Containerd: e.ctrd,
+			Images:     e.images,
+			Network:    e.net,
+			Host:       e.host,
+			Clock:      backend.SystemClock{},
+		},
 	}
 	// Every container reports a user in its spec; killing a task delivers
 	// its exit as the event monitor would.

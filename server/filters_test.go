@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/sandbox"
@@ -29,7 +30,7 @@ func filterService(t *testing.T) *Service {
 	s := &Service{
 		sandboxes:  sandbox.NewStore(),
 		containers: container.NewStore(),
-		imgStore:   images,
+		deps:       backend.Deps{Images: images},
 	}
 	base := time.Now().UnixNano()
 	for i, p := range []struct {

@@ -108,7 +108,7 @@ func (s *Service) containerMetricsInfo(ctx context.Context, c *container.Contain
 
 // taskPids lists the processes of a container's task.
 func (s *Service) taskPids(ctx context.Context, id string) ([]uint32, error) {
-	resp, err := s.client.TaskService().ListPids(ctx, &tasks.ListPidsRequest{ContainerID: id})
+	resp, err := s.deps.Containerd.TaskService().ListPids(ctx, &tasks.ListPidsRequest{ContainerID: id})
 	if err != nil {
 		return nil, fmt.Errorf("listing processes of %s: %w", id, errgrpc.ToNative(err))
 	}

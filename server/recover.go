@@ -115,7 +115,7 @@ func listedIDs(ctrs []containerd.Container) map[string]bool {
 // have are removed last.
 func (s *Service) recoverSandboxes(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
-	ctrs, err := s.ctrdState.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
+	ctrs, err := s.deps.Containerd.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("listing sandbox containers: %w", err)
@@ -327,22 +327,22 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 			args = cni.PodArgs{}
 		}
 		path := md.NetNSPath
-		if closed, err := s.loadNetNS(path).Closed(); err == nil && closed {
+		if closed, err := s.deps.Host.LoadNetNS(path).Closed(); err == nil && closed {
 			path = ""
 		}
 		// The same DEL fallbacks as StopPodSandbox: a plugin refusing the
 		// pod's capability arguments does not keep the address.
-		if err := cni.TeardownPod(ctx, s.netPlugin, md.ID, path, args, networkAdded(*md)); err != nil {
+		if err := cni.TeardownPod(ctx, s.deps.Network, md.ID, path, args, networkAdded(*md)); err != nil {
 			return fmt.Errorf("CNI DEL: %w", err)
 		}
-		if err := s.loadNetNS(md.NetNSPath).Remove(); err != nil {
+		if err := s.deps.Host.LoadNetNS(md.NetNSPath).Remove(); err != nil {
 			return fmt.Errorf("removing netns: %w", err)
 		}
 	}
 	if err := s.unmountImageVolumes(md.ID); err != nil {
 		return err
 	}
-	if err := removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID)); err != nil {
+	if err := s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID)); err != nil {
 		return err
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
@@ -375,7 +375,7 @@ func (s *Service) cleanupOrphanSandboxDirs(known map[string]bool) {
 			if base == filepath.Join(s.config.StateDir, "netns") {
 				files, _ := os.ReadDir(filepath.Join(base, id))
 				for _, f := range files {
-					if err := s.loadNetNS(filepath.Join(base, id, f.Name())).Remove(); err != nil {
+					if err := s.deps.Host.LoadNetNS(filepath.Join(base, id, f.Name())).Remove(); err != nil {
 						klog.ErrorS(err, "Removing orphan netns", "path", filepath.Join(base, id, f.Name()))
 					}
 				}
@@ -383,7 +383,7 @@ func (s *Service) cleanupOrphanSandboxDirs(known map[string]bool) {
 			if err := s.unmountImageVolumes(id); err != nil {
 				klog.ErrorS(err, "Unmounting orphan image volumes", "podSandboxID", id)
 			}
-			_ = removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, id))
+			_ = s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, id))
 		}
 	}
 }

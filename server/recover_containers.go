@@ -28,7 +28,7 @@ import (
 // and remove. Directories of IDs that containerd does not have are removed.
 func (s *Service) recoverContainers(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
-	ctrs, err := s.ctrdState.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
+	ctrs, err := s.deps.Containerd.Containers(lctx, fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindContainer))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("listing containers: %w", err)

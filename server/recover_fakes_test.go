@@ -29,11 +29,11 @@ import (
 )
 
 // Fakes of containerd as recovery and the event monitor see it
-// (containerdState): listed containers with their records, their tasks, and
+// (backend.Containerd): listed containers with their records, their tasks, and
 // the task event stream. Unlike containerd, a task call can be made to hang
 // (a hung shim).
 
-// stateFake is a containerdState.
+// stateFake is the listing and event half of backend.Containerd.
 type stateFake struct {
 	mu   sync.Mutex
 	ctrs []*stCtr
@@ -375,7 +375,7 @@ func (e *testEnv) fakeSandboxOnDisk(t *testing.T, f *stateFake, name string, cor
 	t.Helper()
 	id := newID()
 	paths := sandbox.PathsFor(e.root, e.state, id)
-	ns, err := e.host.newNetNS(paths.NetNSDir)
+	ns, err := e.host.NewNetNS(paths.NetNSDir)
 	if err != nil {
 		t.Fatal(err)
 	}

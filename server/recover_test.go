@@ -21,8 +21,16 @@ func newRecoveryEnv(t *testing.T) (*testEnv, *stateFake) {
 	t.Helper()
 	e := newTestEnv(t)
 	f := newStateFake(t)
-	e.s.ctrdState = f
+	e.s.deps.Containerd = ctrdWithState{e.ctrd, f}
 	return e, f
+}
+
+// ctrdWithState is containerd whose containers and events are those of
+// the stateFake (shallower, so they win) and whose other calls go to the
+// fakeCtrd.
+type ctrdWithState struct {
+	*fakeCtrd
+	*stateFake
 }
 
 // startState runs what New runs after connecting: recovery and the event

@@ -25,7 +25,7 @@ func (e *testEnv) withFakeCNI(t *testing.T) *cnitest.Plugin {
 	if err := m.Status(); err != nil {
 		t.Fatalf("fake CNI network not ready: %v", err)
 	}
-	e.s.netPlugin = m
+	e.s.deps.Network = m
 	return p
 }
 
@@ -150,7 +150,7 @@ func TestRegressionIPLeakWhenCNIDelFailsOnAddArgs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.s.netPlugin = m
+		e.s.deps.Network = m
 		_, err = e.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podWithPorts("web", http)})
 		if !errors.Is(err, cni.ErrNetworkNotReady) {
 			t.Fatalf("err = %v, want network not ready", err)

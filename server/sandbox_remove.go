@@ -38,7 +38,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}
-	if err := removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)); err != nil {
+	if err := s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)); err != nil {
 		return nil, err
 	}
 	s.sandboxes.Delete(sb.ID)
@@ -47,8 +47,8 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 
-func removeSandboxFiles(p sandbox.Paths) error {
-	if err := sandbox.UnmountShm(p.ShmPath()); err != nil {
+func (s *Service) removeSandboxFiles(p sandbox.Paths) error {
+	if err := s.deps.Host.UnmountShm(p.ShmPath()); err != nil {
 		return err
 	}
 	for _, d := range []string{p.RootDir, p.StateDir, p.NetNSDir} {

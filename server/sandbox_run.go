@@ -21,6 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/config"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -62,11 +63,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}()
 	log := klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", klog.KRef(cfg.GetMetadata().GetNamespace(), cfg.GetMetadata().GetName()))
 
-	img, err := s.imgStore.EnsureImage(ctx, s.config.SandboxImage, nil)
+	img, err := s.deps.Images.EnsureImage(ctx, s.config.SandboxImage, nil)
 	if err != nil {
 		return nil, fmt.Errorf("getting sandbox image %q: %w", s.config.SandboxImage, err)
 	}
-	cimg, err := s.ctrdClient.GetImage(ctx, img.ID)
+	cimg, err := s.deps.Containerd.GetImage(ctx, img.ID)
 	if err != nil {
 		cimg, err = s.containerdImage(ctx, img.RepoTags, img.RepoDigests)
 		if err != nil {
@@ -81,9 +82,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 
 	// 1. Network namespace, in a directory named for the sandbox, so that a
 	// crash before the metadata lands can still be found and cleaned.
-	var podNS podNetNS
+	var podNS backend.NetNS
 	if !hostNetwork {
-		podNS, err = s.newNetNS(paths.NetNSDir)
+		podNS, err = s.deps.Host.NewNetNS(paths.NetNSDir)
 		if err != nil {
 			_ = os.RemoveAll(paths.NetNSDir) // made before the failure
 			return nil, fmt.Errorf("creating network namespace: %w", err)
@@ -110,7 +111,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	defer func() {
 		if retErr != nil && !keep {
-			if err := s.unmountShm(paths.ShmPath()); err != nil {
+			if err := s.deps.Host.UnmountShm(paths.ShmPath()); err != nil {
 				log.Error(err, "Rollback: unmounting shm")
 			}
 			_ = os.RemoveAll(paths.StateDir)
@@ -119,7 +120,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	shmPath := ""
 	if !hostIPC {
 		shmPath = paths.ShmPath()
-		if err := s.mountShm(shmPath, shmSizeBytes); err != nil {
+		if err := s.deps.Host.MountShm(shmPath, shmSizeBytes); err != nil {
 			return nil, err
 		}
 	}
@@ -193,14 +194,14 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 			}
 			cctx, cancel := cleanupCtx(ctx)
 			defer cancel()
-			if err := cni.TeardownPod(cctx, s.netPlugin, id, md.NetNSPath, cniArgs, added); err != nil {
+			if err := cni.TeardownPod(cctx, s.deps.Network, id, md.NetNSPath, cniArgs, added); err != nil {
 				log.Error(err, "Rollback: CNI DEL failed; keeping the sandbox NOTREADY so that StopPodSandbox/RemovePodSandbox retry")
 				keep = true
 				s.keepUntornSandbox(cctx, ctr, md, log)
 			}
 		}()
 		start := time.Now()
-		res, err := s.netPlugin.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
+		res, err := s.deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
 		s.observeCNI("setup", start, err)
 		if err != nil {
 			// No configuration: no plugin ran, there is nothing to tear down.
@@ -369,7 +370,7 @@ func updateExtension(name string, v any) containerd.UpdateContainerOpts {
 func (s *Service) newContainerdContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
 	nctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	lm := s.ctrdClient.LeasesService()
+	lm := s.deps.Containerd.LeasesService()
 	l, err := lm.Create(nctx, image.TemporaryLeaseOpts("create", time.Hour)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
@@ -379,7 +380,7 @@ func (s *Service) newContainerdContainer(ctx context.Context, id string, opts ..
 			klog.ErrorS(err, "Releasing the create lease", "id", id, "lease", l.ID)
 		}
 	}()
-	return s.ctrdClient.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
+	return s.deps.Containerd.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
 }
 
 // rollbackContainerdContainer deletes a container (and its snapshot) that a
@@ -402,7 +403,7 @@ func (s *Service) containerdImage(ctx context.Context, names ...[]string) (conta
 	var lastErr error = errdefs.ErrNotFound
 	for _, list := range names {
 		for _, n := range list {
-			img, err := s.ctrdClient.GetImage(ctx, n)
+			img, err := s.deps.Containerd.GetImage(ctx, n)
 			if err == nil {
 				return img, nil
 			}

@@ -55,7 +55,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 		return err
 	}
 	paths := sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)
-	if err := s.unmountShm(paths.ShmPath()); err != nil {
+	if err := s.deps.Host.UnmountShm(paths.ShmPath()); err != nil {
 		return err
 	}
 	return nil
@@ -105,7 +105,7 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 		args = cni.PodArgs{}
 	}
 	path := md.NetNSPath
-	if closed, cerr := s.loadNetNS(path).Closed(); cerr == nil && closed {
+	if closed, cerr := s.deps.Host.LoadNetNS(path).Closed(); cerr == nil && closed {
 		// The namespace is gone (e.g. after a reboot); DEL still releases the IP.
 		path = ""
 	}
@@ -113,12 +113,12 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 	// the pod's own (see cni.TeardownPod); when every attempt fails, the
 	// sandbox stays NOTREADY with its netns and the next stop tries again.
 	start := time.Now()
-	err = cni.TeardownPod(ctx, s.netPlugin, md.ID, path, args, networkAdded(md))
+	err = cni.TeardownPod(ctx, s.deps.Network, md.ID, path, args, networkAdded(md))
 	s.observeCNI("teardown", start, err)
 	if err != nil {
 		return fmt.Errorf("tearing down network of sandbox %s (will retry on next stop): %w", md.ID, err)
 	}
-	if err := s.loadNetNS(md.NetNSPath).Remove(); err != nil {
+	if err := s.deps.Host.LoadNetNS(md.NetNSPath).Remove(); err != nil {
 		return fmt.Errorf("removing network namespace %s: %w", md.NetNSPath, err)
 	}
 	_ = os.RemoveAll(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID).NetNSDir)

@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/config"
 	"github.com/cri-containerd/cri-containerd/container"
@@ -66,19 +67,10 @@ type Service struct {
 	// stats keeps the previous CPU sample per container and pod (UsageNanoCores).
 	stats *stats.Collector
 
-	// Seams (seams.go) of the lifecycle RPCs, replaced by fakes in unit
-	// tests. New sets them to client, images and cni above and to the
-	// host's netns and shm functions (setHostSeams).
-	ctrdClient containerClient
-	imgStore   imageStore
-	netPlugin  networkPlugin
-	newNetNS   func(dir string) (podNetNS, error)
-	loadNetNS  func(path string) podNetNS
-	mountShm   func(path string, size int64) error
-	unmountShm func(path string) error
-	// ctrdState lists our containerd containers and streams task events
-	// (recovery and the event monitor).
-	ctrdState containerdState
+	// deps are the external dependencies (package backend): containerd,
+	// the image store, CNI, the host's netns and shm mounts, the clock.
+	// New wires the real ones; unit tests use fakes.
+	deps backend.Deps
 	// watchers are the long-running loops Serve starts besides the event
 	// monitor (CNI config and image cache watchers).
 	watchers []func(ctx context.Context)
@@ -134,8 +126,13 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		_ = cli.Close()
 		return nil, err
 	}
-	s.setHostSeams()
-	s.ctrdState = cli
+	s.deps = backend.Deps{
+		Containerd: cli,
+		Images:     s.images,
+		Network:    s.cni,
+		Host:       backend.OS{},
+		Clock:      backend.SystemClock{},
+	}
 	s.watchers = []func(context.Context){
 		func(ctx context.Context) { s.cni.Run(ctx, time.Second) },
 		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },

@@ -18,7 +18,7 @@ const (
 func (s *Service) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	runtimeCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	ok, err := s.client.IsServing(hctx)
+	ok, err := s.deps.Containerd.IsServing(hctx)
 	cancel()
 	if !ok || err != nil {
 		runtimeCond.Status = false
@@ -69,8 +69,8 @@ func (s *Service) verboseInfo() (map[string]string, error) {
 		return nil, fmt.Errorf("marshalling config: %w", err)
 	}
 	info["config"] = string(cfg)
-	if s.netPlugin != nil {
-		if c := s.netPlugin.Config(); c != nil {
+	if s.deps.Network != nil {
+		if c := s.deps.Network.Config(); c != nil {
 			b, err := json.Marshal(c)
 			if err == nil {
 				info["cniconfig"] = string(b)
@@ -84,8 +84,8 @@ func (s *Service) verboseInfo() (map[string]string, error) {
 }
 
 func (s *Service) networkStatus() error {
-	if s.netPlugin == nil {
+	if s.deps.Network == nil {
 		return fmt.Errorf("cni plugin not initialized")
 	}
-	return s.netPlugin.Status()
+	return s.deps.Network.Status()
 }

@@ -1,16 +1,32 @@
-package sandbox
+package backend
 
 import (
 	"errors"
 	"fmt"
 	"os"
 
+	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
-// MountShm mounts a private tmpfs of size bytes at path for the pod's /dev/shm.
-func MountShm(path string, size int64) error {
+// OS is the real Host: netns mounts (containerd's pkg/netns) and tmpfs mounts.
+type OS struct{}
+
+// NewNetNS creates a network namespace mounted in dir.
+func (OS) NewNetNS(dir string) (NetNS, error) {
+	ns, err := netns.NewNetNS(dir)
+	if err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// LoadNetNS refers to the network namespace mounted at path.
+func (OS) LoadNetNS(path string) NetNS { return netns.LoadNetNS(path) }
+
+// MountShm mounts a private tmpfs of size bytes at path for a pod's /dev/shm.
+func (OS) MountShm(path string, size int64) error {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return fmt.Errorf("creating shm dir: %w", err)
 	}
@@ -22,7 +38,7 @@ func MountShm(path string, size int64) error {
 }
 
 // UnmountShm unmounts the pod's shm if mounted (idempotent) and removes the dir.
-func UnmountShm(path string) error {
+func (OS) UnmountShm(path string) error {
 	for {
 		mounted, err := mountinfo.Mounted(path)
 		if err != nil {
