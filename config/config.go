@@ -99,6 +99,11 @@ type Config struct {
 	ContainerdStartTimeout Duration `toml:"containerd_start_timeout" json:"containerdStartTimeout"`
 	// StatsCollectPeriod is how often snapshot usage is refreshed for ImageFsInfo/stats.
 	StatsCollectPeriod Duration `toml:"stats_collect_period" json:"statsCollectPeriod"`
+	// StatsSamplePeriod is how often the cgroups and network counters of
+	// running containers and ready pods are read; the stats RPCs and
+	// ListPodSandboxMetrics answer from these readings when younger than
+	// 1.5 periods (else read on demand). 0 reads on every call.
+	StatsSamplePeriod Duration `toml:"stats_sample_period" json:"statsSamplePeriod"`
 	// DisableAppArmor, when true, ignores AppArmor requests instead of failing on hosts without it.
 	DisableAppArmor bool `toml:"disable_apparmor" json:"disableAppArmor"`
 	// EnableUnprivilegedPorts / ICMP set the matching sysctls in pods with their own netns.
@@ -156,6 +161,7 @@ func Default() Config {
 		},
 		ContainerdStartTimeout: Duration{2 * time.Minute},
 		StatsCollectPeriod:     Duration{10 * time.Second},
+		StatsSamplePeriod:      Duration{10 * time.Second},
 	}
 }
 
@@ -253,6 +259,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.StreamTLSCert == "") != (c.StreamTLSKey == "") {
 		errs = append(errs, fmt.Errorf("stream_tls_cert and stream_tls_key must be set together"))
+	}
+	if c.StatsSamplePeriod.Duration < 0 {
+		errs = append(errs, fmt.Errorf("stats_sample_period must not be negative"))
 	}
 	if c.MaxConcurrentDownloads < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_downloads must be at least 1"))

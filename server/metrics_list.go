@@ -31,32 +31,23 @@ func (s *Service) ListPodSandboxMetrics(ctx context.Context, r *runtimeapi.ListP
 
 func (s *Service) listPodSandboxMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
 	pods := s.podInputs(s.sandboxesForStats(nil))
-	var ids []string
-	for _, p := range pods {
-		for _, c := range p.ctrs {
-			ids = append(ids, c.ID)
-		}
-	}
-	samples, err := s.taskSamples(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
+	samples, podSamples := s.podSamples(ctx, pods)
 	fs := s.newFsLookup(ctx)
 	out := make([]*runtimeapi.PodSandboxMetrics, len(pods))
 	forEachLimit(len(pods), statsParallelism, func(i int) {
-		out[i] = s.podSandboxMetrics(ctx, pods[i], samples, fs)
+		out[i] = s.podSandboxMetrics(ctx, pods[i], samples, podSamples[pods[i].md.ID], fs)
 	})
 	return out, nil
 }
 
-func (s *Service) podSandboxMetrics(ctx context.Context, p podInput, samples map[string]*stats.Sample, fs *fsLookup) *runtimeapi.PodSandboxMetrics {
+func (s *Service) podSandboxMetrics(ctx context.Context, p podInput, samples map[string]*stats.Sample, pod *stats.Sample, fs *fsLookup) *runtimeapi.PodSandboxMetrics {
 	now := time.Now()
 	md := p.md.Config.GetMetadata()
 	pm := &runtimeapi.PodSandboxMetrics{
 		PodSandboxId: p.md.ID,
 		Metrics: stats.PodMetrics(
 			stats.Labels{Pod: md.GetName(), Namespace: md.GetNamespace(), ID: p.md.ID},
-			podCgroupSample(p.md), podInterfaces(p.md, p.pid), now),
+			pod, s.podNetwork(ctx, p.md, p.pid), now),
 	}
 	for _, c := range p.ctrs {
 		sample := samples[c.ID]

@@ -89,33 +89,21 @@ func (s *Service) podInputs(sbs []*sandbox.Sandbox) []podInput {
 	return in
 }
 
-// podSandboxStatsList computes the stats of pods, with one containerd
-// Metrics call for all their containers (and the pause tasks of pods whose
-// usage must be summed).
+// podSandboxStatsList computes the stats of pods from the samplers'
+// readings of their containers, pod cgroups (or pause tasks, for pods whose
+// usage must be summed) and network counters.
 func (s *Service) podSandboxStatsList(ctx context.Context, sbs []*sandbox.Sandbox) ([]*runtimeapi.PodSandboxStats, error) {
 	pods := s.podInputs(sbs)
-	var ids []string
-	for _, p := range pods {
-		for _, c := range p.ctrs {
-			ids = append(ids, c.ID)
-		}
-		if p.state == sandbox.StateReady && p.md.Config.GetLinux().GetCgroupParent() == "" {
-			ids = append(ids, p.md.ID)
-		}
-	}
-	samples, err := s.taskSamples(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
+	samples, podSamples := s.podSamples(ctx, pods)
 	fs := s.newFsLookup(ctx)
 	out := make([]*runtimeapi.PodSandboxStats, len(pods))
 	forEachLimit(len(pods), statsParallelism, func(i int) {
-		out[i] = s.podSandboxStats(ctx, pods[i], samples, fs)
+		out[i] = s.podSandboxStats(ctx, pods[i], samples, podSamples[pods[i].md.ID], fs)
 	})
 	return out, nil
 }
 
-func (s *Service) podSandboxStats(ctx context.Context, p podInput, samples map[string]*stats.Sample, fs *fsLookup) *runtimeapi.PodSandboxStats {
+func (s *Service) podSandboxStats(ctx context.Context, p podInput, samples map[string]*stats.Sample, pod *stats.Sample, fs *fsLookup) *runtimeapi.PodSandboxStats {
 	cfg := p.md.Config
 	ps := &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
@@ -150,7 +138,7 @@ func (s *Service) podSandboxStats(ctx context.Context, p podInput, samples map[s
 		return ps
 	}
 	now := time.Now()
-	if pod := podCgroupSample(p.md); pod != nil {
+	if pod != nil {
 		// The pod cgroup holds every container and the pause process.
 		ps.Linux.Cpu, ps.Linux.Memory, ps.Linux.Io = pod.CPU(), pod.Memory(), pod.IO()
 		if cur, _, ok := pod.Pids(); ok {
@@ -166,7 +154,7 @@ func (s *Service) podSandboxStats(ctx context.Context, p podInput, samples map[s
 	if havePids {
 		ps.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: now.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: pids}}
 	}
-	if ifaces := podInterfaces(p.md, p.pid); ifaces != nil {
+	if ifaces := s.podNetwork(ctx, p.md, p.pid); ifaces != nil {
 		ps.Linux.Network = stats.NetworkUsage(ifaces, now)
 	}
 	return ps
@@ -199,6 +187,20 @@ func podInterfaces(md sandbox.Metadata, pid uint32) []stats.InterfaceStats {
 		return nil
 	}
 	return ifaces
+}
+
+// podSamples returns the cgroup readings of the pods' running containers and
+// pause tasks (by ID) and of the ready pods' cgroups (by sandbox ID).
+func (s *Service) podSamples(ctx context.Context, pods []podInput) (tasks, podCgroups map[string]*stats.Sample) {
+	var ctrs []*container.Container
+	var ready []sandbox.Metadata
+	for _, p := range pods {
+		ctrs = append(ctrs, p.ctrs...)
+		if p.state == sandbox.StateReady {
+			ready = append(ready, p.md)
+		}
+	}
+	return s.samplesFor(ctx, ctrs, ready)
 }
 
 // forEachLimit runs f(0..n-1) with at most limit calls at once.

@@ -66,6 +66,10 @@ type Service struct {
 
 	// stats keeps the previous CPU sample per container and pod (UsageNanoCores).
 	stats *stats.Collector
+	// cgroupSamples and netSamples are the readings the stats RPCs answer
+	// from (stats_sampler.go); nil in unit tests that do not set them.
+	cgroupSamples *stats.Sampler[*stats.Sample]
+	netSamples    *stats.Sampler[[]stats.InterfaceStats]
 
 	// deps are the external dependencies (package backend): containerd,
 	// the image store, CNI, the host's netns and shm mounts, the clock.
@@ -137,6 +141,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		func(ctx context.Context) { s.cni.Run(ctx, time.Second) },
 		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },
 	}
+	s.newSamplers()
 	fail := func(err error) (*Service, error) {
 		s.shutdown()
 		_ = cli.Close()

@@ -152,7 +152,7 @@ func TestPodSandboxStatsSummed(t *testing.T) {
 		"pod1aaaa": v1Sample("pod1aaaa", t0, 1e9, 100, 1),
 		// ctr2bbbb has no task (exited): no sample.
 	}
-	ps := s.podSandboxStats(ctx, pods[0], samples, nil)
+	ps := s.podSandboxStats(ctx, pods[0], samples, nil, nil)
 	if ps.Attributes.Id != "pod1aaaa" || ps.Attributes.Metadata.Name != "pod-pod1aaaa" || ps.Attributes.Labels["app"] != "a" {
 		t.Errorf("attributes = %v", ps.Attributes)
 	}
@@ -184,7 +184,7 @@ func TestPodSandboxStatsSummed(t *testing.T) {
 		"ctr1aaaa": v1Sample("ctr1aaaa", t0.Add(2*time.Second), 4e9, 1000, 2),
 		"pod1aaaa": v1Sample("pod1aaaa", t0.Add(2*time.Second), 1e9, 100, 1),
 	}
-	ps = s.podSandboxStats(ctx, pods[0], samples, nil)
+	ps = s.podSandboxStats(ctx, pods[0], samples, nil, nil)
 	if got := ps.Linux.Cpu.GetUsageNanoCores().GetValue(); got != 1e9 {
 		t.Errorf("pod nanocores = %d", got)
 	}
@@ -198,7 +198,7 @@ func TestPodSandboxStatsSummed(t *testing.T) {
 func TestPodSandboxStatsNotReady(t *testing.T) {
 	s := statsService(t)
 	sb, _ := s.sandboxes.Get("pod3cccc")
-	ps := s.podSandboxStats(context.Background(), s.podInputs([]*sandbox.Sandbox{sb})[0], map[string]*stats.Sample{}, nil)
+	ps := s.podSandboxStats(context.Background(), s.podInputs([]*sandbox.Sandbox{sb})[0], map[string]*stats.Sample{}, nil, nil)
 	if ps.Linux.Cpu != nil || ps.Linux.Memory != nil || ps.Linux.Process != nil || len(ps.Linux.Containers) != 1 {
 		t.Errorf("not-ready pod = %v", ps)
 	}

@@ -34,6 +34,7 @@ func bindFlags(fs *flag.FlagSet, cfg *config.Config, configPath *string) {
 	fs.StringVar(&cfg.StreamTLSCert, "stream-tls-cert", cfg.StreamTLSCert, "TLS certificate of the streaming server (implies --enable-tls-streaming).")
 	fs.StringVar(&cfg.StreamTLSKey, "stream-tls-key", cfg.StreamTLSKey, "TLS key of the streaming server.")
 	fs.DurationVar(&cfg.ShutdownTimeout.Duration, "shutdown-timeout", cfg.ShutdownTimeout.Duration, "Bound on a graceful stop; RPCs and event streams still open are ended after it.")
+	fs.DurationVar(&cfg.StatsSamplePeriod.Duration, "stats-sample-period", cfg.StatsSamplePeriod.Duration, "How often container and pod cgroups and network counters are read for the stats RPCs (served from memory when younger than 1.5 periods); 0 reads on every call.")
 	fs.DurationVar(&cfg.RecoveryTimeout.Duration, "recovery-timeout", cfg.RecoveryTimeout.Duration, "Bound on recovering one sandbox or container at start.")
 	fs.StringVar(&cfg.RestrictOOMScoreAdj, "restrict-oom-score-adj", cfg.RestrictOOMScoreAdj, "Clamp container oom_score_adj to the daemon's own: auto, true or false.")
 	fs.StringVar(&cfg.ContainerLogMode, "container-log-mode", cfg.ContainerLogMode, "Who writes container logs: daemon, or shim (a log writer under the containerd shim, independent of the daemon).")
