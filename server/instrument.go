@@ -24,6 +24,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
 	cniOps   *prometheus.HistogramVec
+	// ctrdCalls counts calls to containerd by containerd method;
+	// ctrdPerRequest observes them per CRI request (ctrdcalls.go).
+	ctrdCalls      *prometheus.CounterVec
+	ctrdPerRequest *prometheus.HistogramVec
 	// logErrors counts (cri_containerd_container_log_write_errors_total)
 	// and rate-limits the reports of container log records that could not
 	// be written.
@@ -57,7 +61,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Container log records dropped because the log file could not be written (e.g. a full disk).",
 	})
 	m.logErrors = &containerio.LogErrorReporter{Counter: logWriteErrors}
-	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors)
+	m.ctrdCalls, m.ctrdPerRequest = newCtrdCallMetrics()
+	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest)
 	return m
 }
 
@@ -92,9 +97,11 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	defer m.inflight.WithLabelValues(method).Dec()
 	logger := klog.FromContext(ctx)
 	logger.V(int(lvl)).Info("CRI request", "method", method, "request", redactForLog(req))
+	ctx, calls := withCtrdCallCount(ctx)
 	resp, err := validated(ctx, info.Server, req, handler) // validate.go: bad requests never reach a handler
 	err = toGRPC(err)
 	m.observe(method, start, err)
+	m.ctrdPerRequest.WithLabelValues(method).Observe(float64(calls.Load()))
 	if err != nil {
 		klog.V(lvl).InfoS("CRI request failed", "method", method, "code", status.Code(err).String(), "err", err, "duration", time.Since(start))
 		if lvl <= 2 {

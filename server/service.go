@@ -94,14 +94,15 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	cli, err := connectContainerd(ctx, cfg)
+	metrics := NewMetrics(reg)
+	cli, err := connectContainerd(ctx, cfg, containerd.WithExtraDialOpts(metrics.CtrdDialOpts()))
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{
 		config:  cfg,
 		client:  cli,
-		metrics: NewMetrics(reg),
+		metrics: metrics,
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
 		specGen: spec.NewGenerator(),
@@ -161,10 +162,10 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 
 // connectContainerd dials containerd and waits until it serves, so that a
 // daemon started together with containerd does not fail on the race.
-func connectContainerd(ctx context.Context, cfg config.Config) (*containerd.Client, error) {
-	cli, err := containerd.New(cfg.ContainerdEndpoint,
+func connectContainerd(ctx context.Context, cfg config.Config, opts ...containerd.Opt) (*containerd.Client, error) {
+	cli, err := containerd.New(cfg.ContainerdEndpoint, append([]containerd.Opt{
 		containerd.WithDefaultNamespace(cfg.ContainerdNamespace),
-		containerd.WithTimeout(10*time.Second))
+		containerd.WithTimeout(10 * time.Second)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating containerd client for %s: %w", cfg.ContainerdEndpoint, err)
 	}
