@@ -105,7 +105,10 @@ type ContainerIO struct {
 	readers    []io.Closer
 	logFile    *LogFile
 	remoteIO   cio.IO // set when the output is handled by cfg.Remote
-	doneOnce   sync.Once
+	// remoteErrsDone stops following the remote writer's log write errors
+	// (see followRemoteErrors); nil when not followed.
+	remoteErrsDone func()
+	doneOnce       sync.Once
 
 	stdinMu     sync.Mutex
 	stdin       io.WriteCloser

@@ -2,9 +2,11 @@ package containerio
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -37,6 +39,98 @@ type LogErrorReporter struct {
 	Clock clock.PassiveClock
 	// Logger receives the reports; the zero Logger means klog.
 	Logger klog.Logger
+
+	// local counts the errors of the daemon's own writers.
+	local atomic.Int64
+	// mu guards the remote writers' accounting.
+	mu sync.Mutex
+	// folded is the last count of the remote writers no longer tracked.
+	folded int64
+	// remotes are the tracked remote writers (see TrackRemote).
+	remotes map[*remoteErrors]struct{}
+}
+
+// Total returns the number of container log records that could not be
+// written: by the daemon, and by the remote writers it tracks or tracked
+// (read now; a remote writer's new errors are also reported, rate-limited, as
+// the daemon's own). It is the value of the daemon's log write error metric
+// (a nil reporter: 0).
+func (r *LogErrorReporter) Total() float64 {
+	if r == nil {
+		return 0
+	}
+	total := r.local.Load()
+	r.mu.Lock()
+	remotes := make([]*remoteErrors, 0, len(r.remotes))
+	for re := range r.remotes {
+		remotes = append(remotes, re)
+	}
+	total += r.folded
+	r.mu.Unlock()
+	for _, re := range remotes {
+		total += re.refresh()
+	}
+	return float64(total)
+}
+
+// RemoteErrorCounter is implemented by a Remote whose writer counts the log
+// records it could not write; the count must never decrease and must outlive
+// the writer (package shimlog keeps it in a file).
+type RemoteErrorCounter interface {
+	LogWriteErrors() (int64, error)
+}
+
+// remoteErrors is the accounting of one remote writer.
+type remoteErrors struct {
+	errs *ContainerLogErrors
+	src  RemoteErrorCounter
+
+	mu   sync.Mutex
+	last int64 // highest count read so far
+}
+
+// refresh reads the count, reports what is new, and returns the count.
+func (re *remoteErrors) refresh() int64 {
+	re.mu.Lock()
+	defer re.mu.Unlock()
+	n, err := re.src.LogWriteErrors()
+	if err != nil {
+		klog.V(2).InfoS("Cannot read the log write errors of the shim log writer", "containerID", re.errs.id, "err", err)
+		return re.last
+	}
+	if n > re.last {
+		re.errs.reportRemote(n - re.last)
+		re.last = n
+	}
+	return re.last
+}
+
+// trackRemote adds the errors of a remote writer to Total until the returned
+// function is called; that one reads the count a last time and keeps it in
+// Total. Each call of either refreshes the count (and reports new errors).
+func (r *LogErrorReporter) trackRemote(errs *ContainerLogErrors, src RemoteErrorCounter) (refresh func(), untrack func()) {
+	re := &remoteErrors{errs: errs, src: src}
+	if r == nil {
+		return func() { re.refresh() }, func() { re.refresh() }
+	}
+	r.mu.Lock()
+	if r.remotes == nil {
+		r.remotes = map[*remoteErrors]struct{}{}
+	}
+	r.remotes[re] = struct{}{}
+	r.mu.Unlock()
+	var once sync.Once
+	return func() { re.refresh() }, func() {
+		once.Do(func() {
+			// Under r.mu: a concurrent Total sees the count either
+			// tracked or folded, never both or neither.
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			n := re.refresh()
+			delete(r.remotes, re)
+			r.folded += n
+		})
+	}
 }
 
 // ForContainer returns the error accounting of one container, to share
@@ -46,6 +140,7 @@ func (r *LogErrorReporter) ForContainer(id string) *ContainerLogErrors {
 	if r == nil {
 		return e
 	}
+	e.reporter = r
 	e.counter = r.Counter
 	if r.Interval > 0 {
 		e.interval = r.Interval
@@ -63,6 +158,7 @@ func (r *LogErrorReporter) ForContainer(id string) *ContainerLogErrors {
 // container. It is safe for concurrent use.
 type ContainerLogErrors struct {
 	id       string
+	reporter *LogErrorReporter // nil: not counted
 	counter  Counter
 	interval time.Duration
 	clock    clock.PassiveClock
@@ -75,21 +171,42 @@ type ContainerLogErrors struct {
 }
 
 func (e *ContainerLogErrors) report(stream runtimeapi.LogStreamType, err error) {
+	if e.reporter != nil {
+		e.reporter.local.Add(1)
+	}
 	if e.counter != nil {
 		e.counter.Inc()
 	}
+	if dropped, ok := e.due(1); ok {
+		e.logger.Error(err, "Failed to write container log records, dropping them", "containerID", e.id,
+			"stream", stream, "droppedRecords", dropped, "reportInterval", e.interval)
+	}
+}
+
+// reportRemote reports n records the container's remote writer could not
+// write (counted in the reporter's Total, not in Counter).
+func (e *ContainerLogErrors) reportRemote(n int64) {
+	if dropped, ok := e.due(int(n)); ok {
+		e.logger.Error(errRemoteWrite, "Failed to write container log records, dropping them", "containerID", e.id,
+			"writer", "shim", "droppedRecords", dropped, "reportInterval", e.interval)
+	}
+}
+
+var errRemoteWrite = errors.New("the shim log writer could not write to the log file")
+
+// due adds n dropped records and says whether to report now, with how many
+// records were dropped since the last report.
+func (e *ContainerLogErrors) due(n int) (int, bool) {
 	e.mu.Lock()
-	e.dropped++
+	defer e.mu.Unlock()
+	e.dropped += n
 	now := e.clock.Now()
 	if e.reported && now.Sub(e.lastReport) < e.interval {
-		e.mu.Unlock()
-		return
+		return 0, false
 	}
 	dropped := e.dropped
 	e.reported, e.lastReport, e.dropped = true, now, 0
-	e.mu.Unlock()
-	e.logger.Error(err, "Failed to write container log records, dropping them", "containerID", e.id,
-		"stream", stream, "droppedRecords", dropped, "reportInterval", e.interval)
+	return dropped, true
 }
 
 // CRILogger formats one output stream (stdout or stderr) of a container into

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -87,6 +88,7 @@ func (c *ContainerIO) startRemoteLocked(existing *cio.FIFOSet) error {
 	c.fifos = tio.Config()
 	c.stdout.close()
 	c.stderr.close()
+	c.remoteErrsDone = c.followRemoteErrors()
 	klog.V(4).InfoS("Container IO handed to the shim log writer", "containerID", c.cfg.ID, "reattach", existing != nil, "stdout", c.fifos.Stdout)
 	return nil
 }
@@ -118,8 +120,54 @@ func (c *ContainerIO) waitRemote(r Remote, timeout time.Duration) bool {
 	return true
 }
 
+// remoteErrorPollInterval is how often the log write errors of a remote
+// writer are read to report them in the daemon's log (the metric reads them
+// when it is collected).
+const remoteErrorPollInterval = 10 * time.Second
+
+// followRemoteErrors accounts the log write errors of the remote writer in
+// cfg.LogErrors (when the Remote counts them): they are part of its Total
+// (the daemon's metric) from now on, and reported in the daemon's log like
+// its own, at most once per container per interval. The returned function
+// stops the polling and keeps the last count in the Total.
+func (c *ContainerIO) followRemoteErrors() func() {
+	src, ok := c.cfg.Remote.(RemoteErrorCounter)
+	if !ok {
+		return nil
+	}
+	refresh, untrack := c.cfg.LogErrors.trackRemote(c.cfg.LogErrors.ForContainer(c.cfg.ID), src)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(remoteErrorPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				refresh()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-stopped
+			untrack()
+		})
+	}
+}
+
 func (c *ContainerIO) closeRemote() error {
 	err := c.cfg.Remote.Close()
+	c.mu.Lock()
+	errsDone := c.remoteErrsDone
+	c.mu.Unlock()
+	if errsDone != nil {
+		errsDone()
+	}
 	c.finish()
 	if err != nil {
 		return fmt.Errorf("closing IO of container %s: %w", c.cfg.ID, err)

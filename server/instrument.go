@@ -56,11 +56,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "CNI setup/teardown latency, by operation and result.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"operation", "result"})
-	logWriteErrors := prometheus.NewCounter(prometheus.CounterOpts{
+	// Read when collected: it adds the counts of the shim-side log writers.
+	m.logErrors = &containerio.LogErrorReporter{}
+	logWriteErrors := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cri_containerd_container_log_write_errors_total",
-		Help: "Container log records dropped because the log file could not be written (e.g. a full disk).",
-	})
-	m.logErrors = &containerio.LogErrorReporter{Counter: logWriteErrors}
+		Help: "Container log records dropped because the log file could not be written (e.g. a full disk), by the daemon or by the shim-side log writers.",
+	}, m.logErrors.Total)
 	m.ctrdCalls, m.ctrdPerRequest = newCtrdCallMetrics()
 	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest)
 	return m

@@ -21,6 +21,12 @@
 //     live output, framed, fanned out through containerio.Fanout so that a slow
 //     client never blocks the log), "wait" (answers once the output has ended
 //     and the log is closed) and "status";
+//   - keeps the number of records it could not write (a full disk) in a
+//     file of the container's directory ([ErrorsFileName], updated at most
+//     once a second and finally before it reports the end), which the daemon
+//     reads for cri_containerd_container_log_write_errors_total and its log
+//     (the writer's own stderr goes nowhere), also after a daemon restart
+//     and after the writer has exited;
 //   - writes one byte to fd 5 once the log file is open and the socket
 //     listens;
 //   - exits once the output has ended. The runc shim keeps the write ends of

@@ -48,7 +48,10 @@ type Remote struct {
 	cancel context.CancelFunc
 }
 
-var _ containerio.Remote = (*Remote)(nil)
+var (
+	_ containerio.Remote             = (*Remote)(nil)
+	_ containerio.RemoteErrorCounter = (*Remote)(nil)
+)
 
 // NewRemote returns the handle; it touches nothing.
 func NewRemote(cfg RemoteConfig) *Remote {
@@ -66,6 +69,7 @@ func (r *Remote) LogURI() (string, error) {
 		"--log-path":      r.cfg.LogPath,
 		"--max-line-size": strconv.Itoa(r.cfg.MaxLineSize),
 		"--tty":           strconv.FormatBool(r.cfg.TTY),
+		"--errors-file":   r.errorsPath(),
 	}
 	u, err := cio.LogURIGenerator("binary", filepath.Join(r.cfg.Dir, BinaryName), args)
 	if err != nil {
@@ -73,6 +77,14 @@ func (r *Remote) LogURI() (string, error) {
 	}
 	return u.String(), nil
 }
+
+func (r *Remote) errorsPath() string { return filepath.Join(r.cfg.Dir, ErrorsFileName) }
+
+// LogWriteErrors returns the number of log records the writer could not
+// write so far (containerio.RemoteErrorCounter). The count outlives the
+// writer: it is kept in the container's directory until the container is
+// removed.
+func (r *Remote) LogWriteErrors() (int64, error) { return ReadErrorCount(r.errorsPath()) }
 
 // NewTaskIO creates the container directory and the link to the executable,
 // and returns the IO whose Config is the log URI.

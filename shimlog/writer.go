@@ -50,7 +50,19 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Clock stamps the records (default: real time).
 	Clock clock.PassiveClock
+	// ErrorsPath is a file in which the writer keeps the number of log
+	// records it could not write (see WriteErrorCount); empty: not kept.
+	// The daemon reads it for its log write error metric, also after the
+	// writer has exited and after a daemon restart.
+	ErrorsPath string
+	// ErrorsSyncInterval is the minimum time between two updates of
+	// ErrorsPath while errors go on (<= 0: DefaultErrorsSyncInterval); the
+	// final count is written before the writer reports that it is done.
+	ErrorsSyncInterval time.Duration
 }
+
+// DefaultErrorsSyncInterval: see Options.ErrorsSyncInterval.
+const DefaultErrorsSyncInterval = time.Second
 
 // writer is one running log writer.
 type writer struct {
@@ -61,6 +73,7 @@ type writer struct {
 
 	writeErrors atomic.Int64
 	reopens     atomic.Int64
+	errorsDirty chan struct{} // signalled when writeErrors grows (capacity 1)
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -77,14 +90,18 @@ type stream struct {
 
 // countingSink counts the records the log file could not take.
 type countingSink struct {
-	lf   *containerio.LogFile
-	errs *atomic.Int64
+	lf *containerio.LogFile
+	w  *writer
 }
 
 func (s countingSink) Write(p []byte) (int, error) {
 	n, err := s.lf.Write(p)
 	if err != nil {
-		s.errs.Add(1)
+		s.w.writeErrors.Add(1)
+		select {
+		case s.w.errorsDirty <- struct{}{}:
+		default:
+		}
 	}
 	return n, err
 }
@@ -109,7 +126,10 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	w := &writer{opts: opts, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	if opts.ErrorsSyncInterval <= 0 {
+		opts.ErrorsSyncInterval = DefaultErrorsSyncInterval
+	}
+	w := &writer{opts: opts, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, errorsDirty: make(chan struct{}, 1)}
 	if opts.LogPath != "" {
 		lf, err := containerio.OpenLogFile(opts.LogPath)
 		if err != nil {
@@ -148,6 +168,11 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 		defer close(serveDone)
 		w.serve(ln)
 	}()
+	syncStop, syncDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		w.syncErrors(syncStop)
+	}()
 
 	if ready != nil {
 		if _, err := ready.Write([]byte{1}); err != nil {
@@ -179,6 +204,9 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 			klog.ErrorS(err, "Closing the log file")
 		}
 	}
+	// The final count is on disk before anyone is told the output ended.
+	close(syncStop)
+	<-syncDone
 	close(w.done)
 	_ = ln.Close()
 	<-serveDone
@@ -208,7 +236,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 func (w *writer) newStream(name runtimeapi.LogStreamType, r io.ReadCloser) *stream {
 	s := &stream{name: name, r: r, fan: containerio.NewFanout(w.opts.AttachBufferSize)}
 	if w.logFile != nil {
-		s.logger = containerio.NewCRILogger(countingSink{w.logFile, &w.writeErrors}, name, w.opts.MaxLineSize, containerio.WithClock(w.opts.Clock))
+		s.logger = containerio.NewCRILogger(countingSink{w.logFile, w}, name, w.opts.MaxLineSize, containerio.WithClock(w.opts.Clock))
 	}
 	return s
 }
@@ -238,6 +266,44 @@ func (s *stream) copy() {
 	}
 	s.fan.Close()
 	_ = s.r.Close()
+}
+
+// syncErrors keeps Options.ErrorsPath up to date: at most once per
+// ErrorsSyncInterval while errors go on, and once more when stop is closed
+// if the count changed since.
+func (w *writer) syncErrors(stop <-chan struct{}) {
+	if w.opts.ErrorsPath == "" {
+		return
+	}
+	var written int64
+	flush := func() {
+		n := w.writeErrors.Load()
+		if n == written {
+			return
+		}
+		if err := writeErrorCount(w.opts.ErrorsPath, n); err != nil {
+			klog.ErrorS(err, "Recording the log write error count", "path", w.opts.ErrorsPath)
+			return
+		}
+		written = n
+	}
+	for {
+		select {
+		case <-stop:
+			flush()
+			return
+		case <-w.errorsDirty:
+			flush()
+		}
+		t := time.NewTimer(w.opts.ErrorsSyncInterval)
+		select {
+		case <-stop:
+			t.Stop()
+			flush()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (w *writer) status() *Status {

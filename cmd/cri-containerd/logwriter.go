@@ -53,6 +53,7 @@ func logWriterOptions(args []string) (shimlog.Options, error) {
 	fs.StringVar(&opts.ControlPath, "control", "", "Unix control socket (reopen, attach, wait, status).")
 	fs.StringVar(&tty, "tty", "false", "The container has a terminal: true or false.")
 	fs.IntVar(&opts.AttachBufferSize, "attach-buffer-size", 0, "Bytes queued per attached client before it is detached (0: default).")
+	fs.StringVar(&opts.ErrorsPath, "errors-file", "", "File that keeps the number of log records that could not be written (empty: none).")
 	fs.DurationVar(&drain, "drain-timeout", shimlog.DefaultDrainTimeout, "On SIGTERM, how long to read on until the output ends.")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
