@@ -18,6 +18,10 @@ import (
 
 	gocni "github.com/containerd/go-cni"
 	"github.com/fsnotify/fsnotify"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"k8s.io/klog/v2"
 )
 
@@ -39,6 +43,8 @@ type Manager struct {
 	maxConf int
 	// newCNI makes an unloaded go-cni instance; tests replace it.
 	newCNI func() (gocni.CNI, error)
+	// tracer makes the spans of ADD and DEL (no-op by default).
+	tracer trace.Tracer
 
 	// reloadMu serialises reloads; it is never held by ADD, DEL or Status.
 	reloadMu sync.Mutex
@@ -60,10 +66,13 @@ type Option func(*Manager)
 // WithMaxConfNum limits how many config files are loaded (0 = all).
 func WithMaxConfNum(n int) Option { return func(m *Manager) { m.maxConf = n } }
 
+// WithTracer makes a span for every ADD (cni.Setup) and DEL (cni.Remove).
+func WithTracer(t trace.Tracer) Option { return func(m *Manager) { m.tracer = t } }
+
 // New creates a Manager and loads the current configuration (a missing or
 // empty config directory is not an error: the network is reported not ready).
 func New(confDir string, binDirs []string, opts ...Option) (*Manager, error) {
-	m := &Manager{confDir: confDir, binDirs: binDirs, maxConf: 1}
+	m := &Manager{confDir: confDir, binDirs: binDirs, maxConf: 1, tracer: noop.NewTracerProvider().Tracer("")}
 	for _, o := range opts {
 		o(m)
 	}
@@ -271,7 +280,9 @@ func (m *Manager) Config() *gocni.ConfigResult {
 }
 
 // Setup attaches the network namespace at path to the pod network.
-func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
+func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (_ *gocni.Result, retErr error) {
+	ctx, span := m.tracer.Start(ctx, "cni.Setup", trace.WithAttributes(attribute.String("sandbox.id", id)))
+	defer func() { endSpan(span, retErr) }()
 	c := m.current()
 	if err := c.status(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNetworkNotReady, err)
@@ -279,9 +290,19 @@ func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.Name
 	return c.plugin.Setup(ctx, id, path, opts...)
 }
 
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
 // Remove detaches the pod from the network. It must be called with the same
 // options as Setup (see TeardownPod); the namespace may already be gone.
-func (m *Manager) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
+func (m *Manager) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (retErr error) {
+	ctx, span := m.tracer.Start(ctx, "cni.Remove", trace.WithAttributes(attribute.String("sandbox.id", id)))
+	defer func() { endSpan(span, retErr) }()
 	c := m.current()
 	if c == nil || c.plugin == nil {
 		return errNoConfig

@@ -104,6 +104,13 @@ type Config struct {
 	// ListPodSandboxMetrics answer from these readings when younger than
 	// 1.5 periods (else read on demand). 0 reads on every call.
 	StatsSamplePeriod Duration `toml:"stats_sample_period" json:"statsSamplePeriod"`
+	// TracingEndpoint is an OTLP/gRPC trace receiver ("host:port",
+	// "http://host:port" or "https://host:port"); empty disables tracing.
+	TracingEndpoint string `toml:"tracing_endpoint" json:"tracingEndpoint"`
+	// TracingSamplingRatio of new traces (0..1).
+	TracingSamplingRatio float64 `toml:"tracing_sampling_ratio" json:"tracingSamplingRatio"`
+	// TracingServiceName is the service.name of the spans.
+	TracingServiceName string `toml:"tracing_service_name" json:"tracingServiceName"`
 	// DisableAppArmor, when true, ignores AppArmor requests instead of failing on hosts without it.
 	DisableAppArmor bool `toml:"disable_apparmor" json:"disableAppArmor"`
 	// EnableUnprivilegedPorts / ICMP set the matching sysctls in pods with their own netns.
@@ -162,6 +169,8 @@ func Default() Config {
 		ContainerdStartTimeout: Duration{2 * time.Minute},
 		StatsCollectPeriod:     Duration{10 * time.Second},
 		StatsSamplePeriod:      Duration{10 * time.Second},
+		TracingSamplingRatio:   1,
+		TracingServiceName:     "cri-containerd",
 	}
 }
 
@@ -259,6 +268,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.StreamTLSCert == "") != (c.StreamTLSKey == "") {
 		errs = append(errs, fmt.Errorf("stream_tls_cert and stream_tls_key must be set together"))
+	}
+	if c.TracingSamplingRatio < 0 || c.TracingSamplingRatio > 1 {
+		errs = append(errs, fmt.Errorf("tracing_sampling_ratio must be within 0..1"))
 	}
 	if c.StatsSamplePeriod.Duration < 0 {
 		errs = append(errs, fmt.Errorf("stats_sample_period must not be negative"))

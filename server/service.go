@@ -28,6 +28,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/spec"
 	"github.com/cri-containerd/cri-containerd/stats"
 	"github.com/cri-containerd/cri-containerd/streaming"
+	"github.com/cri-containerd/cri-containerd/tracing"
 )
 
 // Service implements the CRI RuntimeService and ImageService.
@@ -38,6 +39,9 @@ type Service struct {
 	config  config.Config
 	client  *containerd.Client
 	metrics *Metrics
+	// tracing makes a span per CRI request and per containerd call and
+	// CNI operation in it (a no-op unless --tracing-endpoint is set).
+	tracing *tracing.Tracing
 	images  *image.Service
 	cni     *cni.Manager
 	events  *eventBroadcaster
@@ -95,14 +99,27 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		}
 	}
 	metrics := NewMetrics(reg)
-	cli, err := connectContainerd(ctx, cfg, containerd.WithExtraDialOpts(metrics.CtrdDialOpts()))
+	tr, err := tracing.New(ctx, tracing.Config{
+		Endpoint:      cfg.TracingEndpoint,
+		SamplingRatio: cfg.TracingSamplingRatio,
+		ServiceName:   cfg.TracingServiceName,
+		BatchTimeout:  tracingBatchTimeout,
+	})
 	if err != nil {
+		return nil, err
+	}
+	cli, err := connectContainerd(ctx, cfg,
+		containerd.WithExtraDialOpts(metrics.CtrdDialOpts()),
+		containerd.WithExtraDialOpts(tr.DialOptions()))
+	if err != nil {
+		_ = tr.Shutdown(ctx)
 		return nil, err
 	}
 	s := &Service{
 		config:  cfg,
 		client:  cli,
 		metrics: metrics,
+		tracing: tr,
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
 		specGen: spec.NewGenerator(),
@@ -126,8 +143,10 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		StatsCollectPeriod:     cfg.StatsCollectPeriod.Duration,
 		ExtraSnapshotters:      runtimeSnapshotters(cfg),
 	}, reg)
-	s.cni, err = cni.New(cfg.NetworkConfDir, []string{cfg.NetworkBinDir}, cni.WithMaxConfNum(cfg.NetworkMaxConfNum))
+	s.cni, err = cni.New(cfg.NetworkConfDir, []string{cfg.NetworkBinDir}, cni.WithMaxConfNum(cfg.NetworkMaxConfNum),
+		cni.WithTracer(tr.Tracer("github.com/cri-containerd/cri-containerd/cni")))
 	if err != nil {
+		_ = tr.Shutdown(ctx)
 		_ = cli.Close()
 		return nil, err
 	}
@@ -249,11 +268,11 @@ func (s *Service) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.grpcServer = grpc.NewServer(
+	s.grpcServer = grpc.NewServer(append(s.tracing.ServerOptions(),
 		grpc.ChainUnaryInterceptor(s.metrics.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.StreamInterceptor),
 		grpc.MaxRecvMsgSize(16*1024*1024), grpc.MaxSendMsgSize(16*1024*1024),
-	)
+	)...)
 	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
 	for _, w := range s.watchers {
@@ -279,6 +298,9 @@ func (s *Service) Serve(ctx context.Context) error {
 	s.shutdown()
 	return serveErr
 }
+
+// tracingBatchTimeout bounds how long a finished span waits for export.
+const tracingBatchTimeout = time.Second
 
 // stopGrace is what the background goroutines get at least to stop after
 // the gRPC server used up the shutdown timeout.
@@ -317,6 +339,11 @@ func (s *Service) shutdown() {
 		if !s.bg.stop(deadline) {
 			klog.ErrorS(context.DeadlineExceeded, "Background goroutines did not stop within the shutdown timeout", "timeout", s.config.ShutdownTimeout.Duration)
 		}
+		tctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+		if err := s.tracing.Shutdown(tctx); err != nil {
+			klog.ErrorS(err, "Spans not exported at shutdown")
+		}
+		cancel()
 	})
 }
 
