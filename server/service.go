@@ -54,6 +54,9 @@ type Service struct {
 
 	// restrictOOM clamps container oom_score_adj to the daemon's own.
 	restrictOOM bool
+	// selinuxEnabled: the host enforces SELinux, which we cannot apply
+	// (selinux.go).
+	selinuxEnabled bool
 	// specGen builds the OCI spec options of sandboxes and containers.
 	specGen *spec.Generator
 	// features are the probed features of each runtime handler.
@@ -131,6 +134,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		containerNames: registrar.New(),
 	}
 	s.restrictOOM = restrictOOMScoreAdj(cfg.RestrictOOMScoreAdj)
+	s.selinuxEnabled = hostSELinuxEnabled()
 	s.features = probeRuntimeFeatures(ctx, cfg.Runtimes)
 	klog.InfoS("OOM score adjustment", "restrict", s.restrictOOM, "setting", cfg.RestrictOOMScoreAdj)
 	s.images = image.NewService(cli, image.Options{

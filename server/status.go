@@ -80,6 +80,7 @@ func (s *Service) verboseInfo() (map[string]string, error) {
 	s.netMu.RLock()
 	info["podCIDR"] = s.podCIDR
 	s.netMu.RUnlock()
+	info["selinux"] = selinuxStatus(s.selinuxEnabled)
 	return info, nil
 }
 

@@ -74,6 +74,9 @@ func (s *Service) validateRequest(_ context.Context, req any) error {
 	if err := validateRequestFields(req); err != nil {
 		return err
 	}
+	if err := s.checkSELinux(req); err != nil {
+		return err
+	}
 	switch r := req.(type) {
 	case *runtimeapi.RunPodSandboxRequest:
 		sc := r.GetConfig().GetLinux().GetSecurityContext()
