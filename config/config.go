@@ -104,6 +104,10 @@ type Config struct {
 	// ListPodSandboxMetrics answer from these readings when younger than
 	// 1.5 periods (else read on demand). 0 reads on every call.
 	StatsSamplePeriod Duration `toml:"stats_sample_period" json:"statsSamplePeriod"`
+	// EnableCDI resolves CDI devices (CDI_devices, cdi.k8s.io/*
+	// annotations) against the spec files in CDISpecDirs.
+	EnableCDI   bool     `toml:"enable_cdi" json:"enableCDI"`
+	CDISpecDirs []string `toml:"cdi_spec_dirs" json:"cdiSpecDirs"`
 	// TracingEndpoint is an OTLP/gRPC trace receiver ("host:port",
 	// "http://host:port" or "https://host:port"); empty disables tracing.
 	TracingEndpoint string `toml:"tracing_endpoint" json:"tracingEndpoint"`
@@ -170,6 +174,8 @@ func Default() Config {
 		StatsCollectPeriod:     Duration{10 * time.Second},
 		StatsSamplePeriod:      Duration{10 * time.Second},
 		TracingSamplingRatio:   1,
+		EnableCDI:              true,
+		CDISpecDirs:            []string{"/etc/cdi", "/var/run/cdi"},
 		TracingServiceName:     "cri-containerd",
 	}
 }

@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		tracing: tr,
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
-		specGen: spec.NewGenerator(),
+		specGen: spec.NewGenerator(spec.WithCDI(newCDICache(cfg))),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),

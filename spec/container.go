@@ -43,8 +43,9 @@ func (g *Generator) ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error)
 	if err := checkUserns(nsOpts, sbNS); err != nil {
 		return nil, err
 	}
-	if len(cfg.GetCDIDevices()) > 0 {
-		return nil, notImplemented("CDI devices are not supported")
+	cdiOpts, err := g.cdiOpts(cfg)
+	if err != nil {
+		return nil, err
 	}
 	userstr, err := userString(sc.GetRunAsUsername(), sc.GetRunAsUser(), sc.GetRunAsGroup())
 	if err != nil {
@@ -190,6 +191,8 @@ func (g *Generator) ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error)
 	if seccomp != nil {
 		opts = append(opts, seccomp)
 	}
+	// CDI edits (device nodes, mounts, env, hooks) go on top of everything.
+	opts = append(opts, cdiOpts...)
 	return opts, nil
 }
 

@@ -949,11 +949,11 @@ func TestContainerPrivilegesAndCapabilities(t *testing.T) {
 			wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
-			name: "CDI devices are not supported",
+			name: "CDI devices without CDI",
 			mod: func(_ *testing.T, p *ContainerParams) {
 				p.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "vendor.com/gpu=0"}}
 			},
-			wantErr: errdefs.ErrNotImplemented,
+			wantErr: errdefs.ErrInvalidArgument,
 		},
 	})
 }

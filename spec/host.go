@@ -15,19 +15,26 @@ import (
 	"github.com/containerd/containerd/v2/pkg/seccomp"
 	"github.com/moby/sys/mountinfo"
 	"k8s.io/klog/v2"
+	"tags.cncf.io/container-device-interface/pkg/cdi"
 )
 
 // Generator builds OCI spec options from CRI configs. It holds the host
 // probes the options depend on; build one with NewGenerator and share it.
 type Generator struct {
 	host hostDeps
+	// cdi resolves CDI devices (nil: CDI disabled); see cdi.go.
+	cdi *cdi.Cache
 }
 
 // NewGenerator returns a Generator that probes the real host. The daemon's
 // oom_score_adj and the swap and hugetlb controllers are probed once per
 // Generator, on first use.
-func NewGenerator() *Generator {
-	return &Generator{host: defaultHost()}
+func NewGenerator(opts ...GeneratorOpt) *Generator {
+	g := &Generator{host: defaultHost()}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 // hostDeps is everything this package asks the host. Tests use fakes.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"k8s.io/klog/v2"
 
@@ -37,6 +38,16 @@ func bindFlags(fs *flag.FlagSet, cfg *config.Config, configPath *string) {
 	fs.StringVar(&cfg.TracingEndpoint, "tracing-endpoint", cfg.TracingEndpoint, "OTLP/gRPC trace receiver (host:port, http://host:port or https://host:port): one span per CRI request, child spans for containerd calls and CNI; empty disables.")
 	fs.Float64Var(&cfg.TracingSamplingRatio, "tracing-sampling-ratio", cfg.TracingSamplingRatio, "Share of new traces sampled (0..1); requests with a sampled parent are always traced.")
 	fs.StringVar(&cfg.TracingServiceName, "tracing-service-name", cfg.TracingServiceName, "service.name of the spans.")
+	fs.BoolVar(&cfg.EnableCDI, "enable-cdi", cfg.EnableCDI, "Resolve CDI devices (CDI_devices, cdi.k8s.io/* annotations) against --cdi-spec-dirs.")
+	fs.Func("cdi-spec-dirs", fmt.Sprintf("Comma-separated CDI spec directories, lowest priority first (default %s).", strings.Join(cfg.CDISpecDirs, ",")), func(v string) error {
+		cfg.CDISpecDirs = nil
+		for _, d := range strings.Split(v, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				cfg.CDISpecDirs = append(cfg.CDISpecDirs, d)
+			}
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.StatsSamplePeriod.Duration, "stats-sample-period", cfg.StatsSamplePeriod.Duration, "How often container and pod cgroups and network counters are read for the stats RPCs (served from memory when younger than 1.5 periods); 0 reads on every call.")
 	fs.DurationVar(&cfg.RecoveryTimeout.Duration, "recovery-timeout", cfg.RecoveryTimeout.Duration, "Bound on recovering one sandbox or container at start.")
 	fs.StringVar(&cfg.RestrictOOMScoreAdj, "restrict-oom-score-adj", cfg.RestrictOOMScoreAdj, "Clamp container oom_score_adj to the daemon's own: auto, true or false.")
