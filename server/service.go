@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -272,6 +273,12 @@ func (s *Service) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.ServeListener(ctx, l)
+}
+
+// ServeListener is Serve on a listener the caller made (Listen) or
+// inherited (systemd socket activation); it closes l when it stops.
+func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 	s.grpcServer = grpc.NewServer(append(s.tracing.ServerOptions(),
 		grpc.ChainUnaryInterceptor(s.metrics.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.metrics.StreamInterceptor),
@@ -289,7 +296,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		streamErrCh = make(chan error, 1)
 		go func() { streamErrCh <- s.stream.Serve() }()
 	}
-	klog.InfoS("Serving CRI", "socket", s.config.SocketPath)
+	klog.InfoS("Serving CRI", "socket", l.Addr().String())
 	var serveErr error
 	select {
 	case <-ctx.Done():

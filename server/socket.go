@@ -46,17 +46,39 @@ func listenUnix(path, group string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
+	if err := restrictSocket(path, group, gid); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Listen makes the CRI socket as Serve does (listenUnix).
+func Listen(path, group string) (net.Listener, error) { return listenUnix(path, group) }
+
+// RestrictSocket gives a socket made by someone else (systemd socket
+// activation) the CRI socket's group and mode, as listenUnix does.
+func RestrictSocket(path, group string) error {
+	gid := -1
+	if group != "" {
+		var err error
+		if gid, err = lookupGroup(group); err != nil {
+			return fmt.Errorf("socket group: %w", err)
+		}
+	}
+	return restrictSocket(path, group, gid)
+}
+
+func restrictSocket(path, group string, gid int) error {
 	if gid >= 0 {
 		if err := os.Chown(path, -1, gid); err != nil {
-			_ = l.Close()
-			return nil, fmt.Errorf("chown socket to group %s: %w", group, err)
+			return fmt.Errorf("chown socket to group %s: %w", group, err)
 		}
 	}
 	if err := os.Chmod(path, socketMode); err != nil {
-		_ = l.Close()
-		return nil, fmt.Errorf("chmod socket: %w", err)
+		return fmt.Errorf("chmod socket: %w", err)
 	}
-	return l, nil
+	return nil
 }
 
 // CheckSocketGroup reports an unknown socket group (--socket-group) at

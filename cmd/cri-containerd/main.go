@@ -90,6 +90,19 @@ func serve(cfg config.Config) error {
 	if err := server.CheckSocketGroup(cfg.SocketGroup); err != nil {
 		return err // before recovery: the socket is made only after it
 	}
+	// A socket systemd passed is taken before anything else runs; it queues
+	// connections until Serve accepts them after recovery.
+	activated, err := activatedListener(cfg.SocketPath, cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if activated != nil {
+			_ = activated.Close() // not served: the start failed
+		}
+	}()
+	var sd notifier
+	defer sd.stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stopDebug, err := startDebugServers(cfg, reg)
@@ -106,6 +119,7 @@ func serve(cfg config.Config) error {
 	// and so does a stop that overruns its bound (Serve enforces
 	// --shutdown-timeout; this is the backstop).
 	context.AfterFunc(ctx, func() {
+		sd.stop()
 		stop()
 		time.AfterFunc(cfg.ShutdownTimeout.Duration+shutdownBackstop, func() {
 			klog.ErrorS(context.DeadlineExceeded, "Shutdown overran its timeout; exiting", "timeout", cfg.ShutdownTimeout.Duration)
@@ -113,7 +127,15 @@ func serve(cfg config.Config) error {
 			os.Exit(1)
 		})
 	})
-	err = svc.Serve(ctx)
+	l := activated
+	activated = nil
+	if l == nil {
+		if l, err = server.Listen(cfg.SocketPath, cfg.SocketGroup); err != nil {
+			return err
+		}
+	}
+	sd.ready() // state recovered and the socket listens
+	err = svc.ServeListener(ctx, l)
 	klog.InfoS("cri-containerd stopped")
 	return err
 }

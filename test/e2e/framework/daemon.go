@@ -170,6 +170,9 @@ func (d *Daemon) args() []string {
 	return append(a, d.Opts.ExtraArgs...)
 }
 
+// Args is the daemon's command line (flags later in it override earlier ones).
+func (d *Daemon) Args() []string { return d.args() }
+
 // LogPath is the daemon's combined stdout/stderr (appended across restarts).
 func (d *Daemon) LogPath() string { return filepath.Join(d.Dir, "daemon.log") }
 
