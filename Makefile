@@ -5,7 +5,7 @@ GO ?= go
 OUTPUT_DIR := _output
 BIN := $(OUTPUT_DIR)/cri-containerd
 
-.PHONY: all build up down status test unit e2e critest images verify-images reference compat benchmark install clean
+.PHONY: all build static image release up down status test unit e2e critest images verify-images reference compat benchmark install clean
 
 all: build
 
@@ -14,6 +14,22 @@ build:
 	@mkdir -p $(OUTPUT_DIR)
 	$(GO) build -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=$$(git rev-parse --short=12 HEAD 2>/dev/null)" \
 		-o $(BIN) ./cmd/cri-containerd
+
+REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+STATIC_BIN := $(OUTPUT_DIR)/static/cri-containerd
+IMAGE_TAG ?= $(or $(REVISION),dev)
+REGISTRY ?= 127.0.0.1:5000
+
+## static: the daemon as a static binary (CGO_ENABLED=0), for the image and the release tarball
+static:
+	@mkdir -p $(OUTPUT_DIR)/static
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/cri-containerd/cri-containerd/version.Revision=$(REVISION)" \
+		-o $(STATIC_BIN) ./cmd/cri-containerd
+
+## image: the cri-containerd container image (static binary, iptables, busybox, CA bundle; go-containerregistry,
+## no container engine) pushed to $(REGISTRY) as cri-containerd/cri-containerd:$(IMAGE_TAG) and :latest; see _output/image.json
+image: static
+	$(GO) run ./deploy/image --binary $(STATIC_BIN) --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(OUTPUT_DIR)/image.json
 
 ## up: install deps, start containerd + registry (+ test images) + cri-containerd, run the demo
 up:
