@@ -103,7 +103,7 @@ func newFlagSet(out io.Writer, cfg *config.Config, configPath *string) *flag.Fla
 		}
 	})
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: cri-containerd [flags] [version | config default | config dump]\n")
+		fmt.Fprintf(out, "Usage: cri-containerd [flags] [version | config default | config dump | doctor | health]\n")
 		fs.PrintDefaults()
 	}
 	return fs

@@ -63,6 +63,8 @@ func run(args []string) error {
 			}
 			_, err = os.Stdout.Write(out)
 			return err
+		case rest[0] == "health":
+			return runHealth(cfg, rest[1:], os.Stdout)
 		case rest[0] == "doctor":
 			return runDoctor(args[:len(args)-len(rest)], rest[1:])
 		case rest[0] == "config" && len(rest) == 2 && rest[1] == "dump":
@@ -73,7 +75,7 @@ func run(args []string) error {
 			_, err = os.Stdout.Write(out)
 			return err
 		default:
-			return fmt.Errorf("unknown command %q (commands: version, config default, config dump)", rest)
+			return fmt.Errorf("unknown command %q (commands: version, config default, config dump, doctor, health)", rest)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -101,6 +103,14 @@ func serve(cfg config.Config) error {
 			_ = activated.Close() // not served: the start failed
 		}
 	}()
+	if activated == nil {
+		// A daemon already serving the socket (a second copy of a DaemonSet
+		// pod, a unit started twice) is found before recovery: recovering
+		// the same namespace next to it would act on its objects.
+		if err := checkSocketFree(cfg.SocketPath); err != nil {
+			return err
+		}
+	}
 	var sd notifier
 	defer sd.stop()
 	reg := prometheus.NewRegistry()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -104,4 +105,14 @@ func (n *notifier) stop() {
 			klog.ErrorS(err, "Telling systemd the daemon is stopping")
 		}
 	})
+}
+
+// checkSocketFree fails when something answers on the CRI socket path.
+func checkSocketFree(path string) error {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil // absent or stale: Listen replaces a stale one
+	}
+	_ = c.Close()
+	return fmt.Errorf("%s is in use by another process (is cri-containerd already running?)", path)
 }

@@ -129,3 +129,26 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 }
+
+// TestRegressionSecondDaemonRecoversNextToFirst: a daemon started while
+// another serves its socket must stop before it connects to containerd and
+// recovers (it would act on the first one's objects). Before, the socket
+// was checked only after recovery; here containerd is unreachable, so the
+// old code failed on containerd after its start timeout, not on the socket.
+func TestRegressionSecondDaemonRecoversNextToFirst(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "cri.sock")
+	l, err := net.Listen("unix", sock) // the first daemon
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_ = os.WriteFile(filepath.Join(dir, "c.toml"), nil, 0o644)
+	err = run([]string{"--config", filepath.Join(dir, "c.toml"), "--socket-path", sock,
+		"--containerd-endpoint", filepath.Join(dir, "no-containerd.sock"), "--containerd-start-timeout", "2s",
+		"--root-dir", filepath.Join(dir, "root"), "--state-dir", filepath.Join(dir, "state"),
+		"--metrics-addr", "", "--stream-port", "0"})
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second daemon: %v, want an in-use error before recovery", err)
+	}
+}
