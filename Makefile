@@ -31,6 +31,11 @@ static:
 image: static
 	$(GO) run ./deploy/image --binary $(STATIC_BIN) --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(OUTPUT_DIR)/image.json
 
+## release: _output/release/cri-containerd-<version>.linux-amd64.tar.gz (+ .sha256): static binary, systemd units,
+## default config, CNI example, DaemonSet manifests, install doc, SHA256SUMS (hack/release.sh)
+release: static
+	hack/release.sh --binary $(STATIC_BIN)
+
 ## up: install deps, start containerd + registry (+ test images) + cri-containerd, run the demo
 up:
 	hack/up.sh
