@@ -58,6 +58,10 @@ type Metadata struct {
 	Phase          Phase                        `json:"phase"`
 	// NetworkTornDown is set once CNI DEL succeeded and the netns is gone.
 	NetworkTornDown bool `json:"networkTornDown,omitempty"`
+	// Resources and Overhead are the pod-level resources last set by
+	// UpdatePodSandboxResources (nil: those of Config.Linux).
+	Resources *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+	Overhead  *runtimeapi.LinuxContainerResources `json:"overhead,omitempty"`
 	// ImageID is the pause image's config digest.
 	ImageID string `json:"imageID,omitempty"`
 }

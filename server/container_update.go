@@ -122,15 +122,3 @@ func cloneSpec(spec *oci.Spec) (*oci.Spec, error) {
 	}
 	return &out, nil
 }
-
-// UpdatePodSandboxResources records the pod's new resources. With the
-// cgroupfs driver the pod cgroup is owned by kubelet, which has already
-// resized it; containers are updated by their own UpdateContainerResources.
-func (s *Service) UpdatePodSandboxResources(ctx context.Context, r *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	sb, err := s.sandboxes.Get(r.GetPodSandboxId())
-	if err != nil {
-		return nil, err
-	}
-	klog.V(2).InfoS("Pod sandbox resources updated", "podSandboxID", sb.ID, "resources", r.GetResources(), "overhead", r.GetOverhead())
-	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
-}

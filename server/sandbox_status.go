@@ -86,11 +86,15 @@ func sandboxInfo(sb *sandbox.Sandbox) (map[string]string, error) {
 		Image          string                       `json:"image"`
 		Config         *runtimeapi.PodSandboxConfig `json:"config"`
 		CNIResult      any                          `json:"cniResult,omitempty"`
+		// Resources and Overhead: the last UpdatePodSandboxResources, else the config's.
+		Resources *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+		Overhead  *runtimeapi.LinuxContainerResources `json:"overhead,omitempty"`
 	}{
 		Pid: pid, State: criSandboxState(st).String(), Phase: md.Phase, NetNSPath: md.NetNSPath,
 		NetNSClosed: md.NetworkTornDown, RuntimeHandler: md.RuntimeHandler, RuntimeType: md.RuntimeType,
 		Image: md.ImageID, Config: md.Config, CNIResult: cniResult,
 	}
+	info.Resources, info.Overhead = podResources(md)
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, fmt.Errorf("marshalling sandbox info: %w", err)

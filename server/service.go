@@ -63,6 +63,10 @@ type Service struct {
 	// features are the probed features of each runtime handler.
 	features map[string]*runtimeapi.RuntimeHandlerFeatures
 
+	// podResourcesMu serialises UpdatePodSandboxResources (sandbox_update.go),
+	// so that records are written in the order they are set.
+	podResourcesMu sync.Mutex
+
 	// netMu guards podCIDR.
 	netMu   sync.RWMutex
 	podCIDR string
