@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/cri-containerd/cri-containerd/shim"
 )
 
 // Kind names a class of finding.
@@ -180,16 +182,8 @@ type Mount struct {
 	FSType     string
 }
 
-// Shim is a shim process.
-type Shim struct {
-	Pid       int
-	Namespace string
-	ID        string
-	Address   string
-	Started   time.Time
-	// Children are the pids of its child processes.
-	Children []int
-}
+// Shim is a shim process (package shim finds them).
+type Shim = shim.Process
 
 // Host is what the doctor needs from the kernel besides the file system.
 type Host interface {

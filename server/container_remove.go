@@ -63,6 +63,11 @@ func (s *Service) removeContainer(ctx context.Context, c *container.Container) e
 		c.UpdateMemory(func(st *container.Status) { st.Removing = false })
 		return fmt.Errorf("deleting containerd container %s: %w", c.ID, err)
 	}
+	handler := "" // the default runtime, if the pod is gone
+	if sb, serr := s.sandboxes.Get(c.SandboxID); serr == nil {
+		handler = sb.RuntimeHandler
+	}
+	s.reapShims(c.ID, handler)
 	if cio := c.IO(); cio != nil {
 		cio.Close()
 	}

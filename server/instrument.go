@@ -28,6 +28,8 @@ type Metrics struct {
 	// ctrdPerRequest observes them per CRI request (ctrdcalls.go).
 	ctrdCalls      *prometheus.CounterVec
 	ctrdPerRequest *prometheus.HistogramVec
+	// reapedShims counts shims killed because containerd lost their task.
+	reapedShims prometheus.Counter
 	// logErrors counts (cri_containerd_container_log_write_errors_total)
 	// and rate-limits the reports of container log records that could not
 	// be written.
@@ -63,7 +65,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Container log records dropped because the log file could not be written (e.g. a full disk), by the daemon or by the shim-side log writers.",
 	}, m.logErrors.Total)
 	m.ctrdCalls, m.ctrdPerRequest = newCtrdCallMetrics()
-	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest)
+	m.reapedShims = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cri_containerd_reaped_shims_total",
+		Help: "Shims killed when their sandbox or container was removed because containerd no longer knew their task.",
+	})
+	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest, m.reapedShims)
 	return m
 }
 

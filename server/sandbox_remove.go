@@ -38,6 +38,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}
+	s.reapShims(sb.ID, sb.RuntimeHandler)
 	if err := s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)); err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/registrar"
 	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/shim"
 	"github.com/cri-containerd/cri-containerd/spec"
 	"github.com/cri-containerd/cri-containerd/stats"
 	"github.com/cri-containerd/cri-containerd/streaming"
@@ -62,6 +63,9 @@ type Service struct {
 	specGen *spec.Generator
 	// features are the probed features of each runtime handler.
 	features map[string]*runtimeapi.RuntimeHandlerFeatures
+
+	// shims kills the shims of removed objects that containerd lost (shims.go).
+	shims *shim.Reaper
 
 	// podResourcesMu serialises UpdatePodSandboxResources (sandbox_update.go),
 	// so that records are written in the order they are set.
@@ -140,6 +144,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	}
 	s.restrictOOM = restrictOOMScoreAdj(cfg.RestrictOOMScoreAdj)
 	s.selinuxEnabled = hostSELinuxEnabled()
+	s.shims = shim.NewReaper()
 	s.features = probeRuntimeFeatures(ctx, cfg.Runtimes)
 	klog.InfoS("OOM score adjustment", "restrict", s.restrictOOM, "setting", cfg.RestrictOOMScoreAdj)
 	s.images = image.NewService(cli, image.Options{
