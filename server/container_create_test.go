@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/container"
 )
 
@@ -98,7 +99,7 @@ func TestCreateContainerSuccess(t *testing.T) {
 		t.Errorf("user %d:%d %v", c.UID, c.GID, c.SupplementalGroups)
 	}
 	var persisted container.Metadata
-	if !e.ctrd.container(id).extension(t, container.MetadataExtension, &persisted) || persisted.UID != 1000 || persisted.SandboxID != pod {
+	if !e.ctrd.Lookup(id).Extension(t, container.MetadataExtension, &persisted) || persisted.UID != 1000 || persisted.SandboxID != pod {
 		t.Errorf("persisted metadata = %+v", persisted)
 	}
 	if _, err := os.Stat(filepath.Join(e.root, "containers", id, "status")); err != nil {
@@ -132,10 +133,10 @@ func TestCreateContainerRollback(t *testing.T) {
 		{
 			name: "containerd image record",
 			inject: func(e *testEnv) func() {
-				e.ctrd.getImageErr = errInjected
-				return func() { e.ctrd.getImageErr = nil }
+				e.ctrd.GetImageErr = backendtest.ErrInjected
+				return func() { e.ctrd.GetImageErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 		},
 		{
 			name: "spec generation",
@@ -148,17 +149,17 @@ func TestCreateContainerRollback(t *testing.T) {
 		{
 			name: "NewContainer",
 			inject: func(e *testEnv) func() {
-				e.ctrd.newContainerErr = errInjected
-				return func() { e.ctrd.newContainerErr = nil }
+				e.ctrd.NewContainerErr = backendtest.ErrInjected
+				return func() { e.ctrd.NewContainerErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 		},
 		{
 			name: "metadata update",
 			inject: func(e *testEnv) func() {
-				return e.configureCtr(func(c *fakeContainer) { c.updateErrAt = 1 })
+				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 1 })
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			ctr:     true,
 		},
 	} {
@@ -189,13 +190,13 @@ func TestCreateContainerRollback(t *testing.T) {
 				t.Errorf("container dirs left behind: %v", dirs)
 			}
 			made := 0
-			for _, c := range e.ctrd.created {
-				if c.id == pod {
+			for _, c := range e.ctrd.Created {
+				if c.ID() == pod {
 					continue
 				}
 				made++
-				if deleted, cleanup, _ := c.state(); !deleted || !cleanup {
-					t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", c.id, deleted, cleanup)
+				if deleted, cleanup, _ := c.State(); !deleted || !cleanup {
+					t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", c.ID(), deleted, cleanup)
 				}
 			}
 			if tc.ctr != (made == 1) || made > 1 {
@@ -243,7 +244,7 @@ func TestCreateContainerPreconditions(t *testing.T) {
 			if tc.pod != nil {
 				pod = tc.pod(e, pod)
 			}
-			made := len(e.ctrd.created)
+			made := len(e.ctrd.Created)
 			_, err := e.createContainerErr(pod, tc.cfg)
 			if code := status.Code(toGRPC(err)); code != tc.wantCode {
 				t.Fatalf("err = %v (%v), want %v", err, code, tc.wantCode)
@@ -251,7 +252,7 @@ func TestCreateContainerPreconditions(t *testing.T) {
 			if n := e.s.containerNames.Len(); n != 1 {
 				t.Errorf("%d container names reserved, want only the first container's", n)
 			}
-			if len(e.ctrd.created) != made || len(e.s.containers.List()) != 1 || len(e.containerDirs(t)) != 1 {
+			if len(e.ctrd.Created) != made || len(e.s.containers.List()) != 1 || len(e.containerDirs(t)) != 1 {
 				t.Error("work was done for a refused request")
 			}
 		})
@@ -271,11 +272,11 @@ func TestStartContainer(t *testing.T) {
 	if st.State() != runtimeapi.ContainerState_CONTAINER_RUNNING || st.Pid != 1000 || st.StartedAt == 0 || st.Starting {
 		t.Errorf("status = %+v", st)
 	}
-	_, _, tasks := e.ctrd.container(id).state()
+	_, _, tasks := e.ctrd.Lookup(id).State()
 	if len(tasks) != 1 {
 		t.Fatalf("%d tasks", len(tasks))
 	}
-	if started, deleted, _ := tasks[0].state(); !started || deleted {
+	if started, deleted, _ := tasks[0].State(); !started || deleted {
 		t.Errorf("task started %v deleted %v", started, deleted)
 	}
 	if c.IO() == nil {
@@ -295,26 +296,26 @@ func TestStartContainer(t *testing.T) {
 func TestStartContainerFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		inject func(*fakeContainer)
+		inject func(*backendtest.Container)
 		task   bool
 	}{
-		{"NewTask", func(c *fakeContainer) { c.newTaskErr = errInjected }, false},
-		{"task Start", func(c *fakeContainer) { c.taskStartErr = errInjected }, true},
+		{"NewTask", func(c *backendtest.Container) { c.NewTaskErr = backendtest.ErrInjected }, false},
+		{"task Start", func(c *backendtest.Container) { c.TaskStartErr = backendtest.ErrInjected }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			pod := e.runPod(t, podConfig("web"))
 			id := e.createContainer(t, pod, ctrConfig("app"))
-			fc := e.ctrd.container(id)
+			fc := e.ctrd.Lookup(id)
 			tc.inject(fc)
 
 			err := e.startContainerErr(id)
-			if !errors.Is(err, errInjected) {
+			if !errors.Is(err, backendtest.ErrInjected) {
 				t.Fatalf("err = %v, want the injected failure", err)
 			}
 			c, _ := e.s.containers.Get(id)
 			st := c.Status()
-			if st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "StartError" || st.ExitCode != 128 || !strings.Contains(st.Message, errInjected.Error()) {
+			if st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "StartError" || st.ExitCode != 128 || !strings.Contains(st.Message, backendtest.ErrInjected.Error()) {
 				t.Errorf("status = %+v, want EXITED with reason StartError", st)
 			}
 			if st.Starting {
@@ -325,7 +326,7 @@ func TestStartContainerFailure(t *testing.T) {
 			if err != nil || !ok || saved.Reason != "StartError" {
 				t.Errorf("checkpointed status %+v (ok %v, err %v)", saved, ok, err)
 			}
-			deleted, _, tasks := fc.state()
+			deleted, _, tasks := fc.State()
 			if deleted {
 				t.Error("containerd container deleted: RemoveContainer owns that")
 			}
@@ -333,7 +334,7 @@ func TestStartContainerFailure(t *testing.T) {
 				t.Fatalf("%d tasks made, want %v", len(tasks), tc.task)
 			}
 			for _, task := range tasks {
-				if _, deleted, kill := task.state(); !deleted || !kill {
+				if _, deleted, kill := task.State(); !deleted || !kill {
 					t.Errorf("task: deleted %v with process kill %v", deleted, kill)
 				}
 			}
@@ -371,7 +372,7 @@ func TestStartContainerPreconditions(t *testing.T) {
 	if st := c.Status().State(); st != runtimeapi.ContainerState_CONTAINER_CREATED {
 		t.Errorf("state = %v, want still CREATED", st)
 	}
-	if _, _, tasks := e.ctrd.container(id).state(); len(tasks) != 0 {
+	if _, _, tasks := e.ctrd.Lookup(id).State(); len(tasks) != 0 {
 		t.Errorf("%d tasks made", len(tasks))
 	}
 }

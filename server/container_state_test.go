@@ -17,6 +17,7 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/container"
 )
 
@@ -55,7 +56,7 @@ func TestRegressionContainerIORace(t *testing.T) {
 		if _, err := e.s.containers.Get(id); !errdefs.IsNotFound(err) {
 			t.Errorf("container %s still in the store: %v", id, err)
 		}
-		if _, err := e.ctrd.container(id).Task(ctx, nil); !errdefs.IsNotFound(err) {
+		if _, err := e.ctrd.Lookup(id).Task(ctx, nil); !errdefs.IsNotFound(err) {
 			t.Errorf("container %s left a task: %v", id, err)
 		}
 	}
@@ -75,7 +76,7 @@ type resContainer struct {
 	spec        typeurl.Any
 	task        *resTask
 	inflight    int
-	maxInflight int
+	MaxInflight int
 }
 
 func (c *resContainer) ID() string { return c.id }
@@ -83,7 +84,7 @@ func (c *resContainer) ID() string { return c.id }
 func (c *resContainer) Spec(context.Context) (*oci.Spec, error) {
 	c.mu.Lock()
 	c.inflight++
-	c.maxInflight = max(c.maxInflight, c.inflight)
+	c.MaxInflight = max(c.MaxInflight, c.inflight)
 	a := c.spec
 	c.mu.Unlock()
 	var s oci.Spec
@@ -205,9 +206,9 @@ func updateMemory(e *testEnv, id string, limit int64) error {
 func TestRegressionUpdateResourcesFailedCgroupUpdate(t *testing.T) {
 	e := newTestEnv(t)
 	c, fc := addResContainer(t, e, "c1")
-	fc.task.updateErr = fmt.Errorf("cgroup write: %w", errInjected)
+	fc.task.updateErr = fmt.Errorf("cgroup write: %w", backendtest.ErrInjected)
 
-	if err := updateMemory(e, "c1", 200<<20); !errors.Is(err, errInjected) {
+	if err := updateMemory(e, "c1", 200<<20); !errors.Is(err, backendtest.ErrInjected) {
 		t.Fatalf("err = %v, want the injected failure", err)
 	}
 	if got := fc.storedMemory(t); got != resInitialMemory {
@@ -250,7 +251,7 @@ func TestRegressionUpdateResourcesConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	fc.mu.Lock()
-	overlap := fc.maxInflight
+	overlap := fc.MaxInflight
 	fc.mu.Unlock()
 	if overlap != 1 {
 		t.Errorf("%d updates of one container ran at once, want 1", overlap)

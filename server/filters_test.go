@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/sandbox"
@@ -25,8 +26,8 @@ import (
 //	ctr   c3cc0004 unknown   in bbbb3333 name=db
 func filterService(t *testing.T) *Service {
 	t.Helper()
-	images := &fakeImages{images: map[string]image.Image{}}
-	images.add(image.Image{ID: testBusyboxID, RepoTags: []string{testBusybox}, RepoDigests: []string{"docker.io/library/busybox@sha256:3333"}})
+	images := backendtest.NewImages()
+	images.Add(image.Image{ID: testBusyboxID, RepoTags: []string{testBusybox}, RepoDigests: []string{"docker.io/library/busybox@sha256:3333"}})
 	s := &Service{
 		sandboxes:  sandbox.NewStore(),
 		containers: container.NewStore(),

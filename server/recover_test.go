@@ -12,25 +12,18 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
 // newRecoveryEnv is a testEnv whose containerd, as recovery sees it, is f.
-func newRecoveryEnv(t *testing.T) (*testEnv, *stateFake) {
+func newRecoveryEnv(t *testing.T) (*testEnv, *backendtest.State) {
 	t.Helper()
 	e := newTestEnv(t)
-	f := newStateFake(t)
-	e.s.deps.Containerd = ctrdWithState{e.ctrd, f}
+	f := backendtest.NewState(t)
+	e.s.deps.Containerd = backendtest.CtrdWithState{Ctrd: e.ctrd, State: f}
 	return e, f
-}
-
-// ctrdWithState is containerd whose containers and events are those of
-// the stateFake (shallower, so they win) and whose other calls go to the
-// fakeCtrd.
-type ctrdWithState struct {
-	*fakeCtrd
-	*stateFake
 }
 
 // startState runs what New runs after connecting: recovery and the event
@@ -75,22 +68,22 @@ func sandboxState(t *testing.T, s *Service, id string) runtimeapi.PodSandboxStat
 func TestRegressionExitLostBeforeSubscribe(t *testing.T) {
 	e, f := newRecoveryEnv(t)
 	sbc, sbmd := e.fakeSandboxOnDisk(t, f, "exit-race", false)
-	pause := sbc.startTask(100, containerd.Running, 0)
+	pause := sbc.StartTask(100, containerd.Running, 0)
 	cc, cmd := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, runningStatus())
-	task := cc.startTask(4242, containerd.Running, 0)
+	task := cc.StartTask(4242, containerd.Running, 0)
 	code, pauseCode := uint32(7), uint32(137)
-	task.exitAfterStatus = &code
-	pause.exitAfterStatus = &pauseCode
+	task.ExitAfterStatus = &code
+	pause.ExitAfterStatus = &pauseCode
 
 	startState(t, e.s)
 
-	waitFor(t, "the container exit to be recorded", func() bool {
+	backendtest.WaitFor(t, "the container exit to be recorded", func() bool {
 		return containerState(t, e.s, cmd.ID).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
 	})
 	if st := containerState(t, e.s, cmd.ID); st.GetExitCode() != 7 || st.GetReason() != "Error" {
 		t.Errorf("container exit = %d %q, want 7 Error", st.GetExitCode(), st.GetReason())
 	}
-	waitFor(t, "the pause exit to be recorded", func() bool {
+	backendtest.WaitFor(t, "the pause exit to be recorded", func() bool {
 		return sandboxState(t, e.s, sbmd.ID) == runtimeapi.PodSandboxState_SANDBOX_NOTREADY
 	})
 }
@@ -105,7 +98,7 @@ func TestRegressionExitLostBeforeSubscribe(t *testing.T) {
 func TestRegressionUnreadableSandboxMetadataDestroyed(t *testing.T) {
 	e, f := newRecoveryEnv(t)
 	sbc, md := e.fakeSandboxOnDisk(t, f, "corrupt", true)
-	pause := sbc.startTask(100, containerd.Running, 0)
+	pause := sbc.StartTask(100, containerd.Running, 0)
 	paths := sandbox.PathsFor(e.root, e.state, md.ID)
 	// A sandbox directory that containerd does not know is still an orphan.
 	orphan := sandbox.PathsFor(e.root, e.state, newID())
@@ -123,8 +116,8 @@ func TestRegressionUnreadableSandboxMetadataDestroyed(t *testing.T) {
 	if _, err := os.Stat(orphan.RootDir); !os.IsNotExist(err) {
 		t.Errorf("orphan sandbox dir %s kept (err %v)", orphan.RootDir, err)
 	}
-	if deleted, kills := pause.state(); deleted || len(kills) > 0 || sbc.isDeleted() {
-		t.Errorf("recovery touched the unreadable sandbox's pause task/container: task deleted %v, kills %v, container deleted %v", deleted, kills, sbc.isDeleted())
+	if deleted, kills := pause.State(); deleted || len(kills) > 0 || sbc.IsDeleted() {
+		t.Errorf("recovery touched the unreadable sandbox's pause task/container: task deleted %v, kills %v, container deleted %v", deleted, kills, sbc.IsDeleted())
 	}
 	resp, err := e.s.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
@@ -150,13 +143,13 @@ func TestRegressionUnreadableSandboxMetadataDestroyed(t *testing.T) {
 	if _, err := e.s.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: md.ID}); err != nil {
 		t.Fatalf("StopPodSandbox: %v", err)
 	}
-	if _, removes := e.net.calls(); len(removes) != 1 || removes[0].path != md.NetNSPath {
+	if _, removes := e.net.Calls(); len(removes) != 1 || removes[0].Path != md.NetNSPath {
 		t.Errorf("CNI DEL calls = %+v, want one on %s", removes, md.NetNSPath)
 	}
 	if _, err := e.s.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: md.ID}); err != nil {
 		t.Fatalf("RemovePodSandbox: %v", err)
 	}
-	if !sbc.isDeleted() {
+	if !sbc.IsDeleted() {
 		t.Error("containerd container of the removed sandbox not deleted")
 	}
 	for _, p := range []string{paths.NetNSDir, paths.RootDir, paths.StateDir} {
@@ -202,7 +195,7 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, f := newRecoveryEnv(t)
 			sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
-			sbc.startTask(100, containerd.Running, 0)
+			sbc.StartTask(100, containerd.Running, 0)
 			var st *container.Status
 			if tc.status != "missing" {
 				st = runningStatus()
@@ -217,18 +210,18 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 			if tc.noDir {
 				_ = os.RemoveAll(filepath.Join(e.root, "containers", md.ID))
 			}
-			var task *stTask
+			var task *backendtest.StateTask
 			switch tc.task {
 			case "running":
-				task = cc.startTask(4242, containerd.Running, 0)
+				task = cc.StartTask(4242, containerd.Running, 0)
 			case "exited":
-				task = cc.startTask(4242, containerd.Stopped, 3)
+				task = cc.StartTask(4242, containerd.Stopped, 3)
 			}
 
 			startState(t, e.s)
 
 			if tc.wantGone {
-				if !cc.isDeleted() {
+				if !cc.IsDeleted() {
 					t.Error("half-made container not removed")
 				}
 				if _, err := e.s.containers.Get(md.ID); err == nil {
@@ -236,16 +229,16 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 				}
 				return
 			}
-			if cc.isDeleted() {
+			if cc.IsDeleted() {
 				t.Fatal("recovery deleted the containerd container")
 			}
 			if task != nil {
-				if _, kills := task.state(); len(kills) > 0 {
+				if _, kills := task.State(); len(kills) > 0 {
 					t.Errorf("recovery killed the task: %v", kills)
 				}
 			}
 			if tc.task == "running" {
-				if deleted, _ := task.state(); deleted {
+				if deleted, _ := task.State(); deleted {
 					t.Error("recovery deleted the running task")
 				}
 			}
@@ -255,7 +248,7 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 				}
 			}
 			var got *runtimeapi.ContainerStatus
-			waitFor(t, "state "+tc.wantState.String(), func() bool {
+			backendtest.WaitFor(t, "state "+tc.wantState.String(), func() bool {
 				got = containerState(t, e.s, md.ID)
 				return got.GetState() == tc.wantState
 			})
@@ -272,7 +265,7 @@ func TestRegressionUnreadableContainerRecordKilled(t *testing.T) {
 			if _, err := e.s.RemoveContainer(context.Background(), &runtimeapi.RemoveContainerRequest{ContainerId: md.ID}); err != nil {
 				t.Fatalf("RemoveContainer: %v", err)
 			}
-			if !cc.isDeleted() {
+			if !cc.IsDeleted() {
 				t.Error("RemoveContainer left the containerd container")
 			}
 		})
@@ -290,17 +283,17 @@ func TestRegressionRecoveryHangsOnShim(t *testing.T) {
 	e.s.config.RecoveryConcurrency = 2
 
 	hungSb, hungSbMD := e.fakeSandboxOnDisk(t, f, "hung", false)
-	hungSb.hang = true
+	hungSb.Hang = true
 	okSb, okSbMD := e.fakeSandboxOnDisk(t, f, "ok", false)
-	okSb.startTask(100, containerd.Running, 0)
+	okSb.StartTask(100, containerd.Running, 0)
 	var hung []container.Metadata
 	for _, n := range []string{"hung-1", "hung-2", "hung-3"} {
 		c, md := e.fakeContainerOnDisk(t, f, okSbMD.ID, n, false, runningStatus())
-		c.hang = true
+		c.Hang = true
 		hung = append(hung, md)
 	}
 	okC, okMD := e.fakeContainerOnDisk(t, f, okSbMD.ID, "fine", false, runningStatus())
-	okC.startTask(4343, containerd.Running, 0)
+	okC.StartTask(4343, containerd.Running, 0)
 
 	done := make(chan struct{})
 	go func() {
@@ -323,7 +316,7 @@ func TestRegressionRecoveryHangsOnShim(t *testing.T) {
 		if st := containerState(t, e.s, md.ID).GetState(); st != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
 			t.Errorf("hung container %s state = %v, want UNKNOWN", md.Name, st)
 		}
-		if f.get(md.ID).isDeleted() {
+		if f.Lookup(md.ID).IsDeleted() {
 			t.Errorf("hung container %s deleted", md.Name)
 		}
 		if _, err := os.Stat(filepath.Join(e.root, "containers", md.ID, "status")); err != nil {
@@ -338,14 +331,14 @@ func TestRegressionRecoveryHangsOnShim(t *testing.T) {
 			t.Errorf("hung sandbox lost %s: %v", p, err)
 		}
 	}
-	f.mu.Lock()
-	maxInflight := f.maxInflight
-	f.mu.Unlock()
-	if maxInflight > 2 {
-		t.Errorf("%d task calls at once, want at most RecoveryConcurrency=2", maxInflight)
+	f.Mu.Lock()
+	MaxInflight := f.MaxInflight
+	f.Mu.Unlock()
+	if MaxInflight > 2 {
+		t.Errorf("%d task calls at once, want at most RecoveryConcurrency=2", MaxInflight)
 	}
-	if maxInflight < 2 {
-		t.Errorf("objects were recovered one at a time (max %d task calls at once), want concurrently", maxInflight)
+	if MaxInflight < 2 {
+		t.Errorf("objects were recovered one at a time (max %d task calls at once), want concurrently", MaxInflight)
 	}
 }
 
@@ -359,9 +352,9 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 	t.Run("checkpointed before the task is deleted", func(t *testing.T) {
 		e, f := newRecoveryEnv(t)
 		sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
-		sbc.startTask(100, containerd.Running, 0)
+		sbc.StartTask(100, containerd.Running, 0)
 		cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, runningStatus())
-		task := cc.startTask(4242, containerd.Running, 0)
+		task := cc.StartTask(4242, containerd.Running, 0)
 		statusPath := filepath.Join(e.root, "containers", md.ID, "status")
 		// Two handlers may see the exit (the event and the reconcile after
 		// recovery): the first Delete tells.
@@ -371,8 +364,8 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 			onDisk  container.Status
 			readErr error
 		)
-		task.mu.Lock()
-		task.onDelete = func() {
+		task.Mu.Lock()
+		task.OnDelete = func() {
 			hookMu.Lock()
 			defer hookMu.Unlock()
 			if seen {
@@ -385,10 +378,10 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 			}
 			readErr = err
 		}
-		task.mu.Unlock()
+		task.Mu.Unlock()
 		startState(t, e.s)
-		task.exit(75)
-		waitFor(t, "exited", func() bool {
+		task.Exit(75)
+		backendtest.WaitFor(t, "exited", func() bool {
 			return containerState(t, e.s, md.ID).GetState() == runtimeapi.ContainerState_CONTAINER_EXITED
 		})
 		hookMu.Lock()
@@ -406,7 +399,7 @@ func TestRegressionExitLostWhileRecordingIt(t *testing.T) {
 	t.Run("recovered when the daemon died before recording it", func(t *testing.T) {
 		e, f := newRecoveryEnv(t)
 		sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
-		sbc.startTask(100, containerd.Running, 0)
+		sbc.StartTask(100, containerd.Running, 0)
 		st := runningStatus()
 		st.PendingExitAt, st.PendingExitCode = time.Now().UnixNano(), 75
 		_, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, st) // no task: deleted before the kill
@@ -442,19 +435,19 @@ func TestRegressionStartedTaskKilledAfterDaemonDiedInStart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, f := newRecoveryEnv(t)
 			sbc, sbmd := e.fakeSandboxOnDisk(t, f, "pod", false)
-			sbc.startTask(100, containerd.Running, 0)
+			sbc.StartTask(100, containerd.Running, 0)
 			cc, md := e.fakeContainerOnDisk(t, f, sbmd.ID, "app", false, &container.Status{CreatedAt: time.Now().UnixNano()})
-			task := cc.startTask(4242, tc.task, tc.code)
+			task := cc.StartTask(4242, tc.task, tc.code)
 			startState(t, e.s)
 			var got *runtimeapi.ContainerStatus
-			waitFor(t, "state "+tc.wantState.String(), func() bool {
+			backendtest.WaitFor(t, "state "+tc.wantState.String(), func() bool {
 				got = containerState(t, e.s, md.ID)
 				return got.GetState() == tc.wantState
 			})
 			if got.GetExitCode() != tc.wantCode {
 				t.Errorf("exit code = %d, want %d", got.GetExitCode(), tc.wantCode)
 			}
-			deleted, kills := task.state()
+			deleted, kills := task.State()
 			if tc.wantDeleted != deleted {
 				t.Errorf("task deleted = %v, want %v", deleted, tc.wantDeleted)
 			}

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cri-containerd/cri-containerd/image"
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -35,18 +35,18 @@ func drainEvents(ch chan *runtimeapi.ContainerEventResponse) []runtimeapi.Contai
 }
 
 // configureCtr adds f to the tuning of new containers; the returned func undoes it.
-func (e *testEnv) configureCtr(f func(*fakeContainer)) func() {
-	e.ctrd.mu.Lock()
-	defer e.ctrd.mu.Unlock()
-	prev := e.ctrd.configure
-	e.ctrd.configure = func(c *fakeContainer) {
+func (e *testEnv) configureCtr(f func(*backendtest.Container)) func() {
+	e.ctrd.Mu.Lock()
+	defer e.ctrd.Mu.Unlock()
+	prev := e.ctrd.Configure
+	e.ctrd.Configure = func(c *backendtest.Container) {
 		prev(c)
 		f(c)
 	}
 	return func() {
-		e.ctrd.mu.Lock()
-		defer e.ctrd.mu.Unlock()
-		e.ctrd.configure = prev
+		e.ctrd.Mu.Lock()
+		defer e.ctrd.Mu.Unlock()
+		e.ctrd.Configure = prev
 	}
 }
 
@@ -73,21 +73,21 @@ func TestRunPodSandboxSuccess(t *testing.T) {
 	if md.IP != "10.88.0.5" || md.Phase != sandbox.PhaseCreated || md.RuntimeHandler != "runc" || md.ImageID != testPauseID {
 		t.Errorf("metadata = %+v", md)
 	}
-	setups, removes := e.net.calls()
-	if len(setups) != 1 || setups[0].id != id || setups[0].path != md.NetNSPath || len(removes) != 0 {
+	setups, removes := e.net.Calls()
+	if len(setups) != 1 || setups[0].ID != id || setups[0].Path != md.NetNSPath || len(removes) != 0 {
 		t.Errorf("CNI setups %+v removes %+v", setups, removes)
 	}
-	ctr := e.ctrd.container(id)
+	ctr := e.ctrd.Lookup(id)
 	if ctr == nil {
 		t.Fatal("no containerd container was created with the sandbox id")
 	}
 	var persisted sandbox.Metadata
-	if !ctr.extension(t, sandbox.MetadataExtension, &persisted) || persisted.Phase != sandbox.PhaseCreated || persisted.IP != "10.88.0.5" || persisted.NetNSPath != md.NetNSPath {
+	if !ctr.Extension(t, sandbox.MetadataExtension, &persisted) || persisted.Phase != sandbox.PhaseCreated || persisted.IP != "10.88.0.5" || persisted.NetNSPath != md.NetNSPath {
 		t.Errorf("persisted metadata = %+v", persisted)
 	}
-	if _, _, tasks := ctr.state(); len(tasks) != 1 {
+	if _, _, tasks := ctr.State(); len(tasks) != 1 {
 		t.Fatalf("%d tasks", len(tasks))
-	} else if started, deleted, _ := tasks[0].state(); !started || deleted {
+	} else if started, deleted, _ := tasks[0].State(); !started || deleted {
 		t.Errorf("pause task started %v deleted %v", started, deleted)
 	}
 	for _, f := range []string{paths.HostnamePath(), paths.HostsPath(), paths.ResolvConfPath()} {
@@ -98,7 +98,7 @@ func TestRunPodSandboxSuccess(t *testing.T) {
 	if b, _ := os.ReadFile(paths.HostnamePath()); string(b) != "web\n" {
 		t.Errorf("hostname file = %q", b)
 	}
-	if got := e.host.mountedShm(); len(got) != 1 || got[0] != paths.ShmPath() {
+	if got := e.host.MountedShm(); len(got) != 1 || got[0] != paths.ShmPath() {
 		t.Errorf("shm mounts = %v, want %s", got, paths.ShmPath())
 	}
 	if got := drainEvents(events); len(got) != 2 || got[0] != runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT || got[1] != runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
@@ -117,9 +117,9 @@ func TestRunPodSandboxHostNamespaces(t *testing.T) {
 	if md := sb.GetMetadata(); md.NetNSPath != "" || md.IP != "" {
 		t.Errorf("host network sandbox has netns %q ip %q", md.NetNSPath, md.IP)
 	}
-	setups, _ := e.net.calls()
-	if len(e.host.createdNetNS()) != 0 || len(setups) != 0 || len(e.host.mountedShm()) != 0 {
-		t.Errorf("netns %d, CNI setups %d, shm mounts %v: want none", len(e.host.createdNetNS()), len(setups), e.host.mountedShm())
+	setups, _ := e.net.Calls()
+	if len(e.host.CreatedNetNS()) != 0 || len(setups) != 0 || len(e.host.MountedShm()) != 0 {
+		t.Errorf("netns %d, CNI setups %d, shm mounts %v: want none", len(e.host.CreatedNetNS()), len(setups), e.host.MountedShm())
 	}
 }
 
@@ -168,7 +168,7 @@ func TestRunPodSandboxInvalid(t *testing.T) {
 			if n := e.s.sandboxNames.Len(); n != 0 {
 				t.Errorf("%d names reserved", n)
 			}
-			if len(e.images.ensured) != 0 || len(e.ctrd.created) != 0 || len(e.host.createdNetNS()) != 0 {
+			if len(e.images.Ensured) != 0 || len(e.ctrd.Created) != 0 || len(e.host.CreatedNetNS()) != 0 {
 				t.Error("work was done for an invalid request")
 			}
 		})
@@ -188,8 +188,8 @@ func TestRunPodSandboxDuplicateName(t *testing.T) {
 	if got := e.s.sandboxes.List(); len(got) != 1 || got[0].ID != first {
 		t.Errorf("store = %v", got)
 	}
-	if len(e.ctrd.created) != 1 || len(e.host.createdNetNS()) != 1 {
-		t.Errorf("the duplicate did work: %d containers, %d netns", len(e.ctrd.created), len(e.host.createdNetNS()))
+	if len(e.ctrd.Created) != 1 || len(e.host.CreatedNetNS()) != 1 {
+		t.Errorf("the duplicate did work: %d containers, %d netns", len(e.ctrd.Created), len(e.host.CreatedNetNS()))
 	}
 	// Another attempt is another name.
 	attempt := podConfig("web")
@@ -214,26 +214,26 @@ func TestRunPodSandboxRollback(t *testing.T) {
 		{
 			name: "image ensure",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.images.ensureErr = errInjected
-				return func() { e.images.ensureErr = nil }
+				e.images.EnsureErr = backendtest.ErrInjected
+				return func() { e.images.EnsureErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 		},
 		{
 			name: "containerd image record",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.ctrd.getImageErr = errInjected
-				return func() { e.ctrd.getImageErr = nil }
+				e.ctrd.GetImageErr = backendtest.ErrInjected
+				return func() { e.ctrd.GetImageErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 		},
 		{
 			name: "netns create",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.host.newNetNSErr = errInjected
-				return func() { e.host.newNetNSErr = nil }
+				e.host.NewNetNSErr = backendtest.ErrInjected
+				return func() { e.host.NewNetNSErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 		},
 		{
 			name: "pod files",
@@ -251,10 +251,10 @@ func TestRunPodSandboxRollback(t *testing.T) {
 		{
 			name: "shm mount",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.host.mountShmErr = errInjected
-				return func() { e.host.mountShmErr = nil }
+				e.host.MountShmErr = backendtest.ErrInjected
+				return func() { e.host.MountShmErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true,
 		},
 		{
@@ -263,8 +263,8 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				good, _ := e.images.Get(testPauseImage)
 				bad := good
 				bad.Config = ocispec.Image{} // no entrypoint nor cmd
-				e.images.add(bad, testPauseImage)
-				return func() { e.images.add(good, testPauseImage) }
+				e.images.Add(bad, testPauseImage)
+				return func() { e.images.Add(good, testPauseImage) }
 			},
 			wantErr: errdefs.ErrInvalidArgument,
 			netns:   true,
@@ -272,10 +272,10 @@ func TestRunPodSandboxRollback(t *testing.T) {
 		{
 			name: "NewContainer",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.ctrd.newContainerErr = errInjected
-				return func() { e.ctrd.newContainerErr = nil }
+				e.ctrd.NewContainerErr = backendtest.ErrInjected
+				return func() { e.ctrd.NewContainerErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true,
 		},
 		{
@@ -289,19 +289,19 @@ func TestRunPodSandboxRollback(t *testing.T) {
 		{
 			name: "CNI setup",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.net.setupErr = errInjected
-				return func() { e.net.setupErr = nil }
+				e.net.SetupErr = backendtest.ErrInjected
+				return func() { e.net.SetupErr = nil }
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true,
 		},
 		{
 			name: "pod IPs (no eth0 in the CNI result)",
 			inject: func(t *testing.T, e *testEnv) func() {
-				e.net.result = &gocni.Result{Interfaces: map[string]*gocni.Config{
+				e.net.Result = &gocni.Result{Interfaces: map[string]*gocni.Config{
 					"eth1": {IPConfigs: []*gocni.IPConfig{{IP: net.ParseIP("10.88.0.9")}}},
 				}}
-				return func() { e.net.result = nil }
+				return func() { e.net.Result = nil }
 			},
 			wantMsg: "no IP on eth0",
 			netns:   true, cniAdd: true, ctr: true,
@@ -309,33 +309,33 @@ func TestRunPodSandboxRollback(t *testing.T) {
 		{
 			name: "network metadata update",
 			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *fakeContainer) { c.updateErrAt = 1 })
+				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 1 })
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true,
 		},
 		{
 			name: "NewTask",
 			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *fakeContainer) { c.newTaskErr = errInjected })
+				return e.configureCtr(func(c *backendtest.Container) { c.NewTaskErr = backendtest.ErrInjected })
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true,
 		},
 		{
 			name: "task Start",
 			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *fakeContainer) { c.taskStartErr = errInjected })
+				return e.configureCtr(func(c *backendtest.Container) { c.TaskStartErr = backendtest.ErrInjected })
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true, task: true,
 		},
 		{
 			name: "final metadata update",
 			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *fakeContainer) { c.updateErrAt = 2 })
+				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 2 })
 			},
-			wantErr: errInjected,
+			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true, task: true,
 		},
 	} {
@@ -371,20 +371,20 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				t.Errorf("events %v for a sandbox that was never made", got)
 			}
 
-			nss := e.host.createdNetNS()
+			nss := e.host.CreatedNetNS()
 			if tc.netns != (len(nss) == 1) || len(nss) > 1 {
 				t.Errorf("%d netns created, want %v", len(nss), tc.netns)
 			}
 			for _, ns := range nss {
-				if !ns.removed {
-					t.Errorf("netns %s not removed", ns.path)
+				if !ns.Removed {
+					t.Errorf("netns %s not removed", ns.GetPath())
 				}
-				if _, err := os.Stat(filepath.Dir(ns.path)); !errors.Is(err, os.ErrNotExist) {
+				if _, err := os.Stat(filepath.Dir(ns.GetPath())); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("netns dir left behind: %v", err)
 				}
 			}
 
-			setups, removes := e.net.calls()
+			setups, removes := e.net.Calls()
 			if tc.cniAdd != (len(setups) == 1) || len(setups) > 1 {
 				t.Errorf("%d CNI ADDs, want %v", len(setups), tc.cniAdd)
 			}
@@ -395,22 +395,22 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				if setups[i] != removes[i] {
 					t.Errorf("CNI DEL %+v differs from its ADD %+v", removes[i], setups[i])
 				}
-				if len(nss) == 1 && setups[i].path != nss[0].path {
-					t.Errorf("CNI ADD path %q, netns is %q", setups[i].path, nss[0].path)
+				if len(nss) == 1 && setups[i].Path != nss[0].GetPath() {
+					t.Errorf("CNI ADD path %q, netns is %q", setups[i].Path, nss[0].GetPath())
 				}
 			}
 
-			if tc.ctr != (len(e.ctrd.created) == 1) || len(e.ctrd.created) > 1 {
-				t.Errorf("%d containerd containers created, want %v", len(e.ctrd.created), tc.ctr)
+			if tc.ctr != (len(e.ctrd.Created) == 1) || len(e.ctrd.Created) > 1 {
+				t.Errorf("%d containerd containers created, want %v", len(e.ctrd.Created), tc.ctr)
 			}
-			var tasks []*fakeTask
-			for _, c := range e.ctrd.created {
-				deleted, cleanup, ts := c.state()
+			var tasks []*backendtest.Task
+			for _, c := range e.ctrd.Created {
+				deleted, cleanup, ts := c.State()
 				if !deleted || !cleanup {
-					t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", c.id, deleted, cleanup)
+					t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", c.ID(), deleted, cleanup)
 				}
-				if len(setups) == 1 && setups[0].id != c.id {
-					t.Errorf("CNI ADD for %q, container is %q", setups[0].id, c.id)
+				if len(setups) == 1 && setups[0].ID != c.ID() {
+					t.Errorf("CNI ADD for %q, container is %q", setups[0].ID, c.ID())
 				}
 				tasks = append(tasks, ts...)
 			}
@@ -418,11 +418,11 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				t.Errorf("%d tasks created, want %v", len(tasks), tc.task)
 			}
 			for _, task := range tasks {
-				if _, deleted, kill := task.state(); !deleted || !kill {
+				if _, deleted, kill := task.State(); !deleted || !kill {
 					t.Errorf("pause task: deleted %v with process kill %v", deleted, kill)
 				}
 			}
-			if got := e.host.mountedShm(); len(got) != 0 {
+			if got := e.host.MountedShm(); len(got) != 0 {
 				t.Errorf("shm still mounted: %v", got)
 			}
 
@@ -438,12 +438,13 @@ func TestRunPodSandboxRollback(t *testing.T) {
 
 func TestEnsureImageGetsSandboxImage(t *testing.T) {
 	e := newTestEnv(t)
-	e.images.images = map[string]image.Image{}
+	e.images = backendtest.NewImages()
+	e.s.deps.Images = e.images
 	_, err := e.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podConfig("p")})
 	if !errdefs.IsNotFound(err) {
 		t.Fatalf("err = %v, want NotFound from the image store", err)
 	}
-	if len(e.images.ensured) != 1 || e.images.ensured[0] != testPauseImage {
-		t.Errorf("ensured %v, want the configured sandbox image", e.images.ensured)
+	if len(e.images.Ensured) != 1 || e.images.Ensured[0] != testPauseImage {
+		t.Errorf("ensured %v, want the configured sandbox image", e.images.Ensured)
 	}
 }

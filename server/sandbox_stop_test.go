@@ -9,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -26,7 +27,7 @@ func (e *testEnv) removePod(id string) error {
 func (e *testEnv) persistedSandbox(t *testing.T, id string) sandbox.Metadata {
 	t.Helper()
 	var md sandbox.Metadata
-	if c := e.ctrd.container(id); c == nil || !c.extension(t, sandbox.MetadataExtension, &md) {
+	if c := e.ctrd.Lookup(id); c == nil || !c.Extension(t, sandbox.MetadataExtension, &md) {
 		t.Fatalf("no persisted metadata for %s", id)
 	}
 	return md
@@ -47,17 +48,17 @@ func TestStopPodSandbox(t *testing.T) {
 	if st, _ := sb.State(); st != sandbox.StateNotReady {
 		t.Errorf("state = %v, want not ready", st)
 	}
-	_, _, tasks := e.ctrd.container(id).state()
+	_, _, tasks := e.ctrd.Lookup(id).State()
 	if len(tasks) != 1 {
 		t.Fatalf("%d pause tasks", len(tasks))
 	}
-	if kills := tasks[0].killed(); len(kills) != 1 || kills[0] != syscall.SIGKILL {
+	if kills := tasks[0].Killed(); len(kills) != 1 || kills[0] != syscall.SIGKILL {
 		t.Errorf("pause task kills = %v, want one SIGKILL", kills)
 	}
-	if _, deleted, _ := tasks[0].state(); !deleted {
+	if _, deleted, _ := tasks[0].State(); !deleted {
 		t.Error("pause task not deleted")
 	}
-	setups, removes := e.net.calls()
+	setups, removes := e.net.Calls()
 	if len(removes) != 1 || removes[0] != setups[0] {
 		t.Errorf("CNI DELs %+v, want one like the ADD %+v", removes, setups[0])
 	}
@@ -67,7 +68,7 @@ func TestStopPodSandbox(t *testing.T) {
 	if !sb.GetMetadata().NetworkTornDown || !e.persistedSandbox(t, id).NetworkTornDown {
 		t.Error("NetworkTornDown not recorded")
 	}
-	if got := e.host.mountedShm(); len(got) != 0 {
+	if got := e.host.MountedShm(); len(got) != 0 {
 		t.Errorf("shm still mounted: %v", got)
 	}
 	if got := drainEvents(events); len(got) != 1 || got[0] != runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
@@ -78,7 +79,7 @@ func TestStopPodSandbox(t *testing.T) {
 	if err := e.stopPod(id); err != nil {
 		t.Fatalf("second StopPodSandbox: %v", err)
 	}
-	if _, removes := e.net.calls(); len(removes) != 1 {
+	if _, removes := e.net.Calls(); len(removes) != 1 {
 		t.Errorf("second stop ran CNI DEL again: %+v", removes)
 	}
 	// The sandbox stays until removed.
@@ -102,10 +103,10 @@ func TestStopPodSandboxRetriesNetworkTeardown(t *testing.T) {
 	id := e.runPod(t, podConfig("web"))
 	sb, _ := e.s.sandboxes.Get(id)
 	nsPath := sb.GetMetadata().NetNSPath
-	e.net.removeErrs = 1
+	e.net.RemoveErrs = 1
 
 	err := e.stopPod(id)
-	if !errors.Is(err, errInjected) {
+	if !errors.Is(err, backendtest.ErrInjected) {
 		t.Fatalf("err = %v, want the CNI DEL failure", err)
 	}
 	if sb.GetMetadata().NetworkTornDown || e.persistedSandbox(t, id).NetworkTornDown {
@@ -118,7 +119,7 @@ func TestStopPodSandboxRetriesNetworkTeardown(t *testing.T) {
 	if err := e.stopPod(id); err != nil {
 		t.Fatalf("retried StopPodSandbox: %v", err)
 	}
-	setups, removes := e.net.calls()
+	setups, removes := e.net.Calls()
 	if len(removes) != 2 || removes[0] != setups[0] || removes[1] != setups[0] {
 		t.Errorf("CNI DELs %+v, want two like the ADD %+v", removes, setups[0])
 	}
@@ -141,7 +142,7 @@ func TestStopPodSandboxNetNSGone(t *testing.T) {
 	if err := e.stopPod(id); err != nil {
 		t.Fatalf("StopPodSandbox: %v", err)
 	}
-	if _, removes := e.net.calls(); len(removes) != 1 || removes[0].id != id || removes[0].path != "" {
+	if _, removes := e.net.Calls(); len(removes) != 1 || removes[0].ID != id || removes[0].Path != "" {
 		t.Errorf("CNI DELs %+v, want one for %s without a netns path", removes, id)
 	}
 }
@@ -183,17 +184,17 @@ func TestRemovePodSandbox(t *testing.T) {
 		t.Errorf("names still reserved: %d sandbox, %d container", n, m)
 	}
 	for _, cid := range []string{id, ctr} {
-		if deleted, cleanup, _ := e.ctrd.container(cid).state(); !deleted || !cleanup {
+		if deleted, cleanup, _ := e.ctrd.Lookup(cid).State(); !deleted || !cleanup {
 			t.Errorf("containerd container %s: deleted %v with snapshot cleanup %v", cid, deleted, cleanup)
 		}
 	}
-	if _, removes := e.net.calls(); len(removes) != 1 {
+	if _, removes := e.net.Calls(); len(removes) != 1 {
 		t.Errorf("CNI DELs %+v, want one", removes)
 	}
 	if left := e.files(t); len(left) != 0 {
 		t.Errorf("files left behind: %v", left)
 	}
-	if got := e.ctrd.leaseDeletes; len(got) != 1 || got[0] != imageVolumeLease(id) {
+	if got := e.ctrd.LeaseDeletes; len(got) != 1 || got[0] != imageVolumeLease(id) {
 		t.Errorf("lease deletes %v", got)
 	}
 	got := drainEvents(events)
@@ -208,14 +209,14 @@ func TestRemovePodSandbox(t *testing.T) {
 func TestRemovePodSandboxRetriesAfterTeardownFailure(t *testing.T) {
 	e := newTestEnv(t)
 	id := e.runPod(t, podConfig("web"))
-	e.net.removeErrs = 1
-	if err := e.removePod(id); !errors.Is(err, errInjected) {
+	e.net.RemoveErrs = 1
+	if err := e.removePod(id); !errors.Is(err, backendtest.ErrInjected) {
 		t.Fatalf("err = %v, want the CNI DEL failure", err)
 	}
 	if _, err := e.s.sandboxes.Get(id); err != nil {
 		t.Fatalf("sandbox left the store although removal failed: %v", err)
 	}
-	if deleted, _, _ := e.ctrd.container(id).state(); deleted {
+	if deleted, _, _ := e.ctrd.Lookup(id).State(); deleted {
 		t.Fatal("containerd container deleted before the network was torn down")
 	}
 	if n := e.s.sandboxNames.Len(); n != 1 {

@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -51,18 +52,18 @@ func TestUpdatePodSandboxResourcesRecorded(t *testing.T) {
 		t.Errorf("after update: resources %v overhead %v", res, over)
 	}
 	var md sandbox.Metadata
-	if !e.ctrd.container(id).extension(t, sandbox.MetadataExtension, &md) || md.Resources.GetCpuShares() != 512 || md.Overhead.GetCpuShares() != 10 {
+	if !e.ctrd.Lookup(id).Extension(t, sandbox.MetadataExtension, &md) || md.Resources.GetCpuShares() != 512 || md.Overhead.GetCpuShares() != 10 {
 		t.Errorf("persisted metadata resources %v overhead %v", md.Resources, md.Overhead)
 	}
 
 	// The record cannot be written: the update fails, nothing changes.
-	c := e.ctrd.container(id)
-	c.mu.Lock()
-	c.updateErrAt = c.updates + 1
-	c.mu.Unlock()
+	c := e.ctrd.Lookup(id)
+	c.Mu.Lock()
+	c.UpdateErrAt = c.Updates + 1
+	c.Mu.Unlock()
 	_, err = e.s.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: id,
 		Resources: &runtimeapi.LinuxContainerResources{CpuShares: 2}})
-	if !errors.Is(err, errInjected) {
+	if !errors.Is(err, backendtest.ErrInjected) {
 		t.Fatalf("update with a failing record write: %v", err)
 	}
 	if res, _ := info(); res.GetCpuShares() != 512 {

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 )
 
 // TestRegressionShutdownHangsOnEventStream: on SIGTERM, Serve called
@@ -45,7 +47,7 @@ func TestRegressionShutdownHangsOnEventStream(t *testing.T) {
 	}
 	defer conn.Close()
 	rc := runtimeapi.NewRuntimeServiceClient(conn)
-	waitFor(t, "the CRI socket", func() bool {
+	backendtest.WaitFor(t, "the CRI socket", func() bool {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
 		defer ccancel()
 		_, err := rc.Version(cctx, &runtimeapi.VersionRequest{})
@@ -55,7 +57,7 @@ func TestRegressionShutdownHangsOnEventStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the event stream to be subscribed", func() bool {
+	backendtest.WaitFor(t, "the event stream to be subscribed", func() bool {
 		e.s.events.mu.Lock()
 		defer e.s.events.mu.Unlock()
 		return len(e.s.events.subs) == 1

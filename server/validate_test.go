@@ -448,10 +448,10 @@ func TestRegressionContainerPortZeroLeavesNothing(t *testing.T) {
 	if f := e.files(t); len(f) != 0 {
 		t.Fatalf("files left: %v", f)
 	}
-	if ids := e.ctrd.liveIDs(); len(ids) != 0 {
+	if ids := e.ctrd.LiveIDs(); len(ids) != 0 {
 		t.Fatalf("containerd containers left: %v", ids)
 	}
-	if setups, _ := e.net.calls(); len(setups) != 0 {
+	if setups, _ := e.net.Calls(); len(setups) != 0 {
 		t.Fatalf("CNI ADD called: %v", setups)
 	}
 	if l, _ := e.s.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{}); len(l.GetItems()) != 0 {

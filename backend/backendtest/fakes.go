@@ -1,0 +1,597 @@
+package backendtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	gocni "github.com/containerd/go-cni"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/image"
+)
+
+// Fakes of the dependencies (package backend): containerd (client, containers,
+// tasks, images, snapshots, leases), the image store, CNI, network
+// namespaces and shm mounts. Each records what was done to it so that tests
+// can assert that a failed RPC undid every step it had taken.
+
+// ErrInjected is the failure the tests inject.
+var ErrInjected = errors.New("injected failure")
+
+// SameFunc reports whether opt is the function want (containerd's options
+// are funcs; the fakes identify the ones that matter by code pointer).
+func SameFunc(opt, want any) bool {
+	return reflect.ValueOf(opt).Pointer() == reflect.ValueOf(want).Pointer()
+}
+
+// ---- containerd ----
+
+// Image is a containerd image record.
+type Image struct {
+	containerd.Image
+	name string
+}
+
+func (i *Image) Name() string { return i.name }
+
+// Ctrd is containerd as the create, start and stop paths see it. Set the
+// *Err fields to inject failures; Created and Live record what exists.
+type Ctrd struct {
+	// Containerd is nil: the calls the lifecycle RPCs do not make panic.
+	backend.Containerd
+
+	Mu sync.Mutex
+	// images are the containerd image records, by name.
+	images map[string]*Image
+	// NewContainerErr fails NewContainer.
+	NewContainerErr error
+	// GetImageErr fails GetImage.
+	GetImageErr error
+	// configure, if set, tunes every new container before it is returned.
+	Configure func(*Container)
+	// created are all containers ever created, in order.
+	Created []*Container
+	// live are the containers not deleted, by ID.
+	Live map[string]*Container
+
+	LeaseDeletes []string
+}
+
+// NewCtrd is a containerd with no images and no containers.
+func NewCtrd() *Ctrd {
+	return &Ctrd{images: map[string]*Image{}, Live: map[string]*Container{}}
+}
+
+func (f *Ctrd) AddImage(names ...string) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	for _, n := range names {
+		f.images[n] = &Image{name: n}
+	}
+}
+
+func (f *Ctrd) NewContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.NewContainerErr != nil {
+		return nil, f.NewContainerErr
+	}
+	if _, ok := f.Live[id]; ok {
+		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
+	}
+	c := &Container{owner: f, id: id, NOpts: len(opts), Record: containers.Container{ID: id}}
+	if f.Configure != nil {
+		f.Configure(c)
+	}
+	f.Created = append(f.Created, c)
+	f.Live[id] = c
+	return c, nil
+}
+
+func (f *Ctrd) GetImage(ctx context.Context, ref string) (containerd.Image, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.GetImageErr != nil {
+		return nil, f.GetImageErr
+	}
+	if img, ok := f.images[ref]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+}
+
+func (f *Ctrd) SnapshotService(string) snapshots.Snapshotter { return Snapshotter{} }
+
+func (f *Ctrd) LeasesService() leases.Manager { return &Leases{owner: f} }
+
+func (f *Ctrd) Lookup(id string) *Container {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	for _, c := range f.Created {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func (f *Ctrd) LiveIDs() []string {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	var out []string
+	for id := range f.Live {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Snapshotter is an empty snapshotter.
+type Snapshotter struct{ snapshots.Snapshotter }
+
+func (Snapshotter) Walk(context.Context, snapshots.WalkFunc, ...string) error { return nil }
+
+// Leases records the deletes of leases other than a create's own.
+type Leases struct {
+	leases.Manager
+	owner *Ctrd
+}
+
+func (l *Leases) Create(_ context.Context, opts ...leases.Opt) (leases.Lease, error) {
+	var lease leases.Lease
+	for _, o := range opts {
+		if err := o(&lease); err != nil {
+			return leases.Lease{}, err
+		}
+	}
+	return lease, nil
+}
+
+func (l *Leases) Delete(_ context.Context, lease leases.Lease, _ ...leases.DeleteOpt) error {
+	l.owner.Mu.Lock()
+	defer l.owner.Mu.Unlock()
+	if lease.Labels[image.TemporaryLeaseLabel] != "" {
+		return nil // a create's own lease
+	}
+	l.owner.LeaseDeletes = append(l.owner.LeaseDeletes, lease.ID)
+	return fmt.Errorf("lease %q: %w", lease.ID, errdefs.ErrNotFound)
+}
+
+// Container is a containerd container of Ctrd.
+type Container struct {
+	containerd.Container
+	owner *Ctrd
+	id    string
+	NOpts int
+
+	Mu sync.Mutex
+	// record holds what Update wrote (extensions).
+	Record containers.Container
+	// UpdateErrAt fails the n-th Update call (1-based; 0 never).
+	UpdateErrAt int
+	Updates     int
+	NewTaskErr  error
+	DeleteErr   error
+	// TaskStartErr fails Start of the tasks made by NewTask.
+	TaskStartErr error
+	// OnKill runs when a task of this container is killed (the exit event).
+	OnKill  func()
+	OCISpec *oci.Spec
+
+	ActiveTask      *Task
+	Tasks           []*Task
+	Deleted         bool
+	SnapshotCleanup bool
+}
+
+func (c *Container) ID() string { return c.id }
+
+func (c *Container) Update(ctx context.Context, opts ...containerd.UpdateContainerOpts) error {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	c.Updates++
+	if c.Updates == c.UpdateErrAt {
+		return fmt.Errorf("update %d: %w", c.Updates, ErrInjected)
+	}
+	rec := c.Record
+	rec.Extensions = make(map[string]typeurl.Any, len(c.Record.Extensions))
+	for k, v := range c.Record.Extensions {
+		rec.Extensions[k] = v
+	}
+	for _, o := range opts {
+		if err := o(ctx, nil, &rec); err != nil {
+			return err
+		}
+	}
+	c.Record = rec
+	return nil
+}
+
+func (c *Container) Delete(ctx context.Context, opts ...containerd.DeleteOpts) error {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.DeleteErr != nil {
+		return c.DeleteErr
+	}
+	if c.Deleted {
+		return fmt.Errorf("container %q: %w", c.id, errdefs.ErrNotFound)
+	}
+	if c.ActiveTask != nil {
+		return fmt.Errorf("container %q has a task: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	for _, o := range opts {
+		if SameFunc(o, containerd.WithSnapshotCleanup) {
+			c.SnapshotCleanup = true
+		}
+	}
+	c.Deleted = true
+	c.owner.Mu.Lock()
+	delete(c.owner.Live, c.id)
+	c.owner.Mu.Unlock()
+	return nil
+}
+
+func (c *Container) NewTask(ctx context.Context, _ cio.Creator, _ ...containerd.NewTaskOpts) (containerd.Task, error) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.NewTaskErr != nil {
+		return nil, c.NewTaskErr
+	}
+	if c.ActiveTask != nil {
+		return nil, fmt.Errorf("task of %q: %w", c.id, errdefs.ErrAlreadyExists)
+	}
+	t := &Task{ctr: c, pid: uint32(1000 + len(c.Tasks)), StartErr: c.TaskStartErr}
+	c.ActiveTask = t
+	c.Tasks = append(c.Tasks, t)
+	return t, nil
+}
+
+func (c *Container) Task(context.Context, cio.Attach) (containerd.Task, error) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.ActiveTask == nil {
+		return nil, fmt.Errorf("no task of %q: %w", c.id, errdefs.ErrNotFound)
+	}
+	return c.ActiveTask, nil
+}
+
+func (c *Container) Spec(context.Context) (*oci.Spec, error) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.OCISpec == nil {
+		return nil, fmt.Errorf("spec of %q: %w", c.id, errdefs.ErrNotFound)
+	}
+	return c.OCISpec, nil
+}
+
+// extension decodes the extension name last written by Update into v.
+func (c *Container) Extension(t testing.TB, name string, v any) bool {
+	t.Helper()
+	c.Mu.Lock()
+	a, ok := c.Record.Extensions[name]
+	c.Mu.Unlock()
+	if !ok {
+		return false
+	}
+	got, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		t.Fatalf("decoding extension %s: %v", name, err)
+	}
+	reflect.ValueOf(v).Elem().Set(reflect.ValueOf(got).Elem())
+	return true
+}
+
+func (c *Container) State() (deleted, SnapshotCleanup bool, tasks []*Task) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	return c.Deleted, c.SnapshotCleanup, append([]*Task(nil), c.Tasks...)
+}
+
+// Task is the task of a Container.
+type Task struct {
+	containerd.Task
+	ctr      *Container
+	pid      uint32
+	StartErr error
+
+	Mu          sync.Mutex
+	Started     bool
+	Deleted     bool
+	ProcessKill bool
+	Kills       []syscall.Signal
+}
+
+func (t *Task) Pid() uint32 { return t.pid }
+
+func (t *Task) Start(context.Context) error {
+	t.Mu.Lock()
+	defer t.Mu.Unlock()
+	if t.StartErr != nil {
+		return t.StartErr
+	}
+	t.Started = true
+	return nil
+}
+
+func (t *Task) Kill(_ context.Context, sig syscall.Signal, _ ...containerd.KillOpts) error {
+	t.Mu.Lock()
+	t.Kills = append(t.Kills, sig)
+	t.Mu.Unlock()
+	t.ctr.Mu.Lock()
+	OnKill := t.ctr.OnKill
+	t.ctr.Mu.Unlock()
+	if OnKill != nil {
+		// The exit event arrives asynchronously, as containerd's would.
+		go OnKill()
+	}
+	return nil
+}
+
+func (t *Task) Delete(_ context.Context, opts ...containerd.ProcessDeleteOpts) (*containerd.ExitStatus, error) {
+	t.Mu.Lock()
+	defer t.Mu.Unlock()
+	if t.Deleted {
+		return nil, fmt.Errorf("task %d: %w", t.pid, errdefs.ErrNotFound)
+	}
+	for _, o := range opts {
+		if SameFunc(o, containerd.WithProcessKill) {
+			t.ProcessKill = true
+		}
+	}
+	t.Deleted = true
+	t.ctr.Mu.Lock()
+	if t.ctr.ActiveTask == t {
+		t.ctr.ActiveTask = nil
+	}
+	t.ctr.Mu.Unlock()
+	return containerd.NewExitStatus(0, t.ctr.Record.CreatedAt, nil), nil
+}
+
+func (t *Task) Killed() []syscall.Signal {
+	t.Mu.Lock()
+	defer t.Mu.Unlock()
+	return append([]syscall.Signal(nil), t.Kills...)
+}
+
+func (t *Task) State() (started, deleted, ProcessKill bool) {
+	t.Mu.Lock()
+	defer t.Mu.Unlock()
+	return t.Started, t.Deleted, t.ProcessKill
+}
+
+// ---- images ----
+
+// Images is the image store (make it with NewImages).
+type Images struct {
+	Mu        sync.Mutex
+	images    map[string]image.Image
+	EnsureErr error
+	Ensured   []string
+}
+
+func (f *Images) Add(img image.Image, refs ...string) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	for _, r := range append(refs, img.ID) {
+		f.images[r] = img
+	}
+}
+
+func (f *Images) Get(ref string) (image.Image, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if img, ok := f.images[ref]; ok {
+		return img, nil
+	}
+	return image.Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+}
+
+func (f *Images) EnsureImage(ctx context.Context, ref string, _ *image.Credentials, _ ...image.PullOpt) (image.Image, error) {
+	f.Mu.Lock()
+	f.Ensured = append(f.Ensured, ref)
+	err := f.EnsureErr
+	f.Mu.Unlock()
+	if err != nil {
+		return image.Image{}, err
+	}
+	return f.Get(ref)
+}
+
+// ---- CNI ----
+
+// NetCall is a CNI ADD or DEL: the sandbox, the netns path and the number of options.
+type NetCall struct {
+	ID, Path string
+	NOpts    int
+}
+
+// Network is CNI.
+type Network struct {
+	Mu       sync.Mutex
+	SetupErr error
+	// RemoveErrs fails that many Remove calls.
+	RemoveErrs int
+	// result overrides the Setup result (default: eth0 with 10.88.0.5).
+	Result  *gocni.Result
+	Setups  []NetCall
+	Removes []NetCall
+}
+
+func (f *Network) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.Setups = append(f.Setups, NetCall{id, path, len(opts)})
+	if f.SetupErr != nil {
+		return nil, f.SetupErr
+	}
+	if f.Result != nil {
+		return f.Result, nil
+	}
+	return &gocni.Result{Interfaces: map[string]*gocni.Config{
+		"eth0": {IPConfigs: []*gocni.IPConfig{{IP: net.ParseIP("10.88.0.5")}}},
+	}}, nil
+}
+
+func (f *Network) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.Removes = append(f.Removes, NetCall{id, path, len(opts)})
+	if f.RemoveErrs > 0 {
+		f.RemoveErrs--
+		return fmt.Errorf("cni del: %w", ErrInjected)
+	}
+	return nil
+}
+
+func (f *Network) Status() error               { return nil }
+func (f *Network) Config() *gocni.ConfigResult { return nil }
+
+func (f *Network) Calls() (setups, removes []NetCall) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	return append([]NetCall(nil), f.Setups...), append([]NetCall(nil), f.Removes...)
+}
+
+// ---- network namespaces and shm ----
+
+// Host stands in for network namespace and tmpfs mounts: a namespace is
+// a plain file in the sandbox's netns directory, an shm "mount" a directory
+// remembered as mounted.
+type Host struct {
+	Mu          sync.Mutex
+	NewNetNSErr error
+	MountShmErr error
+	Namespaces  map[string]*NetNS
+	Created     []*NetNS
+	Shm         map[string]bool
+	ShmMounts   int
+}
+
+// NewHost is a host without namespaces or mounts.
+func NewHost() *Host {
+	return &Host{Namespaces: map[string]*NetNS{}, Shm: map[string]bool{}}
+}
+
+// NetNS is a network namespace of Host.
+type NetNS struct {
+	path    string
+	Removed bool
+	host    *Host
+}
+
+func (n *NetNS) GetPath() string { return n.path }
+
+func (n *NetNS) Closed() (bool, error) {
+	_, err := os.Stat(n.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	return false, err
+}
+
+func (n *NetNS) Remove() error {
+	n.host.Mu.Lock()
+	n.Removed = true
+	n.host.Mu.Unlock()
+	if err := os.Remove(n.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// NewNetNS creates the directory, as netns.NewNetNS does, before failing.
+func (h *Host) NewNetNS(dir string) (backend.NetNS, error) {
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if h.NewNetNSErr != nil {
+		return nil, h.NewNetNSErr
+	}
+	p := filepath.Join(dir, fmt.Sprintf("cni-%d", len(h.Created)))
+	if err := os.WriteFile(p, nil, 0o444); err != nil {
+		return nil, err
+	}
+	ns := &NetNS{path: p, host: h}
+	h.Namespaces[p] = ns
+	h.Created = append(h.Created, ns)
+	return ns, nil
+}
+
+func (h *Host) LoadNetNS(path string) backend.NetNS {
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	if ns, ok := h.Namespaces[path]; ok {
+		return ns
+	}
+	return &NetNS{path: path, host: h}
+}
+
+// MountShm creates the directory, as backend.OS.MountShm does, before failing.
+func (h *Host) MountShm(path string, size int64) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return err
+	}
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	if h.MountShmErr != nil {
+		return h.MountShmErr
+	}
+	h.Shm[path] = true
+	h.ShmMounts++
+	return nil
+}
+
+// UnmountShm is idempotent and removes the directory, as backend.OS.UnmountShm.
+func (h *Host) UnmountShm(path string) error {
+	h.Mu.Lock()
+	delete(h.Shm, path)
+	h.Mu.Unlock()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (h *Host) MountedShm() []string {
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	var out []string
+	for p := range h.Shm {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (h *Host) CreatedNetNS() []*NetNS {
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	return append([]*NetNS(nil), h.Created...)
+}
+
+// ---- the service ----
+
+const (
+	testPauseImage = "registry.k8s.io/pause:3.10"
+	testPauseID    = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	testBusybox    = "docker.io/library/busybox:latest"
+	testBusyboxID  = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+)
