@@ -1,0 +1,452 @@
+package e2e
+
+// The DaemonSet's pod template (deploy/kubernetes) run for real on a
+// bootstrap runtime: a private containerd with its built-in CRI plugin runs
+// the template's container as kubelet would (privileged, host PID and
+// network, its mounts and propagation, its command); the container brings
+// up a cri-containerd on the host that serves CRI on its socket; replacing
+// the container (a new image reference, as a rolling update does) leaves
+// the pods that cri-containerd runs untouched and their logs continuous.
+//
+// Host paths are moved off the stack's (/var/lib/cri-containerd,
+// /run/cri-containerd are the stack daemon's). Opt-in: CRI_E2E_DAEMONSET=1,
+// after `make image` (it reads _output/image.json). CRI_E2E_DAEMONSET_CRITEST
+// runs critest with that focus against the socket, e.g. 'PodSandbox|Container'.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
+)
+
+const (
+	dsBoot  = "/run/cri-e2e-ds-boot"     // bootstrap containerd: socket, state, shims, runc
+	dsBootL = "/var/lib/cri-e2e-ds-boot" // bootstrap containerd root
+	dsRoot  = "/var/lib/cri-e2e-ds"      // replaces /var/lib/cri-containerd
+	dsState = "/run/cri-e2e-ds"          // replaces /run/cri-containerd
+	dsKubel = "/var/lib/cri-e2e-ds-kubelet"
+)
+
+func dsPath(p string) string {
+	for _, r := range [][2]string{{"/var/lib/cri-containerd", dsRoot}, {"/run/cri-containerd", dsState}, {"/run/containerd", dsBoot}, {"/var/lib/kubelet", dsKubel}} {
+		if p == r[0] || strings.HasPrefix(p, r[0]+"/") {
+			return r[1] + strings.TrimPrefix(p, r[0])
+		}
+	}
+	return p
+}
+
+func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
+	if os.Getenv("CRI_E2E_DAEMONSET") != "1" {
+		t.Skip("opt-in: CRI_E2E_DAEMONSET=1 (after make image)")
+	}
+	env := framework.RequireStack(t, "Registry", "CertsD")
+	repo := framework.RepoRoot(t)
+	var img struct {
+		Refs   []string
+		Pinned string
+	}
+	b, err := os.ReadFile(filepath.Join(repo, "_output/image.json"))
+	if err != nil {
+		t.Fatalf("make image first: %v", err)
+	}
+	if err := json.Unmarshal(b, &img); err != nil || len(img.Refs) < 2 {
+		t.Fatalf("_output/image.json: %v %v", img, err)
+	}
+
+	// The manifests.
+	var ds appsv1.DaemonSet
+	var cm corev1.ConfigMap
+	for f, obj := range map[string]any{"daemonset.yaml": &ds, "configmap.yaml": &cm} {
+		b, err := os.ReadFile(filepath.Join(repo, "deploy/kubernetes", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Host directories; the propagated ones are shared bind mounts of their
+	// own (this host's / is a private mount; a systemd host's is shared).
+	for _, d := range []string{dsBoot, dsBootL, dsRoot, dsState, dsKubel} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{dsRoot, dsState, dsKubel} {
+		run(t, "mount", "--bind", d, d)
+		run(t, "mount", "--make-rshared", d)
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{dsState, dsRoot, dsKubel} {
+			_ = exec.Command("umount", "-R", "-l", d).Run()
+		}
+		_ = os.RemoveAll(dsRoot)
+		_ = os.RemoveAll(dsKubel)
+	})
+
+	// The bootstrap runtime: containerd with its own CRI plugin.
+	boot := startBootstrapContainerd(t, env)
+	bconn := framework.DialCRI(t, "unix://"+boot)
+	brc, bic := runtimeapi.NewRuntimeServiceClient(bconn), runtimeapi.NewImageServiceClient(bconn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	// The config map's config with the test's paths, as a host file.
+	cfg := cm.Data["config.toml"]
+	for _, r := range [][2]string{
+		{"'/run/cri-containerd/cri-containerd.sock'", "'" + dsState + "/cri-containerd.sock'"},
+		{"'/run/containerd/containerd.sock'", "'" + dsBoot + "/containerd.sock'"},
+		{"'/var/lib/cri-containerd'", "'" + dsRoot + "'"},
+		{"'/run/cri-containerd'", "'" + dsState + "'"},
+		{"'/etc/containerd/certs.d'", "'" + env.CertsD + "'"},
+		{"'registry.k8s.io/pause:3.10'", "'registry.k8s.io/pause:3.10.2'"},
+		{"'/etc/cni/net.d'", "'" + env.CNIConfDir + "'"},
+		{"'10010'", "'0'"},
+		{"'127.0.0.1:10011'", "''"},
+	} {
+		if !strings.Contains(cfg, r[0]) {
+			t.Fatalf("config map config has no %s", r[0])
+		}
+		cfg = strings.ReplaceAll(cfg, r[0], r[1])
+	}
+	cfgDir := filepath.Join(dsBootL, "config")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The pod, as kubelet makes it from the template.
+	tmpl := ds.Spec.Template.Spec
+	podCfg := framework.PodConfig("cri-containerd-ds", framework.WithHostNetwork())
+	podCfg.Metadata.Namespace = ds.Namespace
+	podCfg.Hostname = "" // host UTS namespace
+	podCfg.Linux.SecurityContext.Privileged = true
+	podCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+	if !tmpl.HostPID || !tmpl.HostNetwork {
+		t.Fatal("template is not hostPID/hostNetwork")
+	}
+	podCfg.LogDirectory = filepath.Join(dsBootL, "pods")
+	run1, err := brc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootPod := run1.GetPodSandboxId()
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_, _ = brc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: bootPod})
+		_, _ = brc.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: bootPod})
+	})
+	c := tmpl.Containers[0]
+	volumes := map[string]corev1.Volume{}
+	for _, v := range tmpl.Volumes {
+		volumes[v.Name] = v
+	}
+	var mounts []*runtimeapi.Mount
+	for _, m := range c.VolumeMounts {
+		v := volumes[m.Name]
+		host := ""
+		switch {
+		case v.HostPath != nil:
+			host = dsPath(v.HostPath.Path)
+			if v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathFileOrCreate {
+				f, err := os.OpenFile(host, os.O_CREATE, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = f.Close()
+			} else if err := os.MkdirAll(host, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		case v.ConfigMap != nil:
+			host = cfgDir
+		default:
+			t.Fatalf("volume %s: unexpected source", m.Name)
+		}
+		prop := runtimeapi.MountPropagation_PROPAGATION_PRIVATE
+		if m.MountPropagation != nil {
+			switch *m.MountPropagation {
+			case corev1.MountPropagationBidirectional:
+				prop = runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL
+			case corev1.MountPropagationHostToContainer:
+				prop = runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
+			}
+		}
+		mounts = append(mounts, &runtimeapi.Mount{ContainerPath: dsPath(m.MountPath), HostPath: host, Readonly: m.ReadOnly, Propagation: prop})
+	}
+	args := dsArgs(append(append([]string{}, c.Command...), c.Args...))
+	startDS := func(image string) string {
+		t.Helper()
+		if _, err := bic.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
+			t.Fatalf("bootstrap pull %s: %v", image, err)
+		}
+		cc := &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: uint32(time.Now().Unix() % 1000)},
+			Image:    &runtimeapi.ImageSpec{Image: image},
+			Command:  args,
+			Mounts:   mounts,
+			LogPath:  "cri-containerd.log",
+			// This host's PID 1 (not an init of a normal node) cannot be
+			// entered; the test process is in the host's mount namespace.
+			Envs: []*runtimeapi.KeyValue{{Key: "HOST_MOUNT_NS_PID", Value: []byte(strconv.Itoa(os.Getpid()))}},
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				Privileged:       true,
+				NamespaceOptions: podCfg.Linux.SecurityContext.NamespaceOptions,
+			}},
+		}
+		cr, err := brc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: bootPod, Config: cc, SandboxConfig: podCfg})
+		if err != nil {
+			t.Fatalf("bootstrap CreateContainer: %v", err)
+		}
+		if _, err := brc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.GetContainerId()}); err != nil {
+			t.Fatalf("bootstrap StartContainer: %v", err)
+		}
+		return cr.GetContainerId()
+	}
+	waitHealthy := func(ctrID string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			r, err := brc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctrID, Cmd: dsArgs(c.LivenessProbe.Exec.Command), Timeout: 10})
+			if err == nil && r.GetExitCode() == 0 {
+				t.Logf("liveness probe: %s", bytes.TrimSpace(r.GetStdout()))
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cri-containerd in the pod is not healthy: %v %s %s; log:\n%s", err, r.GetStdout(), r.GetStderr(), tailFile(filepath.Join(podCfg.LogDirectory, "cri-containerd.log")))
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
+	first := startDS(img.Refs[0])
+	waitHealthy(first)
+
+	// CRI through the socket of the daemon the pod brought up.
+	endpoint := "unix://" + dsState + "/cri-containerd.sock"
+	if focus := os.Getenv("CRI_E2E_DAEMONSET_CRITEST"); focus != "" {
+		cmd := exec.Command("critest", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--ginkgo.focus", focus, "--ginkgo.no-color")
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "Ran ") || strings.Contains(l, "Passed") || strings.HasPrefix(l, "[FAIL]") {
+				t.Log("critest: " + l)
+			}
+		}
+		if err != nil {
+			t.Errorf("critest --ginkgo.focus %q: %v\n%s", focus, err, out)
+		}
+	}
+
+	// A workload pod whose container logs a numbered line every 50 ms.
+	conn := framework.DialCRI(t, endpoint)
+	rc, ic := runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	if _, err := ic.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: framework.BusyboxImageRef}}); err != nil {
+		t.Fatal(err)
+	}
+	logDir := t.TempDir()
+	wl := framework.PodConfig("ds-workload", framework.WithLogDirectory(logDir))
+	wr, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: wl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wlPod := wr.GetPodSandboxId()
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		nc := framework.DialCRI(t, endpoint)
+		r := runtimeapi.NewRuntimeServiceClient(nc)
+		_, _ = r.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: wlPod})
+		_, _ = r.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: wlPod})
+	})
+	cc := framework.NewContainerConfig("counter", framework.BusyboxImageRef, "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done")
+	cc.LogPath = "counter.log"
+	cr, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: wlPod, Config: cc, SandboxConfig: wl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrID := cr.GetContainerId()
+	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctrID}); err != nil {
+		t.Fatal(err)
+	}
+	st0, err := rc.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+
+	// Replace the DaemonSet's container: SIGTERM (StopContainer with the
+	// grace period), remove, start the new image reference.
+	grace := int64(30)
+	if tmpl.TerminationGracePeriodSeconds != nil {
+		grace = *tmpl.TerminationGracePeriodSeconds
+	}
+	if _, err := brc.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: first, Timeout: grace}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := brc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: first}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the workload logs while no daemon runs
+	second := startDS(img.Refs[1])
+	waitHealthy(second)
+
+	conn2 := framework.DialCRI(t, endpoint)
+	rc2 := runtimeapi.NewRuntimeServiceClient(conn2)
+	st1, err := rc2.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctrID})
+	if err != nil {
+		t.Fatalf("workload container after the replacement: %v", err)
+	}
+	if st1.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || st1.GetStatus().GetStartedAt() != st0.GetStatus().GetStartedAt() {
+		t.Errorf("workload container after the replacement: %v started %d, want RUNNING started %d", st1.GetStatus().GetState(), st1.GetStatus().GetStartedAt(), st0.GetStatus().GetStartedAt())
+	}
+	ps, err := rc2.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: wlPod})
+	if err != nil || ps.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("workload pod after the replacement: %v %v", ps.GetStatus().GetState(), err)
+	}
+	time.Sleep(time.Second)
+	// The log: every number from 0 up, once, in order.
+	lb, err := os.ReadFile(filepath.Join(logDir, "counter.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(lb)), "\n") {
+		f := strings.Fields(l) // time stream tag "line" N
+		if len(f) < 5 {
+			t.Fatalf("log line %q", l)
+		}
+		n, err := strconv.Atoi(f[4])
+		if err != nil || n != next {
+			t.Fatalf("log is not continuous at %q: want line %d", l, next)
+		}
+		next++
+	}
+	t.Logf("workload log: %d consecutive lines across the replacement", next)
+}
+
+// dsArgs moves the root dir of a command line to the test's.
+func dsArgs(in []string) []string {
+	var out []string
+	for _, a := range in {
+		out = append(out, strings.ReplaceAll(a, "/var/lib/cri-containerd", dsRoot))
+	}
+	return out
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+func tailFile(p string) string {
+	b, _ := os.ReadFile(p)
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+// startBootstrapContainerd starts a containerd with its built-in CRI
+// plugin on the test's paths and returns its socket.
+func startBootstrapContainerd(t *testing.T, env framework.StackEnv) string {
+	t.Helper()
+	sock := dsBoot + "/containerd.sock"
+	cfg := fmt.Sprintf(`version = 4
+root = %q
+state = %q
+imports = []
+[plugins]
+  [plugins."io.containerd.server.v1.grpc"]
+    address = %q
+  [plugins."io.containerd.server.v1.ttrpc"]
+    address = %q
+  [plugins."io.containerd.server.v1.debug"]
+    address = ""
+  [plugins."io.containerd.server.v1.metrics"]
+    address = ""
+  [plugins."io.containerd.shim.v1.manager"]
+    socket_dir = %q
+  [plugins."io.containerd.internal.v1.opt"]
+    path = %q
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
+  [plugins."io.containerd.cri.v1.images"]
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = %q
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = "registry.k8s.io/pause:3.10.2"
+  [plugins."io.containerd.cri.v1.runtime"]
+    restrict_oom_score_adj = true
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = [%q]
+      conf_dir = %q
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        Root = %q
+  [plugins."io.containerd.grpc.v1.cri"]
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+`, dsBootL+"/containerd", dsBoot+"/containerd", sock, sock+".ttrpc", dsBoot+"/s", dsBootL+"/opt",
+		env.CertsD, env.CNIBinDir, env.CNIConfDir, dsBoot+"/runc")
+	cfgPath := filepath.Join(dsBootL, "containerd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dsBootL, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("containerd", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_ = logf.Close()
+	})
+	for i := 0; i < 120; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			_ = c.Close()
+			return sock
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("bootstrap containerd did not start; log:\n%s", tailFile(filepath.Join(dsBootL, "containerd.log")))
+	return ""
+}
