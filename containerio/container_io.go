@@ -59,7 +59,8 @@ type Config struct {
 	// attached client before it is detached (default DefaultAttachBufferSize).
 	AttachBufferSize int
 	// Remote is the shim-side log writer (see Remote). With UseRemote, a new
-	// task without Stdin gets Remote's log URI instead of FIFOs. Attacher
+	// task gets Remote's log URI instead of output FIFOs, unless it has
+	// Stdin without Tty (see useRemoteForNew); a stdin FIFO is kept. Attacher
 	// uses Remote for a task whose stdout is a log URI whatever UseRemote
 	// says, so a daemon restarted in another log mode re-attaches to what
 	// each task has.
@@ -85,6 +86,10 @@ type AttachOptions struct {
 	// CloseStdin is called after the container stdin FIFO is closed because
 	// of StdinOnce; it should call task.CloseIO(ctx, client.WithStdinCloser).
 	CloseStdin func() error
+	// Attached is for a Remote: when not nil, Remote.Attach calls it once
+	// the output streams reach the client (ContainerIO forwards the
+	// client's stdin only from then on, so no output it causes is missed).
+	Attached func()
 }
 
 // ContainerIO is the IO of one container: FIFOs, CRI log and attach fan-out.
@@ -393,7 +398,7 @@ func (c *ContainerIO) isClosed() bool {
 // dropped. A client without Stdout and Stderr is attached until its stdin ends.
 func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 	if r := c.activeRemote(); r != nil {
-		return r.Attach(ctx, opts)
+		return c.attachRemote(ctx, r, opts)
 	}
 	select {
 	case <-c.done:

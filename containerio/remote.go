@@ -3,8 +3,11 @@ package containerio
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -50,8 +53,20 @@ func IsLogURI(stdout string) bool {
 }
 
 // useRemoteForNew says whether Creator hands the task to the Remote.
+//
+// A container with stdin and no terminal keeps the FIFOs: the runc shim
+// (containerd-shim-runc-v2, cmd/containerd-shim-runc-v2/process/io.go)
+// gives a task whose stdout is a binary:// URI a binaryIO, whose Stdin() is
+// nil and whose Set(cmd) sets only the runc command's stdout and stderr, so
+// runc starts the process with /dev/null as stdin; and copyPipes, the only
+// code that copies the stdin FIFO into the process, runs only for fifo://
+// and file:// outputs. The stdin FIFO the shim opens (Init.openStdin) is
+// then only held for CloseIO: nothing written to it would ever reach the
+// process. With a terminal the shim copies the stdin FIFO into the console
+// (runc/platform.go, CopyConsole) whatever the output URI, so such a
+// container gets the log URI for its output and a stdin FIFO.
 func (c *ContainerIO) useRemoteForNew() bool {
-	return c.cfg.Remote != nil && c.cfg.UseRemote && !c.cfg.Stdin
+	return c.cfg.Remote != nil && c.cfg.UseRemote && (!c.cfg.Stdin || c.cfg.Tty)
 }
 
 // activeRemote returns the Remote the IO was started with, or nil.
@@ -83,14 +98,129 @@ func (c *ContainerIO) startRemoteLocked(existing *cio.FIFOSet) error {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", c.cfg.ID, err)
 	}
+	fifos := tio.Config()
+	stdin, cancel, err := c.openRemoteStdin(existing)
+	if err != nil {
+		if existing == nil {
+			_ = tio.Close()
+		}
+		return err
+	}
+	if stdin != nil {
+		fifos.Stdin = c.fifos.Stdin
+		if existing != nil {
+			fifos.Stdin = existing.Stdin
+		}
+	}
 	c.started = true
 	c.remoteIO = tio
-	c.fifos = tio.Config()
+	c.fifos = fifos
+	c.cancelOpen = cancel
+	c.stdinMu.Lock()
+	c.stdin = stdin
+	c.stdinClosed = stdin == nil
+	c.stdinMu.Unlock()
 	c.stdout.close()
 	c.stderr.close()
 	c.remoteErrsDone = c.followRemoteErrors()
-	klog.V(4).InfoS("Container IO handed to the shim log writer", "containerID", c.cfg.ID, "reattach", existing != nil, "stdout", c.fifos.Stdout)
+	klog.V(4).InfoS("Container IO handed to the shim log writer", "containerID", c.cfg.ID, "reattach", existing != nil,
+		"stdout", c.fifos.Stdout, "stdin", c.fifos.Stdin)
 	return nil
+}
+
+// openRemoteStdin opens the daemon's side of the stdin FIFO of a task whose
+// output goes to the Remote: for a new task (existing nil) when the
+// container has stdin, the FIFO is created in FIFODir and opened without
+// waiting for the shim; for a task being re-attached, the FIFO the task
+// has, if any (nil when the shim no longer reads it: the container's stdin
+// was closed).
+func (c *ContainerIO) openRemoteStdin(existing *cio.FIFOSet) (io.WriteCloser, context.CancelFunc, error) {
+	if existing != nil {
+		if existing.Stdin == "" {
+			return nil, nil, nil
+		}
+		w, err := openExistingWriter(existing.Stdin)
+		if err != nil {
+			return nil, nil, fmt.Errorf("container %s stdin: %w", c.cfg.ID, err)
+		}
+		if w == nil {
+			klog.V(2).InfoS("Stdin of the container was closed while the daemon was down", "containerID", c.cfg.ID)
+			return nil, nil, nil
+		}
+		return w, nil, nil
+	}
+	if !c.cfg.Stdin {
+		return nil, nil, nil
+	}
+	if err := os.MkdirAll(c.cfg.FIFODir, fifoDirMode); err != nil {
+		return nil, nil, fmt.Errorf("creating FIFO directory of container %s: %w", c.cfg.ID, err)
+	}
+	if err := makeFIFOs(cio.Config{Stdin: c.fifos.Stdin}); err != nil {
+		return nil, nil, fmt.Errorf("creating stdin FIFO of container %s: %w", c.cfg.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := openPendingWriter(ctx, c.fifos.Stdin)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("container %s stdin: %w", c.cfg.ID, err)
+	}
+	return w, cancel, nil
+}
+
+// attachRemote serves Attach for an IO whose output goes to the Remote: the
+// output comes from the Remote, the client's stdin goes to the container's
+// stdin FIFO (held by the daemon), with the same rules as Attach.
+func (c *ContainerIO) attachRemote(ctx context.Context, r Remote, opts AttachOptions) error {
+	if opts.Stdin == nil || !c.hasStdin() {
+		return r.Attach(ctx, AttachOptions{Stdout: opts.Stdout, Stderr: opts.Stderr, Tty: opts.Tty})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	outputs := opts.Stdout != nil || (opts.Stderr != nil && !opts.Tty && !c.cfg.Tty)
+	var stop atomic.Bool // set when attachRemote returns: stdin data arriving later is dropped
+	defer stop.Store(true)
+	var detached atomic.Bool
+	stdinOnce := (opts.StdinOnce || c.cfg.StdinOnce) && !opts.Tty
+	attached := make(chan struct{})
+	var attachedOnce sync.Once
+	go func() {
+		// Stdin only once the output reaches the client: what the
+		// container answers to it is not missed.
+		select {
+		case <-attached:
+		case <-ctx.Done():
+			return
+		}
+		if err := c.forwardStdin(opts.Stdin, &stop); err != nil {
+			klog.V(2).InfoS("Forwarding attached stdin ended with an error", "containerID", c.cfg.ID, "err", err)
+		}
+		if stop.Load() {
+			return
+		}
+		if stdinOnce {
+			klog.V(4).InfoS("Attached stdin closed, closing container stdin (StdinOnce)", "containerID", c.cfg.ID)
+			c.closeStdin()
+			if opts.CloseStdin != nil {
+				if err := opts.CloseStdin(); err != nil {
+					klog.ErrorS(err, "Failed to close container stdin in the task", "containerID", c.cfg.ID)
+				}
+			}
+			if outputs {
+				return // attached until the output ends
+			}
+		} else {
+			klog.V(4).InfoS("Attached stdin closed, detaching the client", "containerID", c.cfg.ID)
+		}
+		detached.Store(true)
+		cancel()
+	}()
+	// Without outputs, the Remote waits for the end of the output.
+	err := r.Attach(ctx, AttachOptions{Stdout: opts.Stdout, Stderr: opts.Stderr, Tty: opts.Tty,
+		Attached: func() { attachedOnce.Do(func() { close(attached) }) }})
+	if detached.Load() {
+		return nil
+	}
+	return err
 }
 
 const remoteRequestTimeout = 10 * time.Second
@@ -161,6 +291,13 @@ func (c *ContainerIO) followRemoteErrors() func() {
 }
 
 func (c *ContainerIO) closeRemote() error {
+	c.mu.Lock()
+	cancel := c.cancelOpen
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.closeStdin()
 	err := c.cfg.Remote.Close()
 	c.mu.Lock()
 	errsDone := c.remoteErrsDone

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,16 +85,19 @@ func TestRemoteUsedForNewTasks(t *testing.T) {
 		name      string
 		useRemote bool
 		stdin     bool
+		tty       bool
 		want      bool
 	}{
-		{"shim mode", true, false, true},
-		{"daemon mode", false, false, false},
-		{"stdin keeps fifos", true, true, false},
+		{"shim mode", true, false, false, true},
+		{"daemon mode", false, false, false, false},
+		{"stdin keeps fifos", true, true, false, false},
+		{"stdin with a terminal uses the remote", true, true, true, true},
+		{"terminal", true, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeRemote{waitResult: true}
 			c, err := New(Config{ID: "c", FIFODir: filepath.Join(t.TempDir(), "io"), LogPath: filepath.Join(t.TempDir(), "l"),
-				Stdin: tc.stdin, Remote: r, UseRemote: tc.useRemote})
+				Stdin: tc.stdin, Tty: tc.tty, Remote: r, UseRemote: tc.useRemote})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,4 +293,256 @@ func (s *syncLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// ttyRemote is a Remote whose task IO is a log URI and whose Attach lasts
+// until ctx is done, as the output of a running container.
+type ttyRemote struct {
+	fakeRemote
+	subscribed chan struct{} // when not nil, Attach subscribes once it is closed
+}
+
+const ttyRemoteURI = "binary:///x/cri-containerd-log-writer?--tty=true"
+
+func (f *ttyRemote) NewTaskIO() (cio.IO, error) {
+	f.fakeRemote.NewTaskIO()
+	return &fakeTaskIO{cio.Config{Stdout: ttyRemoteURI, Stderr: ttyRemoteURI, Terminal: true}}, nil
+}
+
+func (f *ttyRemote) Attach(ctx context.Context, opts AttachOptions) error {
+	f.fakeRemote.Attach(ctx, opts)
+	if f.subscribed != nil {
+		select {
+		case <-f.subscribed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if opts.Attached != nil {
+		opts.Attached()
+	}
+	defer func() {
+		for _, w := range []io.WriteCloser{opts.Stdout, opts.Stderr} {
+			if w != nil {
+				_ = w.Close()
+			}
+		}
+	}()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type fakeTaskIO struct{ cfg cio.Config }
+
+func (f *fakeTaskIO) Config() cio.Config { return f.cfg }
+func (f *fakeTaskIO) Cancel()            {}
+func (f *fakeTaskIO) Wait()              {}
+func (f *fakeTaskIO) Close() error       { return nil }
+
+// TestRemoteTTYWithStdin: a container with stdin and a terminal hands its
+// output to the Remote and keeps a stdin FIFO, written by the daemon: the
+// attached client's stdin reaches it; the end of that stdin detaches the
+// client (TTY) or, with StdinOnce and a non-TTY attach, closes the
+// container's stdin while the output stays attached; Close closes the FIFO.
+func TestRemoteTTYWithStdin(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "io")
+	r := &ttyRemote{}
+	c, err := New(Config{ID: "c", FIFODir: dir, LogPath: filepath.Join(t.TempDir(), "l"), Stdin: true, StdinOnce: true, Tty: true,
+		Remote: r, UseRemote: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio, err := c.Creator()("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tio.Config()
+	if cfg.Stdout != ttyRemoteURI || cfg.Stdin != filepath.Join(dir, "c-stdin") || !cfg.Terminal || c.activeRemote() == nil {
+		t.Fatalf("task IO config %+v", cfg)
+	}
+	// The shim's side of the stdin FIFO.
+	shimIn, err := os.OpenFile(cfg.Stdin, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shimIn.Close()
+	got := make(chan string, 16)
+	go func() {
+		b := make([]byte, 64)
+		for {
+			n, err := shimIn.Read(b)
+			if n > 0 {
+				got <- string(b[:n])
+			}
+			if err != nil {
+				close(got)
+				return
+			}
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("container stdin got %q, want %q", s, want)
+			}
+		case <-time.After(testTimeout):
+			t.Fatalf("container stdin did not get %q", want)
+		}
+	}
+
+	// TTY attach: the end of the client's stdin detaches it only.
+	var out bytes.Buffer
+	err = c.Attach(context.Background(), AttachOptions{Stdin: strings.NewReader("hello\n"), Stdout: nopWriteCloser{&out}, Tty: true,
+		CloseStdin: func() error { t.Error("CloseStdin with a TTY attach"); return nil }})
+	if err != nil {
+		t.Fatalf("TTY attach: %v", err)
+	}
+	expect("hello\n")
+	if !c.hasStdin() {
+		t.Fatal("container stdin closed by the end of a TTY attach")
+	}
+
+	// A non-TTY attach with StdinOnce: the container's stdin is closed and
+	// CloseStdin called, the output stays attached until ctx ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	closed := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("once\n"), Stdout: nopWriteCloser{&out},
+			CloseStdin: func() error { close(closed); return nil }})
+	}()
+	expect("once\n")
+	waitChan(t, "CloseStdin", closed)
+	if c.hasStdin() {
+		t.Fatal("container stdin still open after StdinOnce")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("attach ended with the client's stdin, with outputs: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if err := waitErr(t, "attach", done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("attach after cancel: %v", err)
+	}
+	// The daemon's side of the FIFO is closed: the shim sees EOF.
+	select {
+	case _, ok := <-got:
+		if ok {
+			t.Fatal("unexpected stdin data")
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the shim did not see the end of stdin")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.closed {
+		t.Fatal("remote not closed")
+	}
+}
+
+// TestRemoteStdinReattach: after a restart, a task with a log URI and a
+// stdin FIFO gets its stdin back when the shim still reads it, and none when
+// it does not.
+func TestRemoteStdinReattach(t *testing.T) {
+	dir := t.TempDir()
+	stdinPath := filepath.Join(dir, "c-stdin")
+	if err := makeFIFOs(cio.Config{Stdin: stdinPath}); err != nil {
+		t.Fatal(err)
+	}
+	set := &cio.FIFOSet{Config: cio.Config{Stdin: stdinPath, Stdout: ttyRemoteURI, Stderr: ttyRemoteURI, Terminal: true}}
+	// No reader: the container's stdin was closed.
+	c1, _ := New(Config{ID: "c", FIFODir: dir, Stdin: true, Tty: true, Remote: &ttyRemote{}})
+	if _, err := c1.Attacher()(set); err != nil {
+		t.Fatal(err)
+	}
+	if c1.hasStdin() || c1.Config().Stdin != "" {
+		t.Fatalf("stdin without a reader: %v %+v", c1.hasStdin(), c1.Config())
+	}
+	_ = c1.Close()
+
+	shimIn, err := os.OpenFile(stdinPath, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shimIn.Close()
+	c2, _ := New(Config{ID: "c", FIFODir: dir, Stdin: true, Tty: true, Remote: &ttyRemote{}})
+	if _, err := c2.Attacher()(set); err != nil {
+		t.Fatal(err)
+	}
+	if !c2.hasStdin() || c2.Config().Stdin != stdinPath {
+		t.Fatalf("stdin with a reader: %v %+v", c2.hasStdin(), c2.Config())
+	}
+	if err := c2.writeStdin([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if n, err := shimIn.Read(b); err != nil || string(b[:n]) != "x" {
+		t.Fatalf("read %q, %v", b[:n], err)
+	}
+	_ = c2.Close()
+}
+
+// TestRegressionRemoteAttachStdinBeforeOutput: attach to a shim-mode TTY
+// container forwarded the client's stdin before the log writer had
+// subscribed the client to the output, so the container's answer (a shell's
+// echo and result) could be printed before and never reach the client
+// (TestAttach/tty failed about once in five runs). Stdin now waits for the
+// subscription.
+func TestRegressionRemoteAttachStdinBeforeOutput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "io")
+	r := &ttyRemote{subscribed: make(chan struct{})}
+	c, err := New(Config{ID: "c", FIFODir: dir, Stdin: true, Tty: true, Remote: r, UseRemote: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tio, err := c.Creator()("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimIn, err := os.OpenFile(tio.Config().Stdin, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shimIn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("echo hi\n"), Stdout: nopWriteCloser{io.Discard}, Tty: true})
+	}()
+	got := make(chan string, 16)
+	go func() {
+		b := make([]byte, 64)
+		for {
+			n, err := shimIn.Read(b)
+			if n > 0 {
+				got <- string(b[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case s := <-got:
+		t.Fatalf("stdin %q reached the container before the client was subscribed to the output", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(r.subscribed)
+	select {
+	case s := <-got:
+		if s != "echo hi\n" {
+			t.Fatalf("stdin after the subscription: %q", s)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("stdin not forwarded after the subscription")
+	}
+	if err := waitErr(t, "attach", done); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
 }

@@ -21,12 +21,11 @@ func (s *Service) useShimLog() bool {
 
 // shimLogRemote returns the handle on c's shim-side log writer (package
 // shimlog), whatever the log mode, so that a task started in "shim" mode is
-// re-attached after a restart in "daemon" mode too. Containers with stdin
-// have none: the shim's binary IO wires no stdin, they keep the FIFOs.
+// re-attached after a restart in "daemon" mode too. A container with stdin
+// and a terminal uses it with a stdin FIFO; one with stdin and no terminal
+// keeps the output FIFOs (containerio decides: the runc shim's binary IO
+// gives the process no stdin without a terminal).
 func (s *Service) shimLogRemote(c *container.Container) containerio.Remote {
-	if c.Config.GetStdin() {
-		return nil
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		klog.ErrorS(err, "Cannot find the daemon's executable for the shim log writer", "containerID", c.ID)

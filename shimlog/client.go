@@ -118,6 +118,12 @@ func (c Client) Wait(ctx context.Context) error {
 // requested) until the output ends (nil), ctx is done (ctx.Err()), a writer
 // fails or the writer detaches the client (an error).
 func (c Client) Attach(ctx context.Context, stdout, stderr io.Writer) error {
+	return c.AttachNotify(ctx, stdout, stderr, nil)
+}
+
+// AttachNotify is Attach that calls attached (when not nil) once the writer
+// has subscribed the client: output written from then on reaches it.
+func (c Client) AttachNotify(ctx context.Context, stdout, stderr io.Writer, attached func()) error {
 	conn, br, err := c.dial(ctx, request{Op: OpAttach, Stdout: stdout != nil, Stderr: stderr != nil})
 	if err != nil {
 		return err
@@ -125,6 +131,9 @@ func (c Client) Attach(ctx context.Context, stdout, stderr io.Writer) error {
 	defer conn.Close()
 	if _, err := readResponse(ctx, conn, br, OpAttach); err != nil {
 		return err
+	}
+	if attached != nil {
+		attached()
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()

@@ -41,9 +41,18 @@
 //
 // # What binary IO cannot do
 //
-// The runc shim wires no stdin into the container with a binary log URI (its
-// binary IO has no stdin pipe): containers with stdin (CRI stdin=true) keep the
-// daemon-owned FIFOs. With a terminal the shim copies the console into fd 3 and
-// leaves fd 4 unused; the writer then logs one stream (stdout), as the daemon
-// does.
+// The runc shim wires no stdin into the process with a binary log URI and no
+// terminal: its binaryIO has no stdin pipe and sets only runc's stdout and
+// stderr (the process gets /dev/null), and the stdin FIFO is copied only for
+// fifo:// and file:// outputs. Containers with stdin and no terminal (CRI
+// stdin=true, tty=false) therefore keep the daemon-owned FIFOs. With a
+// terminal the shim copies the stdin FIFO into the console whatever the
+// output, so such containers get the log URI and a stdin FIFO that the daemon
+// writes (package containerio). With a terminal the shim copies the console
+// into fd 3 and leaves fd 4 unused; the writer then logs one stream (stdout),
+// as the daemon does.
+//
+// An attach request is answered only once the client is subscribed to the
+// output, so the daemon forwards the client's stdin after that and no output
+// the stdin causes is missed.
 package shimlog

@@ -150,9 +150,12 @@ func (r *Remote) Attach(ctx context.Context, opts containerio.AttachOptions) err
 	}()
 	var err error
 	if stdout == nil && stderr == nil {
+		if opts.Attached != nil {
+			opts.Attached()
+		}
 		err = r.client.Wait(ctx)
 	} else {
-		err = r.client.Attach(ctx, stdout, stderr)
+		err = r.client.AttachNotify(ctx, stdout, stderr, opts.Attached)
 	}
 	switch {
 	case err == nil, errors.Is(err, ErrNotRunning):

@@ -400,10 +400,11 @@ func (w *writer) handle(conn net.Conn) {
 // attach streams the output to conn until the output ends, the client goes
 // away or falls too far behind.
 func (w *writer) attach(conn net.Conn, br *bufio.Reader, req request) {
-	if err := writeResponse(conn, response{}); err != nil {
-		return
-	}
+	// Subscribed before the response is sent (frames wait for it on fc.mu):
+	// once the client has the response, it misses no output, e.g. what its
+	// own stdin makes the container print.
 	fc := &frameConn{c: conn}
+	fc.mu.Lock()
 	var subs []*containerio.Subscription
 	for _, s := range w.streams {
 		switch {
@@ -412,6 +413,14 @@ func (w *writer) attach(conn net.Conn, br *bufio.Reader, req request) {
 		case s.name == runtimeapi.Stderr && req.Stderr:
 			subs = append(subs, s.fan.Subscribe(fc.writer(frameStderr)))
 		}
+	}
+	err := writeResponse(conn, response{})
+	fc.mu.Unlock()
+	if err != nil {
+		for _, sub := range subs {
+			sub.Cancel(err)
+		}
+		return
 	}
 	gone := clientGone(br)
 	for _, sub := range subs {

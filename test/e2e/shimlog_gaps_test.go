@@ -5,9 +5,12 @@ package e2e
 // stdin.
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,4 +102,110 @@ func TestRegressionShimLogWriteErrorsFullDisk(t *testing.T) {
 	})
 	n, _ := logWriteErrorsMetric(t, metricsAddr)
 	t.Logf("records dropped in all: %d", n)
+}
+
+// shimlogTTYAttach attaches to a TTY container with stdin and a size queue.
+func shimlogTTYAttach(t *testing.T, rc runtimeapi.RuntimeServiceClient, id string) (*streamAttachSession, *framework.SizeQueue) {
+	t.Helper()
+	u := streamAttachURL(t, rc, &runtimeapi.AttachRequest{ContainerId: id, Stdin: true, Stdout: true, Tty: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	inR, inW := io.Pipe()
+	s := &streamAttachSession{stdin: inW, out: &streamBuffer{}, errOut: &streamBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	q := framework.NewSizeQueue(ctx)
+	q.C <- framework.TerminalSize{Width: 80, Height: 24}
+	go func() {
+		s.done <- framework.StreamSPDY(ctx, u, framework.StreamOptions{Stdin: inR, Stdout: s.out, Tty: true, TerminalSizeQueue: q})
+	}()
+	t.Cleanup(s.detach)
+	return s, q
+}
+
+// TestShimLogStdinContainers: in shim mode a container with stdin and a
+// terminal hands its output to the shim-side writer too (it used to stay on
+// the daemon's FIFOs): its output goes on being logged while the daemon is
+// down (kill -9, 5 s), and attach (stdin, output, resize) works before and
+// after the restart. A container with stdin and no terminal keeps the FIFOs
+// (the runc shim gives such a task no stdin with a log URI); it still works.
+func TestShimLogStdinContainers(t *testing.T) {
+	e := newCtrEnv(t, "--container-log-mode", "shim")
+	rc := e.rc()
+	podID, podCfg := e.runPod("shimlogstdin")
+
+	cfg := framework.NewContainerConfig("tty-stdin", framework.BusyboxImageRef,
+		ctrSh("(i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done) & exec sh")...)
+	cfg.Stdin, cfg.Tty = true, true
+	id := e.run(podID, podCfg, cfg)
+	logPath := ctrLogPath(podCfg, cfg)
+	if _, err := os.Stat(filepath.Join(e.d.StateDir(), "containers", id, "log.sock")); err != nil {
+		t.Fatalf("container with stdin and a terminal has no shim log writer: %v", err)
+	}
+	ctrWaitLogLine(t, logPath, "stdout", "tick-3", 30*time.Second)
+
+	s, q := shimlogTTYAttach(t, rc, id)
+	s.send(t, "echo before-$((20+1))\n")
+	streamWaitOutput(t, s.out, "before-21\r\n", 30*time.Second)
+	s.send(t, "stty size\n")
+	streamWaitOutput(t, s.out, "24 80", 30*time.Second)
+	q.C <- framework.TerminalSize{Width: 132, Height: 43}
+	time.Sleep(500 * time.Millisecond) // the resize goes through the task, not the stream
+	s.send(t, "stty size\n")
+	streamWaitOutput(t, s.out, "43 132", 30*time.Second)
+	s.detach()
+	_ = s.wait(t, 30*time.Second)
+
+	framework.KillDaemon(t, e.d)
+	killedAt := time.Now()
+	time.Sleep(5 * time.Second)
+	e.d.Restart()
+	restartedAt := time.Now()
+	rc = e.rc()
+	if st := framework.ContainerStatusOrFail(t, rc, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after the restart: state %s", st.State)
+	}
+	// Output written while the daemon was down was logged then.
+	var during int
+	for _, r := range framework.ReadCRILog(t, logPath) {
+		if strings.HasPrefix(r.Content, "tick-") && r.Time.After(killedAt.Add(time.Second)) && r.Time.Before(restartedAt.Add(-time.Second)) {
+			during++
+		}
+	}
+	t.Logf("%d lines logged during the %s outage", during, restartedAt.Sub(killedAt).Round(time.Millisecond))
+	if during < 5 {
+		t.Errorf("%d lines logged while the daemon was down, want >= 5 (a line every 0.2 s)", during)
+	}
+
+	s2, q2 := shimlogTTYAttach(t, rc, id)
+	s2.send(t, "echo after-$((2+3))\n")
+	streamWaitOutput(t, s2.out, "after-5\r\n", 30*time.Second)
+	q2.C <- framework.TerminalSize{Width: 100, Height: 30}
+	time.Sleep(500 * time.Millisecond)
+	s2.send(t, "stty size\n")
+	streamWaitOutput(t, s2.out, "30 100", 30*time.Second)
+	s2.send(t, "exit 7\n")
+	if err := s2.wait(t, 30*time.Second); err != nil {
+		t.Logf("attach ended with %v", err)
+	}
+	st := framework.WaitForContainerState(t, rc, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
+	if st.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7", st.ExitCode)
+	}
+	lines := framework.CRILogLines(framework.ReadCRILog(t, logPath), "stdout")
+	for _, want := range []string{"before-21", "after-5", "43 132", "30 100"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("container log lacks %q", want)
+		}
+	}
+
+	// stdin without a terminal: the daemon's FIFOs, attach still works.
+	cfg2 := framework.NewContainerConfig("stdin-only", framework.BusyboxImageRef, "sh")
+	cfg2.Stdin = true
+	id2 := e.run(podID, podCfg, cfg2)
+	if _, err := os.Stat(filepath.Join(e.d.StateDir(), "containers", id2, "log.sock")); err == nil {
+		t.Errorf("container with stdin and no terminal uses the shim log writer (its stdin would be /dev/null)")
+	}
+	s3 := streamStartAttach(t, rc, id2, false)
+	s3.send(t, "echo plain-$((3*3))\n")
+	streamWaitOutput(t, s3.out, "plain-9\n", 30*time.Second)
+	s3.detach()
+	_ = s3.wait(t, 30*time.Second)
 }
