@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 	"github.com/cri-containerd/cri-containerd/spec"
@@ -60,11 +61,11 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	if err != nil {
 		return nil, fmt.Errorf("resolving image %q: %w", cfg.GetImage().GetImage(), err)
 	}
-	cimg, err := s.containerdImage(ctx, []string{img.ID}, img.RepoTags, img.RepoDigests)
+	cimg, err := backend.FindImage(ctx, s.deps.Containerd, []string{img.ID}, img.RepoTags, img.RepoDigests)
 	if err != nil {
 		return nil, fmt.Errorf("loading image %q from containerd: %w", cfg.GetImage().GetImage(), err)
 	}
-	handler, rt, err := s.runtimeFor(sbMeta.RuntimeHandler)
+	handler, rt, err := s.config.RuntimeFor(sbMeta.RuntimeHandler)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	}
 	// Image volumes: resolve and mount them, pointing the mounts' host paths there.
 	cfg = proto.Clone(cfg).(*runtimeapi.ContainerConfig)
-	if err := s.mountImageVolumes(ctx, sb.ID, s.snapshotterFor(rt), cfg.GetMounts()); err != nil {
+	if err := s.mountImageVolumes(ctx, sb.ID, s.config.SnapshotterFor(rt), cfg.GetMounts()); err != nil {
 		return nil, err
 	}
 	imageName := cfg.GetImage().GetUserSpecifiedImage()
@@ -129,7 +130,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		ResolvConfPath:            paths.ResolvConfPath(),
 		ShmPath:                   shmPath,
 		CgroupParent:              sbCfg.GetLinux().GetCgroupParent(),
-		SystemdCgroup:             systemdCgroup(rt, s.config),
+		SystemdCgroup:             s.config.SystemdCgroup(rt),
 		RestrictOOMScoreAdj:       s.restrictOOM,
 		DisableAppArmor:           s.config.DisableAppArmor,
 		ImageVolumeDir:            imageVolumeDir,
@@ -152,12 +153,12 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		StopSignal: stopSignal,
 		CreatedAt:  time.Now().UnixNano(),
 	}
-	ctr, err := s.newContainerdContainer(ctx, id,
-		containerd.WithSnapshotter(s.snapshotterFor(rt)),
+	ctr, err := backend.NewContainer(ctx, s.deps.Containerd, id,
+		containerd.WithSnapshotter(s.config.SnapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		withImageVolumeContent(spec.ImageVolumes(img.Config, cfg.GetMounts(), imageVolumeDir)),
 		containerd.WithImageName(cimg.Name()),
-		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
+		containerd.WithRuntime(rt.Type, s.config.RuncOptions(rt)),
 		containerd.WithContainerLabels(map[string]string{
 			sandbox.LabelKind:      sandbox.KindContainer,
 			sandbox.LabelSandboxID: sb.ID,
@@ -170,7 +171,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	}
 	defer func() {
 		if retErr != nil {
-			rollbackContainerdContainer(ctx, ctr, log)
+			backend.RollbackContainer(ctx, ctr, log)
 		}
 	}()
 	if ociSpec, err := ctr.Spec(ctx); err == nil && ociSpec.Process != nil {
@@ -179,7 +180,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 		for _, g := range ociSpec.Process.User.AdditionalGids {
 			md.SupplementalGroups = append(md.SupplementalGroups, int64(g))
 		}
-		if err := ctr.Update(ctx, updateExtension(container.MetadataExtension, &md)); err != nil {
+		if err := ctr.Update(ctx, backend.UpdateExtension(container.MetadataExtension, &md)); err != nil {
 			return nil, fmt.Errorf("persisting container metadata: %w", err)
 		}
 	}

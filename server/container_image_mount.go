@@ -18,6 +18,7 @@ import (
 	crierrors "k8s.io/cri-api/pkg/errors"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -67,7 +68,7 @@ func (s *Service) mountImageVolume(ctx context.Context, sandboxID, snapshotter s
 	if err != nil {
 		return fmt.Errorf("image volume %q: %w", ref, err)
 	}
-	cimg, err := s.containerdImage(ctx, []string{img.ID}, img.RepoTags, img.RepoDigests)
+	cimg, err := backend.FindImage(ctx, s.deps.Containerd, []string{img.ID}, img.RepoTags, img.RepoDigests)
 	if err != nil {
 		return fmt.Errorf("image volume %q: %w", ref, err)
 	}

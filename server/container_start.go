@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/container"
 	"github.com/cri-containerd/cri-containerd/containerio"
 	"github.com/cri-containerd/cri-containerd/sandbox"
@@ -84,7 +85,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 	}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := cleanupCtx(ctx)
+			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
 			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				klog.ErrorS(err, "Rollback: deleting task", "containerID", c.ID)

@@ -185,11 +185,11 @@ func (s *Service) containerSnapshotter(c *container.Container) string {
 	if err != nil {
 		return s.config.Snapshotter
 	}
-	_, rt, err := s.runtimeFor(sb.GetMetadata().RuntimeHandler)
+	_, rt, err := s.config.RuntimeFor(sb.GetMetadata().RuntimeHandler)
 	if err != nil {
 		return s.config.Snapshotter
 	}
-	return s.snapshotterFor(rt)
+	return s.config.SnapshotterFor(rt)
 }
 
 // writableLayer returns the usage of the container's writable layer (its

@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/container"
 )
 
@@ -56,7 +57,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtimeapi.Up
 	}
 	var task containerd.Task // set once its cgroup was changed
 	rollback := func() {
-		cctx, cancel := cleanupCtx(ctx)
+		cctx, cancel := backend.CleanupCtx(ctx)
 		defer cancel()
 		if task != nil && old.Linux != nil && old.Linux.Resources != nil {
 			if err := task.Update(cctx, containerd.WithResources(old.Linux.Resources)); err != nil && !errdefs.IsNotFound(err) {

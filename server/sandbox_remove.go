@@ -32,8 +32,8 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	}
 	sb.StopMu.Lock()
 	defer sb.StopMu.Unlock()
-	if _, rt, err := s.runtimeFor(sb.RuntimeHandler); err == nil {
-		s.removeImageVolumes(ctx, sb.ID, s.snapshotterFor(rt))
+	if _, rt, err := s.config.RuntimeFor(sb.RuntimeHandler); err == nil {
+		s.removeImageVolumes(ctx, sb.ID, s.config.SnapshotterFor(rt))
 	}
 	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)

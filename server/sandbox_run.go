@@ -11,27 +11,21 @@ import (
 	"strings"
 	"time"
 
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/cni"
-	"github.com/cri-containerd/cri-containerd/config"
-	"github.com/cri-containerd/cri-containerd/image"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 	"github.com/cri-containerd/cri-containerd/spec"
 )
 
 // cleanupTimeout bounds each rollback step, which runs on a context that is
 // not cancelled with the request's.
-const cleanupTimeout = time.Minute
+const cleanupTimeout = backend.CleanupTimeout
 
 // RunPodSandbox creates and starts a pod sandbox: name reservation, pause
 // image, netns, pod files, the containerd container (metadata persisted
@@ -43,7 +37,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err := validateSandboxConfig(cfg); err != nil {
 		return nil, err
 	}
-	handler, rt, err := s.runtimeFor(r.GetRuntimeHandler())
+	handler, rt, err := s.config.RuntimeFor(r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +63,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	cimg, err := s.deps.Containerd.GetImage(ctx, img.ID)
 	if err != nil {
-		cimg, err = s.containerdImage(ctx, img.RepoTags, img.RepoDigests)
+		cimg, err = backend.FindImage(ctx, s.deps.Containerd, img.RepoTags, img.RepoDigests)
 		if err != nil {
 			return nil, fmt.Errorf("loading sandbox image %q from containerd: %w", s.config.SandboxImage, err)
 		}
@@ -150,7 +144,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		ResolvConfPath:          paths.ResolvConfPath(),
 		ShmPath:                 shmPath,
 		CgroupParent:            cfg.GetLinux().GetCgroupParent(),
-		SystemdCgroup:           systemdCgroup(rt, s.config),
+		SystemdCgroup:           s.config.SystemdCgroup(rt),
 		RestrictOOMScoreAdj:     s.restrictOOM,
 		EnableUnprivilegedPorts: s.config.EnableUnprivilegedPorts,
 		EnableUnprivilegedICMP:  s.config.EnableUnprivilegedICMP,
@@ -160,11 +154,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err != nil {
 		return nil, fmt.Errorf("generating sandbox spec: %w", err)
 	}
-	ctr, err := s.newContainerdContainer(ctx, id,
-		containerd.WithSnapshotter(s.snapshotterFor(rt)),
+	ctr, err := backend.NewContainer(ctx, s.deps.Containerd, id,
+		containerd.WithSnapshotter(s.config.SnapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg),
 		containerd.WithImageName(cimg.Name()),
-		containerd.WithRuntime(rt.Type, runcOptions(rt, s.config)),
+		containerd.WithRuntime(rt.Type, s.config.RuncOptions(rt)),
 		containerd.WithContainerLabels(map[string]string{sandbox.LabelKind: sandbox.KindSandbox}),
 		containerd.WithContainerExtension(sandbox.MetadataExtension, &md),
 		containerd.WithNewSpec(specOpts...),
@@ -174,7 +168,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	defer func() {
 		if retErr != nil && !keep {
-			rollbackContainerdContainer(ctx, ctr, log)
+			backend.RollbackContainer(ctx, ctr, log)
 		}
 	}()
 
@@ -192,7 +186,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 			if retErr == nil || !attempted {
 				return
 			}
-			cctx, cancel := cleanupCtx(ctx)
+			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
 			if err := cni.TeardownPod(cctx, s.deps.Network, id, md.NetNSPath, cniArgs, added); err != nil {
 				log.Error(err, "Rollback: CNI DEL failed; keeping the sandbox NOTREADY so that StopPodSandbox/RemovePodSandbox retry")
@@ -216,7 +210,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 		if err != nil {
 			return nil, fmt.Errorf("pod network for %s: %w", id, err)
 		}
-		if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+		if err := ctr.Update(ctx, backend.UpdateExtension(sandbox.MetadataExtension, &md)); err != nil {
 			return nil, fmt.Errorf("persisting sandbox network: %w", err)
 		}
 	}
@@ -230,7 +224,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := cleanupCtx(ctx)
+			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
 			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				log.Error(err, "Rollback: deleting pause task")
@@ -252,7 +246,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	}
 	sb.SetReady(task.Pid())
 	md = sb.UpdateMetadata(func(m *sandbox.Metadata) { m.Phase = sandbox.PhaseCreated })
-	if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+	if err := ctr.Update(ctx, backend.UpdateExtension(sandbox.MetadataExtension, &md)); err != nil {
 		return nil, fmt.Errorf("persisting sandbox state: %w", err)
 	}
 	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
@@ -267,7 +261,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 // one. StopPodSandbox retries the CNI DEL and RemovePodSandbox removes the rest.
 func (s *Service) keepUntornSandbox(ctx context.Context, ctr containerd.Container, md sandbox.Metadata, log klog.Logger) {
 	md.Phase = sandbox.PhaseCreating
-	if err := ctr.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+	if err := ctr.Update(ctx, backend.UpdateExtension(sandbox.MetadataExtension, &md)); err != nil {
 		log.Error(err, "Persisting the kept sandbox")
 	}
 	sb := sandbox.New(md)
@@ -292,38 +286,6 @@ func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig) error {
 	return nil
 }
 
-// runtimeFor resolves a CRI runtime handler name.
-func (s *Service) runtimeFor(handler string) (string, config.Runtime, error) {
-	if handler == "" {
-		handler = s.config.DefaultRuntimeName
-	}
-	rt, ok := s.config.Runtimes[handler]
-	if !ok {
-		return "", config.Runtime{}, fmt.Errorf("no runtime for %q is configured: %w", handler, errdefs.ErrInvalidArgument)
-	}
-	return handler, rt, nil
-}
-
-func (s *Service) snapshotterFor(rt config.Runtime) string {
-	if rt.Snapshotter != "" {
-		return rt.Snapshotter
-	}
-	return s.config.Snapshotter
-}
-
-func runcOptions(rt config.Runtime, cfg config.Config) *runcoptions.Options {
-	return &runcoptions.Options{
-		BinaryName:    rt.BinaryName,
-		Root:          rt.Root,
-		SystemdCgroup: systemdCgroup(rt, cfg),
-	}
-}
-
-// systemdCgroup tells whether a runtime handler uses the systemd cgroup driver.
-func systemdCgroup(rt config.Runtime, cfg config.Config) bool {
-	return rt.SystemdCgroup || cfg.CgroupDriver == "systemd"
-}
-
 // sandboxName is the unique CRI name of a pod sandbox.
 func sandboxName(md *runtimeapi.PodSandboxMetadata) string {
 	return strings.Join([]string{md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
@@ -346,69 +308,4 @@ func sandboxAnnotations(id string, cfg *runtimeapi.PodSandboxConfig) map[string]
 		"io.kubernetes.cri.sandbox-uid":           cfg.GetMetadata().GetUid(),
 		"io.kubernetes.cri.sandbox-log-directory": cfg.GetLogDirectory(),
 	}
-}
-
-// updateExtension replaces one extension of a containerd container.
-func updateExtension(name string, v any) containerd.UpdateContainerOpts {
-	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {
-		a, err := typeurl.MarshalAny(v)
-		if err != nil {
-			return fmt.Errorf("marshalling extension %s: %w", name, err)
-		}
-		if c.Extensions == nil {
-			c.Extensions = map[string]typeurl.Any{}
-		}
-		c.Extensions[name] = a
-		return nil
-	}
-}
-
-// newContainerdContainer creates a containerd container under a temporary
-// lease of ours (labelled, so that the next start deletes it if the daemon is
-// killed meanwhile; the client's own lease would pin the snapshot for 24 h).
-// The context survives the caller giving up, so the lease is always released.
-func (s *Service) newContainerdContainer(ctx context.Context, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
-	nctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	lm := s.deps.Containerd.LeasesService()
-	l, err := lm.Create(nctx, image.TemporaryLeaseOpts("create", time.Hour)...)
-	if err != nil {
-		return nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
-	}
-	defer func() {
-		if err := lm.Delete(nctx, l); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Releasing the create lease", "id", id, "lease", l.ID)
-		}
-	}()
-	return s.deps.Containerd.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
-}
-
-// rollbackContainerdContainer deletes a container (and its snapshot) that a
-// failed create made.
-func rollbackContainerdContainer(ctx context.Context, ctr containerd.Container, log klog.Logger) {
-	cctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		log.Error(err, "Rollback: deleting containerd container")
-	}
-}
-
-// cleanupCtx returns a context for rollback work that survives the request's cancellation.
-func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-}
-
-// containerdImage finds the containerd image record under any of the names.
-func (s *Service) containerdImage(ctx context.Context, names ...[]string) (containerd.Image, error) {
-	var lastErr error = errdefs.ErrNotFound
-	for _, list := range names {
-		for _, n := range list {
-			img, err := s.deps.Containerd.GetImage(ctx, n)
-			if err == nil {
-				return img, nil
-			}
-			lastErr = err
-		}
-	}
-	return nil, lastErr
 }

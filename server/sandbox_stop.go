@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
@@ -123,7 +124,7 @@ func (s *Service) teardownNetwork(ctx context.Context, sb *sandbox.Sandbox) erro
 	}
 	_ = os.RemoveAll(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID).NetNSDir)
 	md = sb.UpdateMetadata(func(m *sandbox.Metadata) { m.NetworkTornDown = true })
-	if err := sb.Container.Update(ctx, updateExtension(sandbox.MetadataExtension, &md)); err != nil && !errdefs.IsNotFound(err) {
+	if err := sb.Container.Update(ctx, backend.UpdateExtension(sandbox.MetadataExtension, &md)); err != nil && !errdefs.IsNotFound(err) {
 		klog.ErrorS(err, "Persisting network teardown", "podSandboxID", md.ID)
 	}
 	return nil

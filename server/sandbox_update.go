@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -35,7 +36,7 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, r *runtimeapi.U
 		}
 	})
 	if sb.Container != nil {
-		if err := sb.Container.Update(s.nsCtx(ctx), updateExtension(sandbox.MetadataExtension, &md)); err != nil {
+		if err := sb.Container.Update(s.nsCtx(ctx), backend.UpdateExtension(sandbox.MetadataExtension, &md)); err != nil {
 			sb.UpdateMetadata(func(m *sandbox.Metadata) { m.Resources, m.Overhead = prev.Resources, prev.Overhead })
 			if errdefs.IsNotFound(err) {
 				return nil, fmt.Errorf("pod sandbox %s is being removed: %w", sb.ID, errdefs.ErrNotFound)

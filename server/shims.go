@@ -23,7 +23,7 @@ func (s *Service) reapShims(id, handler string) {
 		return
 	}
 	var runcRoot string
-	if _, rt, err := s.runtimeFor(handler); err == nil && rt.Type == runcV2 {
+	if _, rt, err := s.config.RuntimeFor(handler); err == nil && rt.Type == runcV2 {
 		root := rt.Root
 		if root == "" {
 			root = defaultRuncRoot

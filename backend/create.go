@@ -1,0 +1,90 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/image"
+)
+
+// Helpers the sandbox and container creates share: making a containerd
+// container safely, undoing it, and persisting metadata in its extensions.
+
+// CleanupTimeout bounds each rollback step, which runs on a context that is
+// not cancelled with the request's.
+const CleanupTimeout = time.Minute
+
+// CleanupCtx returns a context for rollback work that survives the
+// request's cancellation, bounded by CleanupTimeout.
+func CleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+}
+
+// NewContainer creates a containerd container under a temporary lease of
+// ours (labelled, so that the next start deletes it if the daemon is killed
+// meanwhile; the client's own lease would pin the snapshot for 24 h). The
+// context survives the caller giving up, so the lease is always released.
+func NewContainer(ctx context.Context, c Containerd, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
+	nctx, cancel := CleanupCtx(ctx)
+	defer cancel()
+	lm := c.LeasesService()
+	l, err := lm.Create(nctx, image.TemporaryLeaseOpts("create", time.Hour)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
+	}
+	defer func() {
+		if err := lm.Delete(nctx, l); err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Releasing the create lease", "id", id, "lease", l.ID)
+		}
+	}()
+	return c.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
+}
+
+// RollbackContainer deletes a container (and its snapshot) that a failed
+// create made; failures are logged.
+func RollbackContainer(ctx context.Context, ctr containerd.Container, log klog.Logger) {
+	cctx, cancel := CleanupCtx(ctx)
+	defer cancel()
+	if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		log.Error(err, "Rollback: deleting containerd container")
+	}
+}
+
+// FindImage finds the containerd image record under any of the names
+// (tried in order); the last error when none is known.
+func FindImage(ctx context.Context, c Containerd, names ...[]string) (containerd.Image, error) {
+	var lastErr error = errdefs.ErrNotFound
+	for _, list := range names {
+		for _, n := range list {
+			img, err := c.GetImage(ctx, n)
+			if err == nil {
+				return img, nil
+			}
+			lastErr = err
+		}
+	}
+	return nil, lastErr
+}
+
+// UpdateExtension replaces one extension of a containerd container.
+func UpdateExtension(name string, v any) containerd.UpdateContainerOpts {
+	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {
+		a, err := typeurl.MarshalAny(v)
+		if err != nil {
+			return fmt.Errorf("marshalling extension %s: %w", name, err)
+		}
+		if c.Extensions == nil {
+			c.Extensions = map[string]typeurl.Any{}
+		}
+		c.Extensions[name] = a
+		return nil
+	}
+}
