@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,7 +30,14 @@ type Config struct {
 	Endpoint string // unix:///path of the daemon's CRI socket
 	N        int    // requests to send
 	Seed     int64
-	Image    string // image of the real container (pulled through the daemon)
+	// Workers send requests concurrently, each with its own real pod and
+	// container and its own generator seeded from Seed (workerSeeds), so a
+	// seed reproduces every worker's request sequence.
+	Workers int
+	// MaxDuration, when set, ends the sending after that long even if
+	// fewer than N requests went out; cleanup and leak checks still run.
+	MaxDuration time.Duration
+	Image       string // image of the real container (pulled through the daemon)
 	// CallTimeout is every request's deadline; a request that hits it on an
 	// RPC that must be quick is a hang.
 	CallTimeout time.Duration
@@ -49,15 +58,16 @@ type Config struct {
 // Summary is the outcome of a run.
 type Summary struct {
 	Requests  int
-	Duration  time.Duration
+	Duration  time.Duration // sending, without the final cleanup
 	Codes     map[codes.Code]int
 	PerRPC    map[string]map[codes.Code]int
-	Panics    int      // "panic:" in the daemon log, or the daemon died
-	Crashes   int      // the daemon stopped answering
-	Hangs     []string // quick RPCs that hit the deadline, failed liveness probes
-	Slow      int      // slow RPCs (pull, stop, exec) that hit the deadline: allowed
-	Recreated int      // times the real pod/container were made again
-	Pods      int      // sandboxes the run created
+	Time      map[string]time.Duration // time spent in each RPC (profile)
+	Panics    int                      // "panic:" in the daemon log, or the daemon died
+	Crashes   int                      // the daemon stopped answering
+	Hangs     []string                 // quick RPCs that hit the deadline, failed liveness probes
+	Slow      int                      // slow RPCs (pull, stop, exec) that hit the deadline: allowed
+	Recreated int                      // times the real pod/container were made again
+	Pods      int                      // sandboxes the run created
 	Leaks     []string
 	Unknown   []string // the first distinct Unknown errors (candidates for validation)
 }
@@ -128,6 +138,7 @@ type realTargets struct {
 
 type fuzzer struct {
 	cfg     Config
+	worker  int
 	g       *gen
 	conn    *grpc.ClientConn
 	rc      runtimeapi.RuntimeServiceClient
@@ -137,6 +148,68 @@ type fuzzer struct {
 	sum     Summary
 	pods    map[string]bool // every sandbox ID seen
 	ctrs    map[string]bool
+	// extra lists the pods and containers this worker's requests made
+	// besides the real ones, oldest first; trim removes the oldest.
+	extraPods, extraCtrs []string
+}
+
+// maxExtra is how many pods (and containers) made by requests a worker
+// keeps before removing the oldest: enough for requests to find made
+// objects, few enough that the daemon does not slow down as the run grows.
+const maxExtra = 8
+
+// workerSeeds derives one seed per worker from seed; worker 0 uses seed
+// itself, so a one-worker run is the same as before workers existed.
+func workerSeeds(seed int64, n int) []int64 {
+	r := rand.New(rand.NewSource(seed))
+	out := make([]int64, n)
+	out[0] = seed
+	for i := 1; i < n; i++ {
+		out[i] = r.Int63()
+	}
+	return out
+}
+
+// share is how many of n requests worker w of workers sends.
+func share(n, workers, w int) int {
+	s := n / workers
+	if w < n%workers {
+		s++
+	}
+	return s
+}
+
+func newSummary() Summary {
+	return Summary{Codes: map[codes.Code]int{}, PerRPC: map[string]map[codes.Code]int{}, Time: map[string]time.Duration{}}
+}
+
+// merge adds a worker's summary to s.
+func (s *Summary) merge(o *Summary) {
+	s.Requests += o.Requests
+	for c, n := range o.Codes {
+		s.Codes[c] += n
+	}
+	for name, pc := range o.PerRPC {
+		if s.PerRPC[name] == nil {
+			s.PerRPC[name] = map[codes.Code]int{}
+		}
+		for c, n := range pc {
+			s.PerRPC[name][c] += n
+		}
+	}
+	for name, d := range o.Time {
+		s.Time[name] += d
+	}
+	s.Crashes += o.Crashes
+	s.Hangs = append(s.Hangs, o.Hangs...)
+	s.Slow += o.Slow
+	s.Recreated += o.Recreated
+	s.Leaks = append(s.Leaks, o.Leaks...)
+	for _, u := range o.Unknown {
+		if len(s.Unknown) < 20 && !containsString(s.Unknown, u) {
+			s.Unknown = append(s.Unknown, u)
+		}
+	}
 }
 
 // Run sends cfg.N random requests, then removes everything and checks leaks.
@@ -156,13 +229,18 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	defer conn.Close()
-	f := &fuzzer{
-		cfg: cfg, g: &gen{r: rand.New(rand.NewSource(cfg.Seed))}, conn: conn,
-		rc: runtimeapi.NewRuntimeServiceClient(conn), ic: runtimeapi.NewImageServiceClient(conn),
-		pods: map[string]bool{}, ctrs: map[string]bool{},
-		sum: Summary{Codes: map[codes.Code]int{}, PerRPC: map[string]map[codes.Code]int{}},
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
 	}
-	f.profile = filepath.Join(cfg.WorkDir, "seccomp-allow.json")
+	mk := func(w int, seed int64) *fuzzer {
+		return &fuzzer{
+			cfg: cfg, worker: w, g: &gen{r: rand.New(rand.NewSource(seed))}, conn: conn,
+			rc: runtimeapi.NewRuntimeServiceClient(conn), ic: runtimeapi.NewImageServiceClient(conn),
+			pods: map[string]bool{}, ctrs: map[string]bool{}, sum: newSummary(),
+			profile: filepath.Join(cfg.WorkDir, "seccomp-allow.json"),
+		}
+	}
+	f := mk(0, cfg.Seed) // the whole run: cleanup, leak checks, summary
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -174,28 +252,48 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	start := time.Now()
-	if err := f.ensureReal(ctx); err != nil {
-		return nil, fmt.Errorf("creating the real pod and container: %w", err)
+	var (
+		crashed atomic.Bool
+		sent    atomic.Int64
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		firstE  error
+	)
+	lctx := ctx
+	if cfg.MaxDuration > 0 {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, cfg.MaxDuration)
+		defer cancel()
 	}
-	for i := 0; i < cfg.N && ctx.Err() == nil; i++ {
-		m := ms[f.g.r.Intn(len(ms))]
-		f.one(ctx, m)
-		if f.sum.Crashes > 0 {
-			break
-		}
-		if (m.mutating && f.sum.Requests%5 == 0) || i%50 == 49 {
-			if err := f.ensureReal(ctx); err != nil && !f.alive(ctx) {
-				f.sum.Crashes++
-				break
+	ws := make([]*fuzzer, cfg.Workers)
+	for w, seed := range workerSeeds(cfg.Seed, cfg.Workers) {
+		ws[w] = mk(w, seed)
+		wg.Add(1)
+		go func(wf *fuzzer) {
+			defer wg.Done()
+			if err := wf.loop(lctx, ms, share(cfg.N, cfg.Workers, wf.worker), &crashed, &sent, start); err != nil {
+				errMu.Lock()
+				if firstE == nil {
+					firstE = err
+				}
+				errMu.Unlock()
+				crashed.Store(true) // stop the others
 			}
+		}(ws[w])
+	}
+	wg.Wait()
+	for _, wf := range ws {
+		f.sum.merge(&wf.sum)
+		for id := range wf.pods {
+			f.pods[id] = true
 		}
-		if i%20 == 19 && !f.alive(ctx) {
-			f.sum.Crashes++
-			break
+		for id := range wf.ctrs {
+			f.ctrs[id] = true
 		}
-		if cfg.Progress != nil && (i+1)%500 == 0 {
-			fmt.Fprintf(cfg.Progress, "%d/%d requests, %s, codes %v\n", i+1, cfg.N, time.Since(start).Round(time.Second), f.sum.Codes)
-		}
+	}
+	sendTime := time.Since(start)
+	if firstE != nil && f.sum.Crashes == 0 {
+		return nil, firstE
 	}
 	if f.sum.Crashes == 0 {
 		f.cleanup(ctx)
@@ -209,8 +307,73 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		f.sum.Panics = 1 // a gRPC handler panic kills the daemon: count the death as one
 	}
 	f.sum.Pods = len(f.pods)
-	f.sum.Duration = time.Since(start)
+	f.sum.Duration = sendTime
 	return &f.sum, nil
+}
+
+// loop is one worker: it sends n requests, keeping its real pod and
+// container alive, until done or until some worker saw the daemon crash.
+func (f *fuzzer) loop(ctx context.Context, ms []rpcMethod, n int, crashed *atomic.Bool, sent *atomic.Int64, start time.Time) error {
+	if err := f.ensureReal(ctx); err != nil {
+		if !f.alive(ctx) {
+			f.sum.Crashes++
+			return nil
+		}
+		return fmt.Errorf("creating the real pod and container: %w", err)
+	}
+	for i := 0; i < n && ctx.Err() == nil && !crashed.Load(); i++ {
+		m := ms[f.g.r.Intn(len(ms))]
+		f.one(ctx, m)
+		if f.sum.Crashes > 0 {
+			crashed.Store(true)
+			break
+		}
+		if (m.mutating && f.sum.Requests%5 == 0) || i%50 == 49 {
+			if err := f.ensureReal(ctx); err != nil && ctx.Err() == nil && !f.alive(ctx) {
+				f.sum.Crashes++
+				crashed.Store(true)
+				break
+			}
+		}
+		if i%20 == 19 && ctx.Err() == nil && !f.alive(ctx) {
+			f.sum.Crashes++
+			crashed.Store(true)
+			break
+		}
+		if i%25 == 24 {
+			f.trim(ctx)
+		}
+		if done := sent.Add(1); f.cfg.Progress != nil && done%500 == 0 {
+			fmt.Fprintf(f.cfg.Progress, "%d/%d requests, %s, %.1f req/s\n", done, f.cfg.N, time.Since(start).Round(time.Second),
+				float64(done)/time.Since(start).Seconds())
+		}
+	}
+	return nil
+}
+
+// trim removes the oldest pods and containers this worker's requests made
+// beyond maxExtra (never the real ones).
+func (f *fuzzer) trim(ctx context.Context) {
+	cctx, cancel := f.callCtx(ctx)
+	defer cancel()
+	for len(f.extraCtrs) > maxExtra {
+		id := f.extraCtrs[0]
+		f.extraCtrs = f.extraCtrs[1:]
+		if id == f.real.ctrID {
+			continue
+		}
+		_, _ = f.rc.StopContainer(cctx, &runtimeapi.StopContainerRequest{ContainerId: id})
+		_, _ = f.rc.RemoveContainer(cctx, &runtimeapi.RemoveContainerRequest{ContainerId: id})
+	}
+	for len(f.extraPods) > maxExtra {
+		id := f.extraPods[0]
+		f.extraPods = f.extraPods[1:]
+		if id == f.real.podID {
+			continue
+		}
+		_, _ = f.rc.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+		_, _ = f.rc.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+	}
 }
 
 // one sends one random request of m.
@@ -234,6 +397,7 @@ func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 		f.sum.PerRPC[m.name] = map[codes.Code]int{}
 	}
 	f.sum.PerRPC[m.name][code]++
+	f.sum.Time[m.name] += took
 	if err == nil {
 		f.record(m.name, resp)
 	}
@@ -256,7 +420,7 @@ func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 	}
 	switch code {
 	case codes.Unavailable, codes.Internal:
-		if !f.alive(ctx) {
+		if ctx.Err() == nil && !f.alive(ctx) {
 			f.sum.Crashes++
 		}
 	}
@@ -309,8 +473,10 @@ func (f *fuzzer) record(name string, resp proto.Message) {
 	switch r := resp.(type) {
 	case *runtimeapi.RunPodSandboxResponse:
 		f.pods[r.GetPodSandboxId()] = true
+		f.extraPods = append(f.extraPods, r.GetPodSandboxId())
 	case *runtimeapi.CreateContainerResponse:
 		f.ctrs[r.GetContainerId()] = true
+		f.extraCtrs = append(f.extraCtrs, r.GetContainerId())
 	}
 }
 
@@ -360,8 +526,12 @@ func short(m proto.Message) string {
 // Table renders the summary.
 func (s *Summary) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "live CRI fuzz: %d requests in %s, %d pods made, real pod/container made again %d times\n",
-		s.Requests, s.Duration.Round(time.Second), s.Pods, s.Recreated)
+	rate := 0.0
+	if s.Duration > 0 {
+		rate = float64(s.Requests) / s.Duration.Seconds()
+	}
+	fmt.Fprintf(&b, "live CRI fuzz: %d requests in %s (%.1f req/s), %d pods made, real pods/containers made again %d times\n",
+		s.Requests, s.Duration.Round(time.Second), rate, s.Pods, s.Recreated)
 	var cs []codes.Code
 	for c := range s.Codes {
 		cs = append(cs, c)
@@ -376,7 +546,7 @@ func (s *Summary) Table() string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(&b, "%-28s %6s %6s %8s %8s %6s\n", "rpc", "sent", "OK", "InvalArg", "NotFound", "other")
+	fmt.Fprintf(&b, "%-28s %6s %6s %8s %8s %6s %9s\n", "rpc", "sent", "OK", "InvalArg", "NotFound", "other", "time")
 	for _, n := range names {
 		pc := s.PerRPC[n]
 		total := 0
@@ -384,7 +554,7 @@ func (s *Summary) Table() string {
 			total += v
 		}
 		other := total - pc[codes.OK] - pc[codes.InvalidArgument] - pc[codes.NotFound]
-		fmt.Fprintf(&b, "%-28s %6d %6d %8d %8d %6d\n", n, total, pc[codes.OK], pc[codes.InvalidArgument], pc[codes.NotFound], other)
+		fmt.Fprintf(&b, "%-28s %6d %6d %8d %8d %6d %9s\n", n, total, pc[codes.OK], pc[codes.InvalidArgument], pc[codes.NotFound], other, s.Time[n].Round(time.Second))
 	}
 	fmt.Fprintf(&b, "%-10s %-8s %-6s %-6s %-14s %-6s\n", "panics", "crashes", "hangs", "leaks", "slow(allowed)", "result")
 	result := "PASS"

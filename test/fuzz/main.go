@@ -37,6 +37,8 @@ func main() {
 	var skip string
 	flag.StringVar(&cfg.Endpoint, "endpoint", "", "CRI endpoint of a PRIVATE daemon (unix:///path)")
 	flag.IntVar(&cfg.N, "n", 2000, "requests to send")
+	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent workers, each with its own real pod and container and a seed derived from -seed")
+	flag.DurationVar(&cfg.MaxDuration, "max-duration", 0, "stop sending after this long even if fewer than -n requests went out (0: no limit)")
 	flag.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano(), "random seed")
 	flag.StringVar(&cfg.Image, "image", "registry.k8s.io/e2e-test-images/busybox:1.29-2", "image of the real container (needs sh and sleep)")
 	flag.DurationVar(&cfg.CallTimeout, "call-timeout", 30*time.Second, "deadline of each request; quick RPCs that hit it are hangs")
@@ -71,7 +73,7 @@ func main() {
 	cfg.Progress = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "crifuzz: %d requests against %s, seed %d\n", cfg.N, cfg.Endpoint, cfg.Seed)
+	fmt.Fprintf(os.Stderr, "crifuzz: %d requests against %s, %d workers, seed %d\n", cfg.N, cfg.Endpoint, cfg.Workers, cfg.Seed)
 	sum, err := Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crifuzz:", err)

@@ -129,7 +129,7 @@ func (f *fuzzer) ensureReal(ctx context.Context) error {
 			_, _ = f.rc.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: f.real.podID})
 			_, _ = f.rc.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: f.real.podID})
 		}
-		cfg := f.podTemplate(fmt.Sprintf("real-%d", f.sum.Recreated))
+		cfg := f.podTemplate(fmt.Sprintf("real-w%d-%d", f.worker, f.sum.Recreated))
 		resp, err := f.rc.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 		if err != nil {
 			f.real.podID = ""
@@ -144,7 +144,7 @@ func (f *fuzzer) ensureReal(ctx context.Context) error {
 		}
 	}
 	resp, err := f.rc.CreateContainer(cctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: f.real.podID, Config: f.ctrTemplate(fmt.Sprintf("real-%d", f.sum.Recreated), f.real.podCfg), SandboxConfig: f.real.podCfg,
+		PodSandboxId: f.real.podID, Config: f.ctrTemplate(fmt.Sprintf("real-w%d-%d", f.worker, f.sum.Recreated), f.real.podCfg), SandboxConfig: f.real.podCfg,
 	})
 	if err != nil {
 		return fmt.Errorf("CreateContainer: %w", err)
