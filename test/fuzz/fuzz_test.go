@@ -5,9 +5,12 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -163,4 +166,114 @@ func TestConfineKeepsHostEffectsInside(t *testing.T) {
 		t.Errorf("pod CIDR kept")
 	}
 	var _ protoreflect.Message = upd.ProtoReflect()
+}
+
+// TestWorkerSeedsReproducible: worker 0 keeps the run's seed, the others
+// get distinct seeds that the run's seed alone determines.
+func TestWorkerSeedsReproducible(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 7} {
+		a, b := workerSeeds(42, n), workerSeeds(42, n)
+		if len(a) != n || a[0] != 42 {
+			t.Fatalf("workerSeeds(42, %d) = %v", n, a)
+		}
+		seen := map[int64]bool{}
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("n=%d: seeds differ between calls: %v %v", n, a, b)
+			}
+			if seen[a[i]] {
+				t.Fatalf("n=%d: seed %d repeated: %v", n, a[i], a)
+			}
+			seen[a[i]] = true
+		}
+	}
+	if workerSeeds(43, 2)[1] == workerSeeds(42, 2)[1] {
+		t.Fatal("a different run seed gives the same worker seed")
+	}
+}
+
+// TestShareSplitsAllRequests: the workers' shares add up to N and differ by
+// at most one.
+func TestShareSplitsAllRequests(t *testing.T) {
+	for _, tc := range []struct{ n, workers int }{{0, 1}, {1, 4}, {100000, 4}, {2001, 3}, {5, 7}} {
+		total, lo, hi := 0, tc.n, 0
+		for w := 0; w < tc.workers; w++ {
+			s := share(tc.n, tc.workers, w)
+			total += s
+			lo, hi = min(lo, s), max(hi, s)
+		}
+		if total != tc.n || hi-lo > 1 {
+			t.Errorf("n=%d workers=%d: total %d, shares %d..%d", tc.n, tc.workers, total, lo, hi)
+		}
+	}
+}
+
+// TestSummaryMerge: merging workers' summaries adds every count and keeps
+// every hang and leak.
+func TestSummaryMerge(t *testing.T) {
+	a, b := newSummary(), newSummary()
+	a.Requests, b.Requests = 3, 4
+	a.Codes[codes.OK], b.Codes[codes.OK], b.Codes[codes.NotFound] = 2, 1, 3
+	a.PerRPC["Version"] = map[codes.Code]int{codes.OK: 2}
+	b.PerRPC["Version"] = map[codes.Code]int{codes.OK: 1}
+	a.Time["Version"], b.Time["Version"] = time.Second, 2*time.Second
+	a.Hangs, b.Hangs = []string{"x"}, []string{"y"}
+	b.Crashes, b.Recreated, a.Slow = 1, 2, 5
+	a.Unknown, b.Unknown = []string{"u"}, []string{"u", "v"}
+	s := newSummary()
+	s.merge(&a)
+	s.merge(&b)
+	if s.Requests != 7 || s.Codes[codes.OK] != 3 || s.Codes[codes.NotFound] != 3 || s.PerRPC["Version"][codes.OK] != 3 ||
+		s.Time["Version"] != 3*time.Second || len(s.Hangs) != 2 || s.Crashes != 1 || s.Recreated != 2 || s.Slow != 5 || len(s.Unknown) != 2 {
+		t.Fatalf("merged summary %+v", s)
+	}
+	if !s.Failed() {
+		t.Fatal("a merged crash and hangs must fail the run")
+	}
+}
+
+// TestTrimKeepsRealObjects: trim removes the oldest made objects beyond
+// maxExtra and never the real pod or container.
+func TestTrimKeepsRealObjects(t *testing.T) {
+	rs := &recordingRuntime{}
+	f := &fuzzer{rc: rs, real: realTargets{podID: "p0", ctrID: "c0"}}
+	for i := 0; i < maxExtra+3; i++ {
+		f.extraPods = append(f.extraPods, "p"+strconv.Itoa(i))
+		f.extraCtrs = append(f.extraCtrs, "c"+strconv.Itoa(i))
+	}
+	f.trim(context.Background())
+	if len(f.extraPods) != maxExtra || len(f.extraCtrs) != maxExtra || f.extraPods[0] != "p3" || f.extraCtrs[0] != "c3" {
+		t.Fatalf("left pods %v containers %v", f.extraPods, f.extraCtrs)
+	}
+	want := []string{"StopContainer c1", "RemoveContainer c1", "StopContainer c2", "RemoveContainer c2",
+		"StopPodSandbox p1", "RemovePodSandbox p1", "StopPodSandbox p2", "RemovePodSandbox p2"}
+	if strings.Join(rs.calls, ";") != strings.Join(want, ";") {
+		t.Fatalf("calls %v, want %v", rs.calls, want)
+	}
+}
+
+// recordingRuntime records the stop/remove calls trim makes.
+type recordingRuntime struct {
+	runtimeapi.RuntimeServiceClient
+	calls []string
+}
+
+func (r *recordingRuntime) StopContainer(_ context.Context, in *runtimeapi.StopContainerRequest, _ ...grpc.CallOption) (*runtimeapi.StopContainerResponse, error) {
+	r.calls = append(r.calls, "StopContainer "+in.GetContainerId())
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+func (r *recordingRuntime) RemoveContainer(_ context.Context, in *runtimeapi.RemoveContainerRequest, _ ...grpc.CallOption) (*runtimeapi.RemoveContainerResponse, error) {
+	r.calls = append(r.calls, "RemoveContainer "+in.GetContainerId())
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+func (r *recordingRuntime) StopPodSandbox(_ context.Context, in *runtimeapi.StopPodSandboxRequest, _ ...grpc.CallOption) (*runtimeapi.StopPodSandboxResponse, error) {
+	r.calls = append(r.calls, "StopPodSandbox "+in.GetPodSandboxId())
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+func (r *recordingRuntime) RemovePodSandbox(_ context.Context, in *runtimeapi.RemovePodSandboxRequest, _ ...grpc.CallOption) (*runtimeapi.RemovePodSandboxResponse, error) {
+	r.calls = append(r.calls, "RemovePodSandbox "+in.GetPodSandboxId())
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
