@@ -96,7 +96,7 @@ fuzz: build
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(or $(FUZZTIME),20s) ./$${t%%:*}/ || exit 1; \
 	done
 	bash -c 'set -a; source <(bash -c "source deploy/lib.sh; stack_env"); set +a; \
-		CRI_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),2000) CRI_FUZZ_SEED=$(FUZZ_SEED) $(GO) test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/'
+		CRI_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),2000) CRI_FUZZ_SEED=$(FUZZ_SEED) CRI_FUZZ_WORKERS=$(or $(FUZZ_WORKERS),4) CRI_FUZZ_MAX_DURATION=$(FUZZ_MAX_DURATION) $(GO) test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/'
 
 ## install: containerd, runc, CNI plugins, crictl, critest, crane (idempotent)
 install:
