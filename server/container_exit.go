@@ -27,6 +27,13 @@ func (s *Service) handleContainerExit(ctx context.Context, id string, pid, code 
 	if err != nil || c.ID != id {
 		return
 	}
+	if st := c.Status(); st.State() == runtimeapi.ContainerState_CONTAINER_CREATED && !st.Starting {
+		// Not started and not being started: the exit of a task that
+		// recovery deleted because a killed daemon never started it. The
+		// container stays CREATED so that StartContainer can be retried.
+		klog.V(2).InfoS("Ignoring the exit of a task never started", "containerID", id, "exitCode", code)
+		return
+	}
 	s.finishContainer(ctx, c, code, at)
 }
 
