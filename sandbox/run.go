@@ -1,0 +1,266 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/cni"
+	"github.com/cri-containerd/cri-containerd/spec"
+)
+
+// ShmSizeBytes is the size of a pod's own /dev/shm (as containerd: 64 MiB).
+const ShmSizeBytes = 64 * 1024 * 1024
+
+// Run creates and starts a pod sandbox and returns its ID: name
+// reservation, pause image, netns, pod files, the containerd container
+// (metadata persisted before anything that could leak), CNI, then the pause
+// task. Every step undoes itself when a later one fails. cfg must have been
+// validated.
+func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, runtimeHandler string) (_ string, retErr error) {
+	s := c.o
+	handler, rt, err := s.Config.RuntimeFor(runtimeHandler)
+	if err != nil {
+		return "", err
+	}
+	id := NewID()
+	name := Name(cfg.GetMetadata())
+	if err := s.Names.Reserve(name, id); err != nil {
+		return "", fmt.Errorf("reserving sandbox name %q: %w", name, err)
+	}
+	// keep is set when the network cannot be torn down: the sandbox then
+	// stays, NOTREADY, for StopPodSandbox/RemovePodSandbox to retry, so that
+	// its address is not leaked (see the pod network step).
+	keep := false
+	defer func() {
+		if retErr != nil && !keep {
+			s.Names.ReleaseByID(id)
+		}
+	}()
+	log := klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", klog.KRef(cfg.GetMetadata().GetNamespace(), cfg.GetMetadata().GetName()))
+
+	img, err := s.Deps.Images.EnsureImage(ctx, s.Config.SandboxImage, nil)
+	if err != nil {
+		return "", fmt.Errorf("getting sandbox image %q: %w", s.Config.SandboxImage, err)
+	}
+	cimg, err := s.Deps.Containerd.GetImage(ctx, img.ID)
+	if err != nil {
+		cimg, err = backend.FindImage(ctx, s.Deps.Containerd, img.RepoTags, img.RepoDigests)
+		if err != nil {
+			return "", fmt.Errorf("loading sandbox image %q from containerd: %w", s.Config.SandboxImage, err)
+		}
+	}
+
+	paths := PathsFor(s.Config.RootDir, s.Config.StateDir, id)
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNetwork := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+
+	// 1. Network namespace, in a directory named for the sandbox, so that a
+	// crash before the metadata lands can still be found and cleaned.
+	var podNS backend.NetNS
+	if !hostNetwork {
+		podNS, err = s.Deps.Host.NewNetNS(paths.NetNSDir)
+		if err != nil {
+			_ = os.RemoveAll(paths.NetNSDir) // made before the failure
+			return "", fmt.Errorf("creating network namespace: %w", err)
+		}
+		defer func() {
+			if retErr != nil && !keep {
+				if err := podNS.Remove(); err != nil {
+					log.Error(err, "Rollback: removing network namespace")
+				}
+				_ = os.RemoveAll(paths.NetNSDir)
+			}
+		}()
+	}
+
+	// 2. Pod files and /dev/shm. Each rollback is registered before its
+	// step: a step that fails half-way leaves a directory behind.
+	defer func() {
+		if retErr != nil && !keep {
+			_ = os.RemoveAll(paths.RootDir)
+		}
+	}()
+	if err := WriteFiles(paths, cfg, DefaultHostFiles); err != nil {
+		return "", err
+	}
+	defer func() {
+		if retErr != nil && !keep {
+			if err := s.Deps.Host.UnmountShm(paths.ShmPath()); err != nil {
+				log.Error(err, "Rollback: unmounting shm")
+			}
+			_ = os.RemoveAll(paths.StateDir)
+		}
+	}()
+	shmPath := ""
+	if !hostIPC {
+		shmPath = paths.ShmPath()
+		if err := s.Deps.Host.MountShm(shmPath, ShmSizeBytes); err != nil {
+			return "", err
+		}
+	}
+
+	// 3. The containerd container, carrying our metadata.
+	md := Metadata{
+		Version:        1,
+		ID:             id,
+		Name:           name,
+		Config:         cfg,
+		RuntimeHandler: handler,
+		RuntimeType:    rt.Type,
+		CreatedAt:      s.Deps.Clock.Now().UnixNano(),
+		Phase:          PhaseCreating,
+		ImageID:        img.ID,
+	}
+	if podNS != nil {
+		md.NetNSPath = podNS.GetPath()
+	}
+	specOpts, err := s.SpecGen.SandboxSpecOpts(spec.SandboxParams{
+		ID:                      id,
+		Config:                  cfg,
+		ImageConfig:             img.Config,
+		NetNSPath:               md.NetNSPath,
+		HostnamePath:            paths.HostnamePath(),
+		HostsPath:               paths.HostsPath(),
+		ResolvConfPath:          paths.ResolvConfPath(),
+		ShmPath:                 shmPath,
+		CgroupParent:            cfg.GetLinux().GetCgroupParent(),
+		SystemdCgroup:           s.Config.SystemdCgroup(rt),
+		RestrictOOMScoreAdj:     s.RestrictOOMScoreAdj,
+		EnableUnprivilegedPorts: s.Config.EnableUnprivilegedPorts,
+		EnableUnprivilegedICMP:  s.Config.EnableUnprivilegedICMP,
+		ImageName:               s.Config.SandboxImage,
+		Annotations:             Annotations(id, cfg),
+	})
+	if err != nil {
+		return "", fmt.Errorf("generating sandbox spec: %w", err)
+	}
+	ctr, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
+		containerd.WithSnapshotter(s.Config.SnapshotterFor(rt)),
+		containerd.WithNewSnapshot(id, cimg),
+		containerd.WithImageName(cimg.Name()),
+		containerd.WithRuntime(rt.Type, s.Config.RuncOptions(rt)),
+		containerd.WithContainerLabels(map[string]string{LabelKind: KindSandbox}),
+		containerd.WithContainerExtension(MetadataExtension, &md),
+		containerd.WithNewSpec(specOpts...),
+	)
+	if err != nil {
+		return "", fmt.Errorf("creating containerd container: %w", err)
+	}
+	defer func() {
+		if retErr != nil && !keep {
+			backend.RollbackContainer(ctx, ctr, log)
+		}
+	}()
+
+	// 4. Pod network. The rollback is registered before ADD: a failed ADD
+	// may have allocated an address. When even the retries of DEL without
+	// the pod's capability arguments fail, the sandbox is kept NOTREADY
+	// rather than dropped with its address.
+	if podNS != nil {
+		cniArgs, err := cni.NewPodArgs(id, cfg, c.podCIDRs())
+		if err != nil {
+			return "", err
+		}
+		added, attempted := false, true
+		defer func() {
+			if retErr == nil || !attempted {
+				return
+			}
+			cctx, cancel := backend.CleanupCtx(ctx)
+			defer cancel()
+			if err := cni.TeardownPod(cctx, s.Deps.Network, id, md.NetNSPath, cniArgs, added); err != nil {
+				log.Error(err, "Rollback: CNI DEL failed; keeping the sandbox NOTREADY so that StopPodSandbox/RemovePodSandbox retry")
+				keep = true
+				c.keepUntorn(cctx, ctr, md, log)
+			}
+		}()
+		start := time.Now()
+		res, err := s.Deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
+		c.observeCNI("setup", start, err)
+		if err != nil {
+			// No configuration: no plugin ran, there is nothing to tear down.
+			attempted = !errors.Is(err, cni.ErrNetworkNotReady)
+			return "", fmt.Errorf("setting up pod network: %w", err)
+		}
+		added = true
+		if raw, err := json.Marshal(res); err == nil {
+			md.CNIResult = raw
+		}
+		md.IP, md.AdditionalIPs, err = cni.PodIPs(res)
+		if err != nil {
+			return "", fmt.Errorf("pod network for %s: %w", id, err)
+		}
+		if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
+			return "", fmt.Errorf("persisting sandbox network: %w", err)
+		}
+	}
+
+	// 5. The pause task.
+	sb := New(md)
+	sb.Container = ctr
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return "", fmt.Errorf("creating pause task: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := backend.CleanupCtx(ctx)
+			defer cancel()
+			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				log.Error(err, "Rollback: deleting pause task")
+			}
+		}
+	}()
+	// The store entry must exist before Start so that the exit event of a
+	// pause process that dies at once is not missed.
+	if err := s.Store.Add(sb); err != nil {
+		return "", err
+	}
+	defer func() {
+		if retErr != nil {
+			s.Store.Delete(id)
+		}
+	}()
+	if err := task.Start(ctx); err != nil {
+		return "", fmt.Errorf("starting pause task: %w", err)
+	}
+	sb.SetReady(task.Pid())
+	md = sb.UpdateMetadata(func(m *Metadata) { m.Phase = PhaseCreated })
+	if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
+		return "", fmt.Errorf("persisting sandbox state: %w", err)
+	}
+	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", task.Pid())
+	return id, nil
+}
+
+// keepUntornSandbox keeps a sandbox whose RunPodSandbox failed and whose
+// network could not be torn down: persisted as half-made and stored
+// NOTREADY, with its containerd container, netns and files, as recovery keeps
+// one. StopPodSandbox retries the CNI DEL and RemovePodSandbox removes the rest.
+func (c *Controller) keepUntorn(ctx context.Context, ctr containerd.Container, md Metadata, log klog.Logger) {
+	s := c.o
+	md.Phase = PhaseCreating
+	if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
+		log.Error(err, "Persisting the kept sandbox")
+	}
+	sb := New(md)
+	sb.Container = ctr
+	sb.SetNotReady(255, s.Deps.Clock.Now())
+	if err := s.Store.Add(sb); err != nil {
+		log.Error(err, "Storing the kept sandbox")
+	}
+}
