@@ -108,7 +108,7 @@ type Container struct {
 	status     Status
 	stopped    chan struct{}
 	// StopMu serialises removals (stops are not serialised: see
-	// server.stopContainer).
+	// Controller.Stop).
 	StopMu sync.Mutex
 	// ResourcesMu serialises changes of the container's resources
 	// (UpdateContainerResources) with each other and with the creation and

@@ -20,7 +20,7 @@ func TestRegressionCreatedContainerExitedByDeletedUnstartedTask(t *testing.T) {
 	pod := e.runPod(t, podConfig("p"))
 	id := e.createContainer(t, pod, ctrConfig("exiter"))
 
-	e.s.handleContainerExit(context.Background(), id, 4242, 137, time.Now())
+	e.s.ctrs().HandleExit(context.Background(), id, 137, time.Now())
 
 	resp, err := e.s.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
 	if err != nil {

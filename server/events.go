@@ -121,11 +121,11 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 			return
 		}
 		// Recording an exit waits for the container's output to drain (up to
-		// ioDrainTimeout): do it aside so one slow container does not hold
+		// container.IODrainTimeout): do it aside so one slow container does not hold
 		// up the exits of others (a pod stop kills them all at once).
-		s.goHandleContainerExit(ctx, ev.ContainerID, ev.Pid, ev.ExitStatus, at)
+		s.ctrs().HandleExitAsync(ctx, ev.ContainerID, ev.ExitStatus, at)
 	case *eventtypes.TaskOOM:
-		s.handleContainerOOM(ctx, ev.ContainerID)
+		s.ctrs().HandleOOM(ctx, ev.ContainerID)
 	}
 }
 
@@ -163,7 +163,7 @@ func (s *Service) reconcileTasks(ctx context.Context) {
 			s.handleSandboxExit(ctx, ready[i], code, at)
 		}
 	})
-	s.reconcileContainers(ctx)
+	s.ctrs().Reconcile(ctx)
 }
 
 // taskRunning reports whether the container's task runs, and its exit if not.

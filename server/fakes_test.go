@@ -102,7 +102,7 @@ func newTestEnv(t *testing.T) *testEnv {
 				e.s.handleSandboxExit(context.Background(), sb, 137, time.Now())
 				return
 			}
-			e.s.handleContainerExit(context.Background(), c.ID(), 0, 137, time.Now())
+			e.s.ctrs().HandleExit(context.Background(), c.ID(), 137, time.Now())
 		}
 	}
 	return e

@@ -128,7 +128,7 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 					// The exit was seen and checkpointed; the daemon died
 					// while deleting the task or draining its output.
 					st.FinishedAt, st.ExitCode = st.PendingExitAt, st.PendingExitCode
-					st.Reason = exitReason(st.OOMKilled, uint32(st.PendingExitCode))
+					st.Reason = container.ExitReason(st.OOMKilled, uint32(st.PendingExitCode))
 					st.Unknown = false
 					return nil
 				}
@@ -151,7 +151,7 @@ func (s *Service) recoverContainer(ctx context.Context, cc containerd.Container)
 			if ts.Status == containerd.Stopped {
 				// Exited while the daemon was down: recorded before the
 				// container is published, so no client sees it RUNNING.
-				s.finishContainer(ctx, c, ts.ExitStatus, ts.ExitTime)
+				s.ctrs().Finish(ctx, c, ts.ExitStatus, ts.ExitTime)
 			}
 		}
 	}

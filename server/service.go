@@ -53,6 +53,8 @@ type Service struct {
 
 	containers     *container.Store
 	containerNames *registrar.Registrar
+	// ctrCtl is the container controller (ctrs).
+	ctrCtl containerCtl
 
 	// restrictOOM clamps container oom_score_adj to the daemon's own.
 	restrictOOM bool

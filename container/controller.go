@@ -1,0 +1,77 @@
+package container
+
+import (
+	"context"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/registrar"
+)
+
+// Options is what a Controller is built from: the external dependencies,
+// the stores it keeps, where containers keep their files, and the hooks of
+// its owner (background goroutines, bounded fan-out, lifecycle events).
+type Options struct {
+	Deps  backend.Deps
+	Store *Store
+	Names *registrar.Registrar
+	// RootDir and StateDir hold each container's directory under
+	// "containers/<id>" (persistent and volatile respectively).
+	RootDir, StateDir string
+	// Go runs f in a background goroutine that the owner cancels and
+	// joins when it stops; it reports false (and does not run f) once
+	// the owner is stopping. Nil runs f in a plain goroutine.
+	Go func(f func(ctx context.Context)) bool
+	// Each runs f(i) for i in [0, n), bounded in concurrency and each
+	// within a deadline. Nil runs them one by one.
+	Each func(ctx context.Context, n int, f func(ctx context.Context, i int))
+	// OnEvent is told about lifecycle changes (stopped, deleted...).
+	OnEvent func(c *Container, t runtimeapi.ContainerEventType)
+	// ReapShims kills the shims that still serve the container once its
+	// containerd record is deleted (shims containerd forgot). Nil: none.
+	ReapShims func(c *Container)
+	// CleanupTimeout bounds an exit handler run in the background.
+	CleanupTimeout time.Duration
+}
+
+// Controller owns the lifecycle of workload containers: stop, remove, the
+// recording of exits and OOM kills, and the reconciliation of the tasks
+// with containerd. It is safe for concurrent use; all its state is in the
+// store and in the containers.
+type Controller struct {
+	o Options
+}
+
+// NewController returns a controller over o.
+func NewController(o Options) *Controller {
+	if o.Go == nil {
+		o.Go = func(f func(context.Context)) bool {
+			go f(context.Background())
+			return true
+		}
+	}
+	if o.Each == nil {
+		o.Each = func(ctx context.Context, n int, f func(context.Context, int)) {
+			for i := 0; i < n; i++ {
+				f(ctx, i)
+			}
+		}
+	}
+	if o.OnEvent == nil {
+		o.OnEvent = func(*Container, runtimeapi.ContainerEventType) {}
+	}
+	if o.ReapShims == nil {
+		o.ReapShims = func(*Container) {}
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = time.Minute
+	}
+	if o.Deps.Clock == nil {
+		o.Deps.Clock = backend.SystemClock{}
+	}
+	return &Controller{o: o}
+}
+
+func (c *Controller) now() time.Time { return c.o.Deps.Clock.Now() }

@@ -1,0 +1,119 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/moby/sys/signal"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// killWaitTimeout bounds the wait for a SIGKILLed container to be reported exited.
+const killWaitTimeout = 2 * time.Minute
+
+// exitRecordWait bounds the wait for an exit being handled to be recorded:
+// the task deletion, then the output drain (IODrainTimeout).
+const exitRecordWait = IODrainTimeout + 10*time.Second
+
+// Stop sends the image's stop signal (SIGTERM by default), waits up to the
+// timeout, then SIGKILLs and waits for the exit to be recorded. Stopping a
+// container that is not running is not an error.
+//
+// Concurrent calls are not serialised: a call with a shorter timeout (kubelet
+// forcing a stop, Remove) SIGKILLs without waiting for the grace period of
+// an earlier call, which then returns as soon as the container has exited.
+func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Duration) error {
+	st := ctr.Status()
+	state := st.State()
+	if state != runtimeapi.ContainerState_CONTAINER_RUNNING && state != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
+		return nil
+	}
+	task, err := ctr.Container.Task(ctx, nil)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("loading task of %s: %w", ctr.ID, err)
+		}
+		// The exit handler deletes the task before it records the exit
+		// (draining the output in between): give it time to record the
+		// real exit code.
+		if stoppedWithin(ctx, ctr, exitRecordWait) {
+			return nil
+		}
+		// The task is gone without us seeing the exit.
+		c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
+		return nil
+	}
+	// kill sends sig; an error because the container exited meanwhile (its
+	// task deleted, its shim gone) is not one.
+	kill := func(sig syscall.Signal, opts ...containerd.KillOpts) error {
+		err := task.Kill(ctx, sig, opts...)
+		if err == nil || errdefs.IsNotFound(err) || stoppedWithin(ctx, ctr, exitRecordWait) {
+			return nil
+		}
+		return err
+	}
+	if timeout > 0 {
+		sig := syscall.SIGTERM
+		if ctr.StopSignal != "" {
+			if parsed, err := signal.ParseSignal(ctr.StopSignal); err == nil {
+				sig = parsed
+			} else {
+				klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", ctr.ID, "signal", ctr.StopSignal)
+			}
+		}
+		if err := kill(sig); err != nil {
+			return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
+		}
+		select {
+		case <-ctr.Stopped():
+			return nil
+		case <-time.After(timeout):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := kill(syscall.SIGKILL, containerd.WithKillAll); err != nil {
+		return fmt.Errorf("killing %s: %w", ctr.ID, err)
+	}
+	select {
+	case <-ctr.Stopped():
+		return nil
+	case <-time.After(killWaitTimeout):
+		return fmt.Errorf("container %s did not exit after SIGKILL: %w", ctr.ID, context.DeadlineExceeded)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stoppedWithin reports whether the container's exit is recorded within d.
+func stoppedWithin(ctx context.Context, ctr *Container, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctr.Stopped():
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// StopAll stops every container of a sandbox at once (no grace period).
+func (c *Controller) StopAll(ctx context.Context, sandboxID string) error {
+	var errs []error
+	for _, ctr := range c.o.Store.ListBySandbox(sandboxID) {
+		if err := c.Stop(ctx, ctr, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d container(s) failed to stop: %w", len(errs), errs[0])
+	}
+	return nil
+}
