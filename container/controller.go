@@ -8,6 +8,7 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/registrar"
+	"github.com/cri-containerd/cri-containerd/spec"
 )
 
 // Options is what a Controller is built from: the external dependencies,
@@ -34,12 +35,16 @@ type Options struct {
 	ReapShims func(c *Container)
 	// CleanupTimeout bounds an exit handler run in the background.
 	CleanupTimeout time.Duration
+	// SpecGen builds the OCI spec changes (resources).
+	SpecGen *spec.Generator
+	// RestrictOOM clamps oom_score_adj to the daemon's own.
+	RestrictOOM bool
 }
 
-// Controller owns the lifecycle of workload containers: stop, remove, the
-// recording of exits and OOM kills, and the reconciliation of the tasks
-// with containerd. It is safe for concurrent use; all its state is in the
-// store and in the containers.
+// Controller owns the lifecycle of workload containers: stop, remove,
+// resource updates, the recording of exits and OOM kills, and the
+// reconciliation of the tasks with containerd. It is safe for concurrent
+// use; all its state is in the store and in the containers.
 type Controller struct {
 	o Options
 }

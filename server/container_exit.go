@@ -27,8 +27,8 @@ func (s *Service) ctrs() *container.Controller {
 			Go: func(f func(context.Context)) bool {
 				return s.bg.Go(f)
 			},
-			Each:           s.boundedEach,
-			OnEvent:        s.emitContainerEvent,
+			Each:    s.boundedEach,
+			OnEvent: s.emitContainerEvent,
 			ReapShims: func(c *container.Container) {
 				handler := "" // the default runtime, if the pod is gone
 				if sb, err := s.sandboxes.Get(c.SandboxID); err == nil {
@@ -37,6 +37,8 @@ func (s *Service) ctrs() *container.Controller {
 				s.reapShims(c.ID, handler)
 			},
 			CleanupTimeout: cleanupTimeout,
+			SpecGen:        s.specGen,
+			RestrictOOM:    s.restrictOOM,
 		})
 	})
 	return s.ctrCtl.c

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/oci"
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/container"
@@ -127,8 +126,5 @@ func (s *Service) emitContainerEvent(c *container.Container, t runtimeapi.Contai
 }
 
 func cloneResources(r *runtimeapi.LinuxContainerResources) *runtimeapi.ContainerResources {
-	if r == nil {
-		return nil
-	}
-	return &runtimeapi.ContainerResources{Linux: proto.Clone(r).(*runtimeapi.LinuxContainerResources)}
+	return container.CloneResources(r)
 }
