@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -159,32 +160,9 @@ func (s *Service) reconcileTasks(ctx context.Context) {
 		}
 	}
 	s.boundedEach(ctx, len(ready), func(ctx context.Context, i int) {
-		if running, code, at := taskRunning(ctx, ready[i].Container); !running {
+		if running, code, at := backend.TaskRunning(ctx, ready[i].Container, s.deps.Clock); !running {
 			s.handleSandboxExit(ctx, ready[i], code, at)
 		}
 	})
 	s.ctrs().Reconcile(ctx)
-}
-
-// taskRunning reports whether the container's task runs, and its exit if not.
-func taskRunning(ctx context.Context, c containerd.Container) (bool, uint32, time.Time) {
-	task, err := c.Task(ctx, nil)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return false, 255, time.Now()
-		}
-		return true, 0, time.Time{} // unknown: do not change state on a transient error
-	}
-	st, err := task.Status(ctx)
-	if err != nil {
-		return true, 0, time.Time{}
-	}
-	switch st.Status {
-	case containerd.Stopped:
-		return false, st.ExitStatus, st.ExitTime
-	case containerd.Running, containerd.Paused, containerd.Pausing, containerd.Created:
-		return true, 0, time.Time{}
-	default:
-		return false, 255, time.Now()
-	}
 }
