@@ -518,12 +518,17 @@ func TestRegressionRemoteAttachStdinBeforeOutput(t *testing.T) {
 	got := make(chan string, 16)
 	go func() {
 		b := make([]byte, 64)
-		for {
+		for ctx.Err() == nil {
 			n, err := shimIn.Read(b)
 			if n > 0 {
 				got <- string(b[:n])
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				// No writer on the FIFO yet (the daemon opens it when it
+				// forwards): not the end, read again.
+				time.Sleep(5 * time.Millisecond)
+			case err != nil:
 				return
 			}
 		}
