@@ -429,23 +429,9 @@ func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 		stdinOnce := (opts.StdinOnce || c.cfg.StdinOnce) && !opts.Tty
 		go func() {
 			defer close(stdinDone)
-			if err := c.forwardStdin(opts.Stdin, &stop); err != nil {
-				klog.V(2).InfoS("Forwarding attached stdin ended with an error", "containerID", c.cfg.ID, "err", err)
-			}
-			if stop.Load() {
+			if c.pumpStdin(opts, stdinOnce, &stop) != stdinDetach {
 				return
 			}
-			if stdinOnce {
-				klog.V(4).InfoS("Attached stdin closed, closing container stdin (StdinOnce)", "containerID", c.cfg.ID)
-				c.closeStdin()
-				if opts.CloseStdin != nil {
-					if err := opts.CloseStdin(); err != nil {
-						klog.ErrorS(err, "Failed to close container stdin in the task", "containerID", c.cfg.ID)
-					}
-				}
-				return
-			}
-			klog.V(4).InfoS("Attached stdin closed, detaching the client", "containerID", c.cfg.ID)
 			for _, o := range outs {
 				o.b.unsubscribe(o.s)
 			}
@@ -489,6 +475,39 @@ func (c *ContainerIO) hasStdin() bool {
 
 // forwardStdin copies src into the container stdin until src ends, the
 // container stdin fails or stop is set.
+// stdinEnd says how an attached client's stdin ended.
+type stdinEnd int
+
+const (
+	stdinStopped stdinEnd = iota // the attach ended first: nothing to do
+	stdinClosed                  // StdinOnce: the container's stdin was closed
+	stdinDetach                  // the client's stdin ended: detach the client
+)
+
+// pumpStdin forwards an attached client's stdin into the container until it
+// ends, then closes the container's stdin (StdinOnce) or reports that the
+// client detaches.
+func (c *ContainerIO) pumpStdin(opts AttachOptions, stdinOnce bool, stop *atomic.Bool) stdinEnd {
+	if err := c.forwardStdin(opts.Stdin, stop); err != nil {
+		klog.V(2).InfoS("Forwarding attached stdin ended with an error", "containerID", c.cfg.ID, "err", err)
+	}
+	if stop.Load() {
+		return stdinStopped
+	}
+	if stdinOnce {
+		klog.V(4).InfoS("Attached stdin closed, closing container stdin (StdinOnce)", "containerID", c.cfg.ID)
+		c.closeStdin()
+		if opts.CloseStdin != nil {
+			if err := opts.CloseStdin(); err != nil {
+				klog.ErrorS(err, "Failed to close container stdin in the task", "containerID", c.cfg.ID)
+			}
+		}
+		return stdinClosed
+	}
+	klog.V(4).InfoS("Attached stdin closed, detaching the client", "containerID", c.cfg.ID)
+	return stdinDetach
+}
+
 func (c *ContainerIO) forwardStdin(src io.Reader, stop *atomic.Bool) error {
 	buf := make([]byte, copyBufSize)
 	for {

@@ -191,25 +191,13 @@ func (c *ContainerIO) attachRemote(ctx context.Context, r Remote, opts AttachOpt
 		case <-ctx.Done():
 			return
 		}
-		if err := c.forwardStdin(opts.Stdin, &stop); err != nil {
-			klog.V(2).InfoS("Forwarding attached stdin ended with an error", "containerID", c.cfg.ID, "err", err)
-		}
-		if stop.Load() {
+		switch c.pumpStdin(opts, stdinOnce, &stop) {
+		case stdinStopped:
 			return
-		}
-		if stdinOnce {
-			klog.V(4).InfoS("Attached stdin closed, closing container stdin (StdinOnce)", "containerID", c.cfg.ID)
-			c.closeStdin()
-			if opts.CloseStdin != nil {
-				if err := opts.CloseStdin(); err != nil {
-					klog.ErrorS(err, "Failed to close container stdin in the task", "containerID", c.cfg.ID)
-				}
-			}
+		case stdinClosed:
 			if outputs {
 				return // attached until the output ends
 			}
-		} else {
-			klog.V(4).InfoS("Attached stdin closed, detaching the client", "containerID", c.cfg.ID)
 		}
 		detached.Store(true)
 		cancel()
