@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer for the runtime stack cri-containerd drives:
-# containerd v2.4.2 (+ runc v2 shim, ctr), runc (Debian), CNI plugins v1.10.0,
-# crictl / critest v1.37.0, crane v0.22.1, and the host tools the tests use.
+# containerd v2.4.2 (+ runc v2 shim, ctr), runc (Debian's 1.1.5 and v1.5.3 built
+# with seccomp into $RUNC_DIR), CNI plugins v1.10.0, crictl / critest v1.37.0,
+# crane v0.22.1, and the host tools the tests use.
 # Everything comes from the Go module proxy and Debian apt.
 set -euo pipefail
 
@@ -9,6 +10,11 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 CNI_PLUGINS_VERSION="${CNI_PLUGINS_VERSION:-v1.10.0}"
 CRI_TOOLS_VERSION="${CRI_TOOLS_VERSION:-v1.37.0}"
 CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
+# runc built from source goes to its own directory, never on the PATH: the
+# Debian runc in /usr/sbin stays what a bare "runc" means (and a fallback the
+# stack can be pointed at, RUNC_BINARY in deploy/lib.sh).
+RUNC_DIR="${RUNC_DIR:-/opt/cri-containerd/bin}"
 BIN_DIR="${BIN_DIR:-/usr/local/bin}"
 CNI_BIN_DIR="${CNI_BIN_DIR:-/opt/cni/bin}"
 STAMP_DIR="${STAMP_DIR:-/var/lib/cri-containerd-install}"
@@ -16,13 +22,14 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export PATH="/usr/local/go/bin:${PATH}"
 
 log() { echo "install: $*" >&2; }
-mkdir -p "$STAMP_DIR" "$BIN_DIR" "$CNI_BIN_DIR"
+mkdir -p "$STAMP_DIR" "$BIN_DIR" "$CNI_BIN_DIR" "$RUNC_DIR"
 
 stamp_ok() { [[ -f "$STAMP_DIR/$1" && "$(cat "$STAMP_DIR/$1")" == "$2" ]]; }
 stamp_set() { echo "$2" >"$STAMP_DIR/$1"; }
 
 # --- Debian packages ----------------------------------------------------------
-APT_PKGS=(runc iptables iproute2 util-linux psmisc procps curl ca-certificates)
+# libseccomp-dev, pkg-config and gcc build runc with seccomp (cgo).
+APT_PKGS=(runc libseccomp-dev pkg-config gcc libc6-dev iptables iproute2 util-linux psmisc procps curl ca-certificates)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,6 +53,20 @@ gobuild containerd "$CONTAINERD_VERSION" env GOBIN="$BIN_DIR" go install -tags n
   "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
   "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
   "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
+
+# --- runc (built: idmapped mounts for user namespaces; Debian's 1.1.5 has none) ---
+# Built to a temporary name and renamed: a shim exec'ing it never sees half a file.
+build_runc() {
+  local tmp
+  tmp="$(mktemp -d)"
+  env CGO_ENABLED=1 GOBIN="$tmp" go install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
+  "$tmp/runc" --version >/dev/null
+  install -m 0755 "$tmp/runc" "$RUNC_DIR/.runc.new"
+  mv -f "$RUNC_DIR/.runc.new" "$RUNC_DIR/runc"
+  rm -rf "$tmp"
+}
+[[ -x "$RUNC_DIR/runc" ]] || rm -f "$STAMP_DIR/runc"
+gobuild runc "$RUNC_VERSION" build_runc
 
 # --- CNI plugins ---------------------------------------------------------------
 cni_pkgs=()
@@ -75,4 +96,4 @@ build_critest() {
 }
 gobuild critest "$CRI_TOOLS_VERSION" build_critest
 
-log "done: $(containerd --version 2>/dev/null | head -1); runc $(runc --version | head -1); critest and crictl in $BIN_DIR"
+log "done: $(containerd --version 2>/dev/null | head -1); Debian $(runc --version | head -1); $RUNC_DIR/$("$RUNC_DIR/runc" --version | head -1); critest and crictl in $BIN_DIR"

@@ -48,6 +48,11 @@ CRI_CONTAINERD_BIN="${CRI_CONTAINERD_BIN:-${REPO_ROOT}/_output/cri-containerd}"
 # the empty string to start the daemon without --config.
 CRI_CONTAINERD_CONFIG="${CRI_CONTAINERD_CONFIG-${REPO_ROOT}/deploy/cri-containerd.toml}"
 CRI_CONTAINERD_EXTRA_ARGS="${CRI_CONTAINERD_EXTRA_ARGS:-}"
+# The OCI runtime binary of the daemon's runc handler (binary_name of
+# [runtimes.runc]): Debian's runc 1.1.5 (/usr/sbin/runc, no idmapped mounts,
+# so no user namespaces) or the runc v1.5.3 deploy/install.sh builds into
+# /opt/cri-containerd/bin/runc. Empty keeps what $CRI_CONTAINERD_CONFIG says.
+RUNC_BINARY="${RUNC_BINARY-/usr/sbin/runc}"
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-registry.k8s.io/pause:3.10.2}"
 CRICTL_CONFIG="${CRICTL_CONFIG:-/etc/crictl.yaml}"
 
@@ -366,9 +371,31 @@ build_daemon() {
 		die "building cri-containerd failed (hack/up.sh --no-daemon brings up the rest)"
 }
 
+# render_daemon_config SRC DST: copy the daemon config SRC to DST with
+# binary_name = $RUNC_BINARY in its [runtimes.runc] table (added when SRC has
+# no such table). Nothing else of SRC changes.
+render_daemon_config() {
+	local src="$1" dst="$2"
+	awk -v bin="$RUNC_BINARY" '
+		function header(l) { return l ~ /^[ \t]*\[/ }
+		/^[ \t]*\[runtimes\.runc\][ \t]*(#.*)?$/ { print; print "    binary_name = \"" bin "\""; inrunc = 1; seen = 1; next }
+		header($0) { inrunc = 0 }
+		inrunc && /^[ \t]*binary_name[ \t]*=/ { next }
+		{ print }
+		END { if (!seen) { print ""; print "[runtimes.runc]"; print "    runtime_type = \"io.containerd.runc.v2\""; print "    binary_name = \"" bin "\"" } }
+	' "$src" >"${dst}.tmp" && mv "${dst}.tmp" "$dst"
+}
+
 daemon_args() {
+	local cfg="$CRI_CONTAINERD_CONFIG"
 	DAEMON_ARGS=()
-	[[ -n "$CRI_CONTAINERD_CONFIG" ]] && DAEMON_ARGS+=(--config "$CRI_CONTAINERD_CONFIG")
+	if [[ -n "$cfg" && -n "$RUNC_BINARY" ]]; then
+		[[ -x "$RUNC_BINARY" ]] || die "RUNC_BINARY $RUNC_BINARY missing (run deploy/install.sh, or RUNC_BINARY=/usr/sbin/runc for Debian's)"
+		mkdir -p "$STACK_STATE"
+		render_daemon_config "$cfg" "${STACK_STATE}/cri-containerd.toml"
+		cfg="${STACK_STATE}/cri-containerd.toml"
+	fi
+	[[ -n "$cfg" ]] && DAEMON_ARGS+=(--config "$cfg")
 	DAEMON_ARGS+=(
 		--containerd-endpoint "$CONTAINERD_ADDRESS"
 		--registry-config-path "$CERTS_D"
@@ -388,15 +415,20 @@ daemon_args() {
 start_daemon() {
 	local pid cur
 	[[ -x "$CRI_CONTAINERD_BIN" ]] || die "$CRI_CONTAINERD_BIN missing (make build)"
+	local before=""
+	[[ -f "${STACK_STATE}/cri-containerd.toml" ]] && before="$(cat "${STACK_STATE}/cri-containerd.toml")"
+	daemon_args
 	pid="$(pid_of cri-containerd)"
 	if [[ -n "$pid" ]]; then
 		cur="$(readlink "/proc/${pid}/exe" 2>/dev/null || true)"
 		if [[ "$cur" == *"(deleted)" ]] || [[ "${RESTART_DAEMON:-0}" == 1 ]]; then
 			log "cri-containerd binary changed: restarting it"
 			stop_bg cri-containerd 30
+		elif [[ -n "$before" && -f "${STACK_STATE}/cri-containerd.toml" && "$(cat "${STACK_STATE}/cri-containerd.toml")" != "$before" ]]; then
+			log "cri-containerd config changed (RUNC_BINARY=${RUNC_BINARY}): restarting it"
+			stop_bg cri-containerd 30
 		fi
 	fi
-	daemon_args
 	start_bg cri-containerd "${STACK_LOG_DIR}/cri-containerd.log" "$CRI_CONTAINERD_BIN" "${DAEMON_ARGS[@]}"
 	wait_for "cri-containerd at $CRI_ENDPOINT" 90 cri-containerd crictl_ --timeout 5s info
 	log "cri-containerd ready at $CRI_ENDPOINT"
@@ -442,6 +474,7 @@ CNI_BRIDGE=${CNI_BRIDGE}
 CNI_IPAM_DIR=${CNI_IPAM_DIR}
 CRI_CONTAINERD_BIN=${CRI_CONTAINERD_BIN}
 CRI_CONTAINERD_CONFIG=${CRI_CONTAINERD_CONFIG}
+RUNC_BINARY=${RUNC_BINARY}
 SANDBOX_IMAGE=${SANDBOX_IMAGE}
 IMAGES_MANIFEST=${IMAGES_MANIFEST}
 STACK_ROOT=${STACK_ROOT}

@@ -36,6 +36,9 @@ type DaemonOptions struct {
 	SandboxImage string
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// RuncBinary is the runc handler's OCI runtime binary (default
+	// $RUNC_BINARY, else runc on the PATH).
+	RuncBinary string
 }
 
 // Daemon is a cri-containerd process the test started with its own socket,
@@ -143,7 +146,11 @@ func (d *Daemon) args() []string {
 	cfg := filepath.Join(d.Dir, "config.toml")
 	// runc's state root inside the test's directory, so nothing is left
 	// under the default /run/containerd/runc/<namespace>.
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nroot = %q\n", filepath.Join(d.Dir, "runc"))), 0o644)
+	runc := d.Opts.RuncBinary
+	if runc == "" {
+		runc = d.Env.RuncBinary
+	}
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nroot = %q\nbinary_name = %q\n", filepath.Join(d.Dir, "runc"), runc)), 0o644)
 	a := []string{
 		"--config", cfg,
 		"--socket-path", d.Socket,

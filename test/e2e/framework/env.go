@@ -23,6 +23,7 @@ type StackEnv struct {
 	DaemonBin           string // CRI_CONTAINERD_BIN
 	SandboxImage        string // SANDBOX_IMAGE
 	ImagesManifest      string // IMAGES_MANIFEST
+	RuncBinary          string // RUNC_BINARY: OCI runtime of the runc handler ("" = runc on the PATH)
 }
 
 // LoadStackEnv reads the environment contract.
@@ -38,6 +39,7 @@ func LoadStackEnv() StackEnv {
 		DaemonBin:           os.Getenv("CRI_CONTAINERD_BIN"),
 		SandboxImage:        os.Getenv("SANDBOX_IMAGE"),
 		ImagesManifest:      os.Getenv("IMAGES_MANIFEST"),
+		RuncBinary:          os.Getenv("RUNC_BINARY"),
 	}
 }
 
