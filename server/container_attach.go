@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/containerexec"
 	"github.com/cri-containerd/cri-containerd/containerio"
 	"github.com/cri-containerd/cri-containerd/streaming"
 )
@@ -64,7 +65,7 @@ func (s *Service) attachContainer(ctx context.Context, id string, stdin io.Reade
 	}()
 	if resize != nil {
 		wg.Go(func() {
-			resizeLoop(ctx, resize, done, func(w, h uint32) error { return task.Resize(ctx, w, h) }, c.ID)
+			containerexec.ResizeLoop(ctx, resize, done, func(w, h uint32) error { return task.Resize(ctx, w, h) }, c.ID)
 		})
 	}
 	klog.V(4).InfoS("Attaching to container", "containerID", c.ID, "stdin", stdin != nil, "tty", tty)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cri-containerd/cri-containerd/containerexec"
 	"github.com/cri-containerd/cri-containerd/streaming"
 )
 
@@ -34,13 +35,13 @@ var _ streaming.Runtime = (*streamRuntime)(nil)
 // returned as a *streaming.ExitError, unwrapped, as the streaming library
 // requires.
 func (r *streamRuntime) Exec(ctx context.Context, containerID string, cmd []string, stdin io.Reader, stdout, stderr io.WriteCloser, tty bool, resize <-chan streaming.TerminalSize) error {
-	code, err := r.s.execInContainer(r.s.nsCtx(ctx), containerID, execOptions{
-		cmd:    cmd,
-		stdin:  stdin,
-		stdout: stdout,
-		stderr: stderr,
-		tty:    tty,
-		resize: resize,
+	code, err := r.s.execInContainer(r.s.nsCtx(ctx), containerID, containerexec.Options{
+		Cmd:    cmd,
+		Stdin:  stdin,
+		Stdout: stdout,
+		Stderr: stderr,
+		Tty:    tty,
+		Resize: resize,
 	})
 	if err != nil {
 		return fmt.Errorf("exec in container %s: %w", containerID, err)

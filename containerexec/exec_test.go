@@ -1,4 +1,4 @@
-package server
+package containerexec
 
 import (
 	"bytes"
@@ -12,6 +12,10 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cri-containerd/cri-containerd/streaming"
 )
@@ -198,9 +202,6 @@ func TestExecRunTimeoutKills(t *testing.T) {
 	if !strings.Contains(err.Error(), "timeout 200ms exceeded") {
 		t.Fatalf("err %q", err)
 	}
-	if got := toGRPC(err); !strings.Contains(got.Error(), "DeadlineExceeded") {
-		t.Fatalf("gRPC error %v", got)
-	}
 	if k := f.killed(); len(k) != 1 || k[0] != syscall.SIGKILL {
 		t.Fatalf("kills %v", k)
 	}
@@ -288,7 +289,7 @@ func TestCappedBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	small := newCappedBuffer(maxExecSyncOutput)
+	small := newCappedBuffer(MaxSyncOutput)
 	_, _ = small.Write([]byte("ok"))
 	if small.Truncated() || string(small.Bytes()) != "ok" {
 		t.Fatal("small output altered")
@@ -351,5 +352,52 @@ func TestFirstSize(t *testing.T) {
 	close(ch)
 	if _, rest = firstSize(ch, time.Second); rest != nil {
 		t.Fatal("closed channel kept")
+	}
+}
+
+// fakeContainer is a container whose spec and task lookups are scripted.
+type fakeContainer struct {
+	spec    *oci.Spec
+	specErr error
+	taskErr error
+}
+
+func (f fakeContainer) Spec(context.Context) (*oci.Spec, error) { return f.spec, f.specErr }
+
+func (f fakeContainer) Task(context.Context, cio.Attach) (containerd.Task, error) {
+	if f.taskErr != nil {
+		return nil, f.taskErr
+	}
+	return nil, nil
+}
+
+// Run fails before creating anything when the container cannot run an exec,
+// with an error that maps to the right gRPC code at the server boundary.
+func TestDriverRunRefusesUnusableContainer(t *testing.T) {
+	d := Driver{StateDir: t.TempDir(), DrainTimeout: time.Second}
+	for _, tc := range []struct {
+		name string
+		c    fakeContainer
+		want error
+	}{
+		{"no task", fakeContainer{spec: &oci.Spec{Process: &specs.Process{}}, taskErr: errdefs.ErrNotFound}, errdefs.ErrFailedPrecondition},
+		{"no process", fakeContainer{spec: &oci.Spec{}}, errdefs.ErrFailedPrecondition},
+		{"spec unreadable", fakeContainer{specErr: errdefs.ErrNotFound}, errdefs.ErrNotFound},
+		{"task lookup fails", fakeContainer{spec: &oci.Spec{Process: &specs.Process{}}, taskErr: errdefs.ErrUnavailable}, errdefs.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := d.Run(context.Background(), "c1", tc.c, Options{Cmd: []string{"true"}}); !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			if _, err := d.Sync(context.Background(), "c1", tc.c, []string{"true"}, 0); !errors.Is(err, tc.want) {
+				t.Fatalf("Sync err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFIFORootUnderContainerStateDir(t *testing.T) {
+	if got := FIFORoot("/run/x", "c1"); got != "/run/x/containers/c1/exec" {
+		t.Fatalf("got %q", got)
 	}
 }
