@@ -120,6 +120,8 @@ type Config struct {
 	// EnableUnprivilegedPorts / ICMP set the matching sysctls in pods with their own netns.
 	EnableUnprivilegedPorts bool `toml:"enable_unprivileged_ports" json:"enableUnprivilegedPorts"`
 	EnableUnprivilegedICMP  bool `toml:"enable_unprivileged_icmp" json:"enableUnprivilegedICMP"`
+	// NRI configures the NRI host (config/nri.go).
+	NRI NRI `toml:"nri" json:"nri"`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string in TOML and JSON.
@@ -177,6 +179,7 @@ func Default() Config {
 		EnableCDI:              true,
 		CDISpecDirs:            []string{"/etc/cdi", "/var/run/cdi"},
 		TracingServiceName:     "cri-containerd",
+		NRI:                    DefaultNRI(),
 	}
 }
 
@@ -284,5 +287,6 @@ func (c *Config) Validate() error {
 	if c.MaxConcurrentDownloads < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_downloads must be at least 1"))
 	}
+	errs = append(errs, c.NRI.Validate())
 	return errors.Join(errs...)
 }

@@ -109,3 +109,25 @@ func TestEncodeRoundTrip(t *testing.T) {
 		t.Fatalf("round trip lost values: %+v", c)
 	}
 }
+
+func TestNRIValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*NRI)
+		ok   bool
+	}{
+		{"defaults", func(*NRI) {}, true},
+		{"disabled without socket", func(n *NRI) { n.Disable = true; n.SocketPath = "" }, true},
+		{"no socket", func(n *NRI) { n.SocketPath = "" }, false},
+		{"no socket, no connections", func(n *NRI) { n.SocketPath = ""; n.DisableConnections = true }, true},
+		{"negative timeout", func(n *NRI) { n.PluginRequestTimeout.Duration = -1 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mod(&c.NRI)
+			if err := c.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

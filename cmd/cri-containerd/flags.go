@@ -55,6 +55,17 @@ func bindFlags(fs *flag.FlagSet, cfg *config.Config, configPath *string) {
 	fs.StringVar(&cfg.CgroupDriver, "cgroup-driver", cfg.CgroupDriver, "cgroupfs or systemd.")
 	fs.DurationVar(&cfg.ImagePullProgressTimeout.Duration, "image-pull-progress-timeout", cfg.ImagePullProgressTimeout.Duration, "Cancel a pull that makes no progress for this long (0 disables).")
 	fs.DurationVar(&cfg.ContainerdStartTimeout.Duration, "containerd-start-timeout", cfg.ContainerdStartTimeout.Duration, "How long to wait for containerd at start.")
+	bindNRIFlags(fs, &cfg.NRI)
+}
+
+// bindNRIFlags binds the NRI host's flags (config.NRI).
+func bindNRIFlags(fs *flag.FlagSet, n *config.NRI) {
+	fs.BoolVar(&n.Disable, "disable-nri", n.Disable, "Turn the NRI host off (no socket, no plugins).")
+	fs.StringVar(&n.SocketPath, "nri-socket", n.SocketPath, "Unix socket NRI plugins connect to.")
+	fs.StringVar(&n.PluginPath, "nri-plugin-dir", n.PluginPath, "Directory of NRI plugins the daemon starts itself.")
+	fs.StringVar(&n.PluginConfigPath, "nri-plugin-config-dir", n.PluginConfigPath, "Directory of the configuration of those plugins.")
+	fs.DurationVar(&n.PluginRegistrationTimeout.Duration, "nri-plugin-registration-timeout", n.PluginRegistrationTimeout.Duration, "A plugin that does not register within this is disconnected.")
+	fs.DurationVar(&n.PluginRequestTimeout.Duration, "nri-plugin-request-timeout", n.PluginRequestTimeout.Duration, "A plugin that does not answer an event within this is disconnected; the event goes on without it.")
 }
 
 // parseConfig applies defaults, then the config file, then the flags that were

@@ -46,3 +46,23 @@ func TestParseErrors(t *testing.T) {
 		t.Errorf("no args: %v", err)
 	}
 }
+
+// TestNRIFlags: the NRI flags override the file's [nri] table.
+func TestNRIFlags(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, []byte("[nri]\nplugin_path = \"/file/plugins\"\nsocket_path = \"/file.sock\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parseConfig([]string{"--config", p, "--nri-socket", "/flag/nri.sock", "--nri-plugin-request-timeout", "5s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NRI.SocketPath != "/flag/nri.sock" || cfg.NRI.PluginPath != "/file/plugins" ||
+		cfg.NRI.PluginRequestTimeout.Duration.String() != "5s" || cfg.NRI.Disable || cfg.NRI.PluginConfigPath != "/etc/nri/conf.d" {
+		t.Fatalf("nri = %+v", cfg.NRI)
+	}
+	cfg, _, err = parseConfig([]string{"--disable-nri"}, io.Discard)
+	if err != nil || !cfg.NRI.Disable {
+		t.Fatalf("--disable-nri: %+v %v", cfg.NRI, err)
+	}
+}
