@@ -7,7 +7,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/containerio"
 	"github.com/cri-containerd/cri-containerd/registrar"
+	"github.com/cri-containerd/cri-containerd/sandbox"
 	"github.com/cri-containerd/cri-containerd/spec"
 )
 
@@ -15,12 +18,19 @@ import (
 // the stores it keeps, where containers keep their files, and the hooks of
 // its owner (background goroutines, bounded fan-out, lifecycle events).
 type Options struct {
-	Deps  backend.Deps
-	Store *Store
-	Names *registrar.Registrar
-	// RootDir and StateDir hold each container's directory under
-	// "containers/<id>" (persistent and volatile respectively).
-	RootDir, StateDir string
+	// Config is the daemon's configuration: its RootDir and StateDir hold
+	// each container's directory under "containers/<id>" (persistent and
+	// volatile respectively); runtimes, snapshotters and log settings.
+	Config config.Config
+	Deps   backend.Deps
+	Store  *Store
+	Names  *registrar.Registrar
+	// Sandboxes are the pod sandboxes the containers run in.
+	Sandboxes *sandbox.Store
+	// HandlerFeatures are the features of a runtime handler (nil: none).
+	HandlerFeatures func(handler string) *runtimeapi.RuntimeHandlerFeatures
+	// LogErrors counts the log records that could not be written.
+	LogErrors *containerio.LogErrorReporter
 	// Go runs f in a background goroutine that the owner cancels and
 	// joins when it stops; it reports false (and does not run f) once
 	// the owner is stopping. Nil runs f in a plain goroutine.
@@ -41,7 +51,7 @@ type Options struct {
 	RestrictOOM bool
 }
 
-// Controller owns the lifecycle of workload containers: stop, remove,
+// Controller owns the lifecycle of workload containers: create, start, stop, remove,
 // resource updates, the recording of exits and OOM kills, and the
 // reconciliation of the tasks with containerd. It is safe for concurrent
 // use; all its state is in the store and in the containers.
@@ -72,6 +82,12 @@ func NewController(o Options) *Controller {
 	}
 	if o.CleanupTimeout <= 0 {
 		o.CleanupTimeout = time.Minute
+	}
+	if o.HandlerFeatures == nil {
+		o.HandlerFeatures = func(string) *runtimeapi.RuntimeHandlerFeatures { return &runtimeapi.RuntimeHandlerFeatures{} }
+	}
+	if o.Sandboxes == nil {
+		o.Sandboxes = sandbox.NewStore()
 	}
 	if o.Deps.Clock == nil {
 		o.Deps.Clock = backend.SystemClock{}

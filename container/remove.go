@@ -66,7 +66,7 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 
 // dirs are the container's persistent and volatile directories.
 func (c *Controller) dirs(id string) []string {
-	return []string{filepath.Join(c.o.RootDir, "containers", id), filepath.Join(c.o.StateDir, "containers", id)}
+	return []string{filepath.Join(c.o.Config.RootDir, "containers", id), filepath.Join(c.o.Config.StateDir, "containers", id)}
 }
 
 // RemoveAll removes every container of a sandbox.

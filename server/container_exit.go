@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/cri-containerd/cri-containerd/container"
+	"github.com/cri-containerd/cri-containerd/containerio"
 )
 
 // containerCtl is the container controller of a Service, built on first
@@ -19,11 +20,13 @@ type containerCtl struct {
 func (s *Service) ctrs() *container.Controller {
 	s.ctrCtl.once.Do(func() {
 		s.ctrCtl.c = container.NewController(container.Options{
-			Deps:     s.deps,
-			Store:    s.containers,
-			Names:    s.containerNames,
-			RootDir:  s.config.RootDir,
-			StateDir: s.config.StateDir,
+			Config:          s.config,
+			Deps:            s.deps,
+			Store:           s.containers,
+			Names:           s.containerNames,
+			Sandboxes:       s.sandboxes,
+			HandlerFeatures: s.handlerFeatures,
+			LogErrors:       s.logErrors(),
 			Go: func(f func(context.Context)) bool {
 				return s.bg.Go(f)
 			},
@@ -42,4 +45,12 @@ func (s *Service) ctrs() *container.Controller {
 		})
 	})
 	return s.ctrCtl.c
+}
+
+// logErrors is the log write error counter (nil without metrics).
+func (s *Service) logErrors() *containerio.LogErrorReporter {
+	if s.metrics == nil {
+		return nil
+	}
+	return s.metrics.logErrors
 }

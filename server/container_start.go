@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -114,19 +113,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtimeapi.StartContain
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
-// newContainerIO makes the IO of a container: FIFOs under the state dir (so a
-// restarted daemon re-opens the same pipes) and the CRI log writer.
+// newContainerIO makes the IO of a container (see container.Controller.NewIO).
 func (s *Service) newContainerIO(c *container.Container) (*containerio.ContainerIO, error) {
-	return containerio.New(containerio.Config{
-		ID:          c.ID,
-		FIFODir:     filepath.Join(s.config.StateDir, "containers", c.ID, "io"),
-		LogPath:     c.LogPath,
-		Stdin:       c.Config.GetStdin(),
-		StdinOnce:   c.Config.GetStdinOnce(),
-		Tty:         c.Config.GetTty(),
-		MaxLineSize: s.config.MaxContainerLogLineSize,
-		LogErrors:   s.metrics.logErrors,
-		Remote:      s.shimLogRemote(c),
-		UseRemote:   s.useShimLog(),
-	})
+	return s.ctrs().NewIO(c)
 }
