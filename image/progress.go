@@ -20,6 +20,9 @@ const defaultProgressCheckInterval = 10 * time.Second
 type progressTracker struct {
 	active atomic.Int32
 	bytes  atomic.Uint64
+	// other counts progress that is no registry byte (a transfer's
+	// unpacking), which the watchdog takes as progress too.
+	other atomic.Uint64
 }
 
 func (t *progressTracker) status() (int32, uint64) { return t.active.Load(), t.bytes.Load() }
@@ -123,6 +126,7 @@ func watchProgress(ctx context.Context, ref string, t *progressTracker, timeout,
 		case <-ticker.C:
 		}
 		active, read := t.status()
+		read += t.other.Load()
 		klog.V(5).InfoS("Image pull progress", "ref", ref, "activeRequests", active, "bytesRead", read)
 		if active == 0 || read > lastBytes || prevActive == 0 {
 			lastBytes, lastSeen, prevActive = read, time.Now(), active

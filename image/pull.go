@@ -107,22 +107,6 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		s.metrics.bytes.Add(float64(n))
 	}()
 
-	// Our own lease, released even when the pull is cancelled (client.Pull
-	// releases its own lease with the cancelled context, which leaves the
-	// partial content pinned for the lease's 24h expiry).
-	lctx, releaseLease, err := s.client.WithLease(ctx, TemporaryLeaseOpts("pull", 24*time.Hour)...)
-	if err != nil {
-		return Image{}, fmt.Errorf("creating lease for pulling %q: %w", ref, err)
-	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer dcancel()
-		if err := releaseLease(dctx); err != nil {
-			klog.ErrorS(err, "Failed to release image pull lease", "ref", ref)
-		}
-	}()
-	ctx = lctx
-
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timeout := s.opts.PullProgressTimeout
@@ -130,26 +114,18 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		ref, timeout, context.DeadlineExceeded)
 	go watchProgress(pctx, ref, tracker, timeout, s.opts.progressCheckInterval, func() { cancel(stallErr) })
 
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, creds, tracker)})
 	labels := map[string]string{ImageLabelKey: ImageLabelValue}
 	if s.store.isPinnedName(ref) {
 		labels[PinnedLabelKey] = PinnedLabelValue
 	}
 	klog.V(2).InfoS("Pulling image", "ref", ref, "snapshotter", o.snapshotter)
-	// client.Pull ends by creating or updating the record ref: one write
+	// The pull ends by creating or updating the record ref: one write
 	// whose event the watcher leaves to us.
 	since := s.store.version()
 	w := s.newWrites()
 	defer w.finish(ctx)
 	pulled := w.track(ref)
-	cimg, err := s.client.Pull(pctx, ref,
-		containerd.WithResolver(resolver),
-		containerd.WithPullUnpack,
-		containerd.WithPullSnapshotter(o.snapshotter),
-		containerd.WithPullLabels(labels),
-		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
-		containerd.WithDownloadLimiter(s.downloads),
-	)
+	rec, via, err := s.fetch(pctx, fetchRequest{ref: ref, creds: creds, labels: labels, snapshotter: o.snapshotter, tracker: tracker})
 	pulled(err == nil)
 	if err != nil {
 		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
@@ -159,14 +135,47 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 	}
 	cancel(nil) // stop the watchdog
 
-	img, err := s.nameImage(ctx, w, named, cimg.Metadata(), labels, since)
+	img, err := s.nameImage(ctx, w, named, rec, labels, since)
 	if err != nil {
 		return Image{}, err
 	}
 	_, n := tracker.status()
 	klog.InfoS("Pulled image", "ref", ref, "id", img.ID, "repoTag", img.pulledTag, "repoDigest", img.pulledDigest,
-		"size", img.Size, "bytesFetched", n, "duration", time.Since(start))
+		"size", img.Size, "bytesFetched", n, "via", via, "duration", time.Since(start))
 	return img.Image, nil
+}
+
+// pullViaClient pulls r.ref client-side (client.Pull): the daemon fetches
+// the content through the registry hosts of registryHosts into containerd
+// and has containerd unpack it.
+func (s *Service) pullViaClient(ctx context.Context, r fetchRequest) (images.Image, error) {
+	// Our own lease, released even when the pull is cancelled (client.Pull
+	// releases its own lease with the cancelled context, which leaves the
+	// partial content pinned for the lease's 24h expiry).
+	lctx, releaseLease, err := s.client.WithLease(ctx, TemporaryLeaseOpts("pull", 24*time.Hour)...)
+	if err != nil {
+		return images.Image{}, fmt.Errorf("creating lease for pulling %q: %w", r.ref, err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer dcancel()
+		if err := releaseLease(dctx); err != nil {
+			klog.ErrorS(err, "Failed to release image pull lease", "ref", r.ref)
+		}
+	}()
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, r.creds, r.tracker)})
+	cimg, err := s.client.Pull(lctx, r.ref,
+		containerd.WithResolver(resolver),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(r.snapshotter),
+		containerd.WithPullLabels(r.labels),
+		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
+		containerd.WithDownloadLimiter(s.downloads),
+	)
+	if err != nil {
+		return images.Image{}, err
+	}
+	return cimg.Metadata(), nil
 }
 
 type namedImage struct {

@@ -31,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -40,6 +41,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 )
 
@@ -130,6 +132,11 @@ type Service struct {
 	own ownWrites
 	// background runs the refreshes for events deferred to an operation.
 	background sync.WaitGroup
+	// viaTransfer and viaClient pull through containerd's Transfer
+	// service and client-side (see fetch); noTransfer is set once
+	// containerd turned out to have no Transfer service.
+	viaTransfer, viaClient fetchFunc
+	noTransfer             atomic.Bool
 	// downloads limits concurrent layer downloads across all pulls
 	// (MaxConcurrentDownloads), as containerd's CRI does.
 	downloads *semaphore.Weighted
@@ -160,6 +167,10 @@ func NewService(cli *containerd.Client, opts Options, reg prometheus.Registerer)
 		s.images = cli.ImageService()
 		s.content = cli.ContentStore()
 		s.readBlob = blobReader(cli.Conn(), s.content)
+		s.viaClient = s.pullViaClient
+		if _, ok := cli.Conn().(*grpc.ClientConn); ok {
+			s.viaTransfer = s.pullViaTransfer
+		}
 	}
 	return s
 }
