@@ -5,7 +5,7 @@ GO ?= go
 OUTPUT_DIR := _output
 BIN := $(OUTPUT_DIR)/cri-containerd
 
-.PHONY: all build static image release up down status test unit e2e critest images verify-images reference compat benchmark install clean
+.PHONY: all build static image release up down status test unit e2e critest images verify-images reference compat benchmark node-e2e node-e2e-install install clean
 
 all: build
 
@@ -83,6 +83,16 @@ compat:
 ## benchmark: critest -benchmark against a private cri-containerd and containerd's built-in CRI; table in _output/benchmark.txt
 benchmark:
 	hack/benchmark.sh
+
+## node-e2e: Kubernetes node e2e [NodeConformance] (k8s v1.37.2 kubelet + e2e_node.test) against a private
+## cri-containerd and containerd 2.4.2's built-in CRI; table in _output/node-e2e/table.txt (hack/node-e2e.sh:
+## NODE_E2E_QUICK=1 the quick subset, NODE_E2E_FOCUS, NODE_E2E_TARGETS=cri-containerd|reference)
+node-e2e:
+	hack/node-e2e.sh
+
+## node-e2e-install: build kubelet/e2e_node.test/ginkgo/crane and the test images when missing (/opt/node-e2e)
+node-e2e-install:
+	hack/node-e2e-install.sh
 
 ## chaos: fault campaign (20 daemon kill -9, 5 containerd restarts, CNI/log/registry faults during churn); CHAOS_ARGS=--short|--outage
 .PHONY: chaos

@@ -3,10 +3,12 @@
 #
 #   hack/test.sh [all]    go vet, unit tests (-race), then (stack up) image
 #                         smoke test, e2e tests, fuzzing (short), critest,
-#                         the short fault campaign (hack/chaos.sh --short)
+#                         the short fault campaign (hack/chaos.sh --short),
+#                         the node e2e quick subset (when its binaries are cached)
 #   hack/test.sh unit     go vet + unit tests (everything outside test/e2e)
 #   hack/test.sh e2e      stack up + go test ./test/e2e/...
 #   hack/test.sh critest  stack up + hack/critest.sh
+#   hack/test.sh node-e2e stack up + the node e2e quick subset
 #
 # "stack up" is hack/up.sh without the demo: containerd, registry + images,
 # a freshly built cri-containerd (restarted when its binary changed). The
@@ -97,6 +99,19 @@ fuzz() {
 	CRI_FUZZ_REQUESTS="${CRI_FUZZ_REQUESTS:-1500}" go test -count=1 -v -timeout 30m -run TestLiveFuzz ./test/fuzz/
 }
 
+# node_e2e_quick: the node e2e quick subset (hack/node-e2e.sh NODE_E2E_QUICK=1:
+# pods, probes, container runtime, lifecycle hooks, security context, logs)
+# against a private cri-containerd, only when kubelet and e2e_node.test are
+# cached (building them takes ~30 min: `make node-e2e-install`).
+node_e2e_quick() {
+	if ! "${REPO_ROOT}/hack/node-e2e-install.sh" --check; then
+		log "node e2e quick subset SKIPPED: kubelet/e2e_node.test not cached in ${NODE_E2E_BIN:-/opt/node-e2e/bin} (make node-e2e-install builds them)"
+		return 0
+	fi
+	log "node e2e quick subset (hack/node-e2e.sh, NODE_E2E_QUICK=1)"
+	NODE_E2E_QUICK=1 NODE_E2E_TARGETS="${NODE_E2E_TARGETS:-cri-containerd}" "${REPO_ROOT}/hack/node-e2e.sh"
+}
+
 rc=0
 case "$what" in
 unit) unit ;;
@@ -121,12 +136,17 @@ all)
 	# The short fault campaign: a private containerd, daemon and CNI network
 	# of its own, struck by daemon/containerd kill -9 and CNI faults.
 	"${REPO_ROOT}/hack/chaos.sh" --short || { rc=$?; log "chaos (short) FAILED"; }
+	node_e2e_quick || { rc=$?; log "node e2e (quick subset) FAILED"; }
 	;;
 fuzz)
 	stack
 	fuzz || rc=$?
 	;;
-*) die "usage: $0 [all|unit|e2e|critest|fuzz]" ;;
+node-e2e)
+	stack
+	node_e2e_quick || rc=$?
+	;;
+*) die "usage: $0 [all|unit|e2e|critest|fuzz|node-e2e]" ;;
 esac
 
 if [[ "${TEST_STACK_DOWN:-0}" == 1 && "$what" != unit ]]; then
