@@ -60,6 +60,15 @@ const (
 	// minCPUShares and maxCPUShares are the kernel's (and kubelet's) bounds.
 	minCPUShares = 2
 	maxCPUShares = 262144
+	// minMemoryLimit is the smallest container memory limit accepted (6 MiB,
+	// Docker's and dockershim's minimum). runc cannot apply a limit below
+	// what its own init process already uses in the new cgroup (3.2-3.9 MiB
+	// measured with runc 1.1.5 and 1.5.3 on cgroup v1: "unable to set
+	// memory limit to N (current usage: M)"), and fails the start with
+	// Unknown; a container that fits a few MiB is not useful either.
+	// Pod-level limits and overheads are not checked: nothing applies them
+	// to a cgroup on their own.
+	minMemoryLimit = 6 << 20
 )
 
 // requestValidator is what the interceptors call before every handler; the
@@ -165,7 +174,10 @@ func validateRequestFields(req any) error {
 		}
 		return checkContainerConfig("config", r.GetConfig())
 	case *runtimeapi.UpdateContainerResourcesRequest:
-		return checkResources("linux", r.GetLinux())
+		if err := checkResources("linux", r.GetLinux()); err != nil {
+			return err
+		}
+		return checkMemoryLimit("linux", r.GetLinux())
 	case *runtimeapi.UpdatePodSandboxResourcesRequest:
 		if err := checkResources("overhead", r.GetOverhead()); err != nil {
 			return err
@@ -732,6 +744,15 @@ func checkResources(field string, r *runtimeapi.LinuxContainerResources) error {
 	return nil
 }
 
+// checkMemoryLimit checks that a container's memory limit, when set, is one
+// runc can apply (minMemoryLimit).
+func checkMemoryLimit(field string, r *runtimeapi.LinuxContainerResources) error {
+	if l := r.GetMemoryLimitInBytes(); l > 0 && l < minMemoryLimit {
+		return invalidField(field+".memory_limit_in_bytes", "%d is below the minimum of %d bytes (6 MiB; 0 for unlimited)", l, minMemoryLimit)
+	}
+	return nil
+}
+
 var hugepageSize = regexp.MustCompile(`^[1-9][0-9]*[KMGTPE]?B$`)
 
 // checkCPUSet checks the kernel's list format: "0-3,5,7-8".
@@ -764,6 +785,9 @@ func checkTimeout(field string, t int64) error {
 func checkCmd(field string, cmd []string) error {
 	if len(cmd) == 0 {
 		return invalidField(field, "is required")
+	}
+	if cmd[0] == "" {
+		return invalidField(fieldIndex(field, 0), "is empty: the command to run is required")
 	}
 	for i, a := range cmd {
 		if err := checkNoNUL(fieldIndex(field, i), a); err != nil {
@@ -857,6 +881,9 @@ func checkContainerConfig(field string, cfg *runtimeapi.ContainerConfig) error {
 
 	lf := field + ".linux"
 	if err := checkResources(lf+".resources", cfg.GetLinux().GetResources()); err != nil {
+		return err
+	}
+	if err := checkMemoryLimit(lf+".resources", cfg.GetLinux().GetResources()); err != nil {
 		return err
 	}
 	sc := cfg.GetLinux().GetSecurityContext()

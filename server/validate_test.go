@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -168,6 +169,9 @@ func TestValidateRequestAcceptsKubeletRequests(t *testing.T) {
 		"CreateContainer no limits": createReq(func(c *runtimeapi.ContainerConfig) {
 			c.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuQuota: -1, MemoryLimitInBytes: 0, MemorySwapLimitInBytes: -1, OomScoreAdj: 1000}
 		}),
+		"CreateContainer minimum memory limit":          createReq(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.MemoryLimitInBytes = 6 << 20 }),
+		"UpdateContainerResources minimum memory limit": resReq(func(r *runtimeapi.LinuxContainerResources) { r.MemoryLimitInBytes = 6 << 20 }),
+		"UpdatePodSandboxResources small overhead":      &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: "abc", Overhead: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20}},
 		"UpdateContainerResources": resReq(func(r *runtimeapi.LinuxContainerResources) {
 			r.CpuQuota, r.CpuPeriod, r.MemoryLimitInBytes = 20000, 100000, 64<<20
 		}),
@@ -418,6 +422,56 @@ func TestRegressionBadRequestsReachHandlers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkRejectedUpFront calls each request through the unary interceptor and
+// checks that it gets InvalidArgument naming the field, without the handler
+// running.
+func checkRejectedUpFront(t *testing.T, cases []badCase) {
+	t.Helper()
+	e := newTestEnv(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ran, err := callUnary(t, e.s, tc.req)
+			if ran {
+				t.Fatal("the handler ran")
+			}
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("code = %v (%v), want InvalidArgument", status.Code(err), err)
+			}
+			if !strings.Contains(status.Convert(err).Message(), tc.field) {
+				t.Fatalf("message %q does not name %q", status.Convert(err).Message(), tc.field)
+			}
+		})
+	}
+}
+
+// TestRegressionExecSyncEmptyCommandIsInvalidArgument: the live fuzzer's
+// ExecSync (and Exec) with an empty command name reached runc, which failed
+// with `exec: "": executable file not found in $PATH`, returned as Unknown.
+func TestRegressionExecSyncEmptyCommandIsInvalidArgument(t *testing.T) {
+	checkRejectedUpFront(t, []badCase{
+		{"ExecSync empty command", &runtimeapi.ExecSyncRequest{ContainerId: "abc", Cmd: []string{""}}, "cmd[0]"},
+		{"ExecSync empty command with args", &runtimeapi.ExecSyncRequest{ContainerId: "abc", Cmd: []string{"", "-c", "true"}, Timeout: 1}, "cmd[0]"},
+		{"ExecSync missing command", &runtimeapi.ExecSyncRequest{ContainerId: "abc"}, "cmd"},
+		{"Exec empty command", &runtimeapi.ExecRequest{ContainerId: "abc", Cmd: []string{""}, Stdout: true}, "cmd[0]"},
+	})
+}
+
+// TestRegressionMemoryLimitBelowRuncMinimumIsInvalidArgument: the live
+// fuzzer's containers with a memory limit of a few bytes or KiB were created,
+// then failed to start deep in runc ("unable to set memory limit to 4096
+// (current usage: ...)") with Unknown; an update to such a limit failed the
+// same way.
+func TestRegressionMemoryLimitBelowRuncMinimumIsInvalidArgument(t *testing.T) {
+	var cases []badCase
+	for _, limit := range []int64{1, 4096, 1 << 20, 4 << 20, 6<<20 - 1} {
+		cases = append(cases,
+			badCase{fmt.Sprintf("CreateContainer %d", limit), createReq(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.MemoryLimitInBytes = limit }), "config.linux.resources.memory_limit_in_bytes"},
+			badCase{fmt.Sprintf("UpdateContainerResources %d", limit), resReq(func(r *runtimeapi.LinuxContainerResources) { r.MemoryLimitInBytes = limit }), "linux.memory_limit_in_bytes"},
+		)
+	}
+	checkRejectedUpFront(t, cases)
 }
 
 func TestInterceptorRunsValidRequests(t *testing.T) {

@@ -88,6 +88,7 @@ func TestValidateRejectsBadRequests(t *testing.T) {
 		})},
 		{"negative memory limit", "memory_limit_in_bytes", newCtr(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.MemoryLimitInBytes = -1 })},
 		{"negative CPU quota", "cpu_quota", newCtr(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.CpuQuota = -5 })},
+		{"memory limit runc cannot apply", "memory_limit_in_bytes", newCtr(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.MemoryLimitInBytes = 4096 })},
 		{"unknown capability", "add_capabilities", newCtr(func(c *runtimeapi.ContainerConfig) {
 			c.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"CAP_MAKE_COFFEE"}}
 		})},
@@ -106,6 +107,12 @@ func TestValidateRejectsBadRequests(t *testing.T) {
 		ContainerId: ctr, Linux: &runtimeapi.LinuxContainerResources{CpuQuota: -5, CpuPeriod: 100000},
 	})
 	wantInvalid(t, "UpdateContainerResources negative CPU quota", err, "cpu_quota")
+	_, err = rc.UpdateContainerResources(sbCtx(t), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: ctr, Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 4096},
+	})
+	wantInvalid(t, "UpdateContainerResources memory limit runc cannot apply", err, "memory_limit_in_bytes")
+	_, err = rc.ExecSync(sbCtx(t), &runtimeapi.ExecSyncRequest{ContainerId: ctr, Cmd: []string{""}})
+	wantInvalid(t, "ExecSync empty command", err, "cmd[0]")
 	_, err = rc.StopContainer(sbCtx(t), &runtimeapi.StopContainerRequest{ContainerId: ctr, Timeout: -1})
 	wantInvalid(t, "StopContainer negative timeout", err, "timeout")
 
