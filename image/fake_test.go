@@ -319,7 +319,6 @@ func (e *testEnv) deliver(ctx context.Context) int {
 	for _, ev := range evs {
 		e.svc.handleEvent(ctx, ev)
 	}
-	e.svc.background.Wait()
 	return len(evs)
 }
 
@@ -422,12 +421,8 @@ func (e *testEnv) pull(tb testing.TB, ctx context.Context, ref string, target oc
 		labels[PinnedLabelKey] = PinnedLabelValue
 	}
 	since := e.svc.store.version()
-	w := e.svc.newWrites()
-	defer w.finish(ctx)
-	done := w.track(named.String())
 	pulled := e.clientPull(ctx, named.String(), target, labels)
-	done(true)
-	img, err := e.svc.nameImage(ctx, w, named, pulled, labels, since)
+	img, err := e.svc.nameImage(ctx, named, pulled, labels, since)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -119,14 +119,9 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		labels[PinnedLabelKey] = PinnedLabelValue
 	}
 	klog.V(2).InfoS("Pulling image", "ref", ref, "snapshotter", o.snapshotter)
-	// The pull ends by creating or updating the record ref: one write
-	// whose event the watcher leaves to us.
+	// The pull ends by creating or updating the record ref.
 	since := s.store.version()
-	w := s.newWrites()
-	defer w.finish(ctx)
-	pulled := w.track(ref)
 	rec, via, err := s.fetch(pctx, fetchRequest{ref: ref, creds: creds, labels: labels, snapshotter: o.snapshotter, tracker: tracker})
-	pulled(err == nil)
 	if err != nil {
 		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
 			return Image{}, stallErr
@@ -135,7 +130,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 	}
 	cancel(nil) // stop the watchdog
 
-	img, err := s.nameImage(ctx, w, named, rec, labels, since)
+	img, err := s.nameImage(ctx, named, rec, labels, since)
 	if err != nil {
 		return Image{}, err
 	}
@@ -190,14 +185,10 @@ type namedImage struct {
 // cache takes each name as written unless the name changed in the cache
 // after its write began (since: the store version before client.Pull, for
 // the name client.Pull wrote), i.e. concurrently: then it is read again.
-func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Named, pulled images.Image, labels map[string]string, since uint64) (namedImage, error) {
+func (s *Service) nameImage(ctx context.Context, named reference.Named, pulled images.Image, labels map[string]string, since uint64) (namedImage, error) {
 	ref := named.String()
 	info, err := s.imageInfo(ctx, pulled.Name, pulled.Target, true)
 	if err != nil {
-		// The watcher left the event of client.Pull's write to us.
-		if rerr := s.refreshName(ctx, pulled.Name); rerr != nil {
-			klog.V(2).InfoS("Failed to update image cache", "name", pulled.Name, "err", rerr)
-		}
 		return namedImage{}, fmt.Errorf("reading config descriptor of pulled image %q: %w", ref, err)
 	}
 	id := info.ID
@@ -219,12 +210,12 @@ func (s *Service) nameImage(ctx context.Context, w *writes, named reference.Name
 		}
 		wg.Go(func() {
 			sinces[i] = s.store.version()
-			recs[i], errs[i] = s.createOrUpdateRecord(ctx, w, name, pulled.Target, labels)
+			recs[i], errs[i] = s.createOrUpdateRecord(ctx, name, pulled.Target, labels)
 		})
 	}
 	wg.Wait()
 	// The cache takes every record written, also when naming failed for
-	// another name: the watcher leaves their events to us.
+	// another name.
 	var firstErr error
 	for i, name := range names {
 		if errs[i] != nil {

@@ -15,85 +15,16 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// writes brackets the record writes of one operation (pull naming,
-// removal) for the event watcher (see ownWrites) and collects the names
-// whose events were deferred to the operation: finish refreshes them once
-// the operation has put its own results into the store.
-type writes struct {
-	s       *Service
-	mu      sync.Mutex
-	refresh []string
-}
-
-func (s *Service) newWrites() *writes { return &writes{s: s} }
-
-// track marks a write of name in flight; call the result with whether the
-// write succeeded.
-func (w *writes) track(name string) func(wrote bool) {
-	done := w.s.own.begin(name)
-	return func(wrote bool) {
-		if done(wrote) {
-			w.mu.Lock()
-			w.refresh = append(w.refresh, name)
-			w.mu.Unlock()
-		}
-	}
-}
-
-// finish hands the deferred events to a goroutine, as the watcher would
-// have handled them: the operation does not wait for them.
-func (w *writes) finish(ctx context.Context) {
-	w.mu.Lock()
-	names := w.refresh
-	w.refresh = nil
-	w.mu.Unlock()
-	if len(names) == 0 {
-		return
-	}
-	// The operation's caller may be gone: the events are still due.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	w.s.background.Go(func() {
-		defer cancel()
-		for _, n := range names {
-			if err := w.s.refreshName(ctx, n); err != nil {
-				klog.V(2).InfoS("Failed to update image cache from event", "name", n, "err", err)
-			}
-		}
-		w.s.invalidateFsInfo()
-	})
-}
-
-func (w *writes) create(ctx context.Context, rec images.Image) (images.Image, error) {
-	done := w.track(rec.Name)
-	created, err := w.s.images.Create(ctx, rec)
-	done(err == nil)
-	return created, err
-}
-
-func (w *writes) update(ctx context.Context, rec images.Image, paths ...string) (images.Image, error) {
-	done := w.track(rec.Name)
-	updated, err := w.s.images.Update(ctx, rec, paths...)
-	done(err == nil)
-	return updated, err
-}
-
-func (w *writes) delete(ctx context.Context, name string, opts ...images.DeleteOpt) error {
-	done := w.track(name)
-	err := w.s.images.Delete(ctx, name, opts...)
-	done(err == nil)
-	return err
-}
-
 // createOrUpdateRecord makes the containerd image record name point at
 // target, carrying labels (merged into existing labels), and returns the
 // record as it is now. A name the cache knows is read first (re-pulls find
 // it as wanted: one read, no write); others are created first.
-func (s *Service) createOrUpdateRecord(ctx context.Context, w *writes, name string, target ocispec.Descriptor, labels map[string]string) (images.Image, error) {
+func (s *Service) createOrUpdateRecord(ctx context.Context, name string, target ocispec.Descriptor, labels map[string]string) (images.Image, error) {
 	rec := images.Image{Name: name, Target: target, Labels: labels}
 	_, known := s.store.target(name)
 	for attempt := 0; ; attempt++ {
 		if !known {
-			created, err := w.create(ctx, rec)
+			created, err := s.images.Create(ctx, rec)
 			if err == nil || !errdefs.IsAlreadyExists(err) || attempt >= 3 {
 				return created, err
 			}
@@ -118,7 +49,7 @@ func (s *Service) createOrUpdateRecord(ctx context.Context, w *writes, name stri
 		if len(paths) == 0 {
 			return old, nil
 		}
-		updated, err := w.update(ctx, rec, paths...)
+		updated, err := s.images.Update(ctx, rec, paths...)
 		if errdefs.IsNotFound(err) && attempt < 3 {
 			continue
 		}
@@ -228,12 +159,10 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		}
 	}
 	adopted := false
-	w := s.newWrites()
-	defer w.finish(ctx)
 	for _, r := range recs {
 		if r.Labels[ImageLabelKey] != ImageLabelValue {
 			labels := map[string]string{ImageLabelKey: ImageLabelValue}
-			if _, err := s.createOrUpdateRecord(ctx, w, r.Name, r.Target, labels); err != nil {
+			if _, err := s.createOrUpdateRecord(ctx, r.Name, r.Target, labels); err != nil {
 				klog.ErrorS(err, "Failed to label image as managed", "image", r.Name)
 			}
 			adopted = true
@@ -241,7 +170,7 @@ func (s *Service) recoverTarget(ctx context.Context, recs []images.Image) {
 		s.store.put(r.Name, info, r.Labels[PinnedLabelKey] == PinnedLabelValue, r.Target.Digest.String())
 	}
 	if adopted {
-		if _, err := s.createOrUpdateRecord(ctx, w, info.ID, first.Target, map[string]string{ImageLabelKey: ImageLabelValue}); err != nil {
+		if _, err := s.createOrUpdateRecord(ctx, info.ID, first.Target, map[string]string{ImageLabelKey: ImageLabelValue}); err != nil {
 			klog.ErrorS(err, "Failed to create image ID record", "image", first.Name, "id", info.ID)
 		} else {
 			s.store.put(info.ID, info, false, first.Target.Digest.String())
@@ -269,8 +198,6 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	targets := s.store.targets(img.ID)
 	last := known[len(known)-1]
-	w := s.newWrites()
-	defer w.finish(ctx)
 
 	var (
 		wg      sync.WaitGroup
@@ -286,7 +213,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	del := func(n string, opts ...images.DeleteOpt) {
 		since := s.store.version()
-		if err := w.delete(ctx, n, opts...); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.images.Delete(ctx, n, opts...); err != nil && !errdefs.IsNotFound(err) {
 			fail(fmt.Errorf("removing name %q of image %s: %w", n, img.ID, err))
 			return
 		}

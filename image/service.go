@@ -127,11 +127,6 @@ type Service struct {
 	// infos caches the ID-level facts of image targets (manifest or index
 	// digests): content-addressed, so they never change.
 	infos *infoCache
-	// own tells the event watcher which image events echo this service's
-	// own writes.
-	own ownWrites
-	// background runs the refreshes for events deferred to an operation.
-	background sync.WaitGroup
 	// viaTransfer and viaClient pull through containerd's Transfer
 	// service and client-side (see fetch); noTransfer is set once
 	// containerd turned out to have no Transfer service.

@@ -22,8 +22,6 @@ func (s *Service) Watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
 		evCh, errCh := s.client.Subscribe(sctx, filter)
-		// Echoes of own writes made before this subscription never come.
-		s.own.reset()
 		if err := s.resync(ctx); err != nil {
 			klog.ErrorS(err, "Failed to reconcile image cache with containerd")
 		}
@@ -76,10 +74,6 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 	case *eventtypes.ImageDelete:
 		name = ev.Name
 	default:
-		return
-	}
-	if s.own.event(name) {
-		klog.V(5).InfoS("Image event of an own write", "topic", e.Topic, "name", name)
 		return
 	}
 	klog.V(4).InfoS("Image event", "topic", e.Topic, "name", name)
