@@ -5,16 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/cri-containerd/cri-containerd/backend/backendtest"
-	"github.com/cri-containerd/cri-containerd/container"
 )
 
 func ctrConfig(name string) *runtimeapi.ContainerConfig {
@@ -179,70 +175,6 @@ func TestStartContainer(t *testing.T) {
 	// Starting twice is refused.
 	if err := e.startContainerErr(id); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("second start: err = %v, want FailedPrecondition", err)
-	}
-}
-
-// TestStartContainerFailure: a task that cannot be made or started is
-// deleted and the container reported EXITED with reason StartError.
-func TestStartContainerFailure(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		inject func(*backendtest.Container)
-		task   bool
-	}{
-		{"NewTask", func(c *backendtest.Container) { c.NewTaskErr = backendtest.ErrInjected }, false},
-		{"task Start", func(c *backendtest.Container) { c.TaskStartErr = backendtest.ErrInjected }, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t)
-			pod := e.runPod(t, podConfig("web"))
-			id := e.createContainer(t, pod, ctrConfig("app"))
-			fc := e.ctrd.Lookup(id)
-			tc.inject(fc)
-
-			err := e.startContainerErr(id)
-			if !errors.Is(err, backendtest.ErrInjected) {
-				t.Fatalf("err = %v, want the injected failure", err)
-			}
-			c, _ := e.s.containers.Get(id)
-			st := c.Status()
-			if st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "StartError" || st.ExitCode != 128 || !strings.Contains(st.Message, backendtest.ErrInjected.Error()) {
-				t.Errorf("status = %+v, want EXITED with reason StartError", st)
-			}
-			if st.Starting {
-				t.Error("Starting left set")
-			}
-			// The exit is checkpointed.
-			saved, ok, err := container.LoadStatus(filepath.Join(e.root, "containers", id))
-			if err != nil || !ok || saved.Reason != "StartError" {
-				t.Errorf("checkpointed status %+v (ok %v, err %v)", saved, ok, err)
-			}
-			deleted, _, tasks := fc.State()
-			if deleted {
-				t.Error("containerd container deleted: RemoveContainer owns that")
-			}
-			if tc.task != (len(tasks) == 1) || len(tasks) > 1 {
-				t.Fatalf("%d tasks made, want %v", len(tasks), tc.task)
-			}
-			for _, task := range tasks {
-				if _, deleted, kill := task.State(); !deleted || !kill {
-					t.Errorf("task: deleted %v with process kill %v", deleted, kill)
-				}
-			}
-			if _, err := fc.Task(context.Background(), nil); !errdefs.IsNotFound(err) {
-				t.Errorf("a task is left: %v", err)
-			}
-			// It cannot be started again, but it can be removed.
-			if err := e.startContainerErr(id); !errdefs.IsFailedPrecondition(err) {
-				t.Errorf("restart: err = %v, want FailedPrecondition", err)
-			}
-			if _, err := e.s.RemoveContainer(context.Background(), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
-				t.Fatalf("RemoveContainer: %v", err)
-			}
-			if n := e.s.containerNames.Len(); n != 0 {
-				t.Errorf("%d container names reserved after removal", n)
-			}
-		})
 	}
 }
 
