@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	gocni "github.com/containerd/go-cni"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cri-containerd/cri-containerd/image"
 )
@@ -70,6 +71,12 @@ type Host interface {
 	NewNetNS(dir string) (NetNS, error)
 	// LoadNetNS refers to the network namespace mounted at path.
 	LoadNetNS(path string) NetNS
+	// NewNetNSInUserns creates a network namespace owned by a new user
+	// namespace with the (single-line) mappings, mounted in dir, and pins
+	// that user namespace at the returned path until UnpinUserns.
+	NewNetNSInUserns(dir string, uid, gid runtimespec.LinuxIDMapping) (NetNS, string, error)
+	// UnpinUserns unmounts and removes a pinned user namespace (idempotent).
+	UnpinUserns(path string) error
 	// MountShm mounts a private tmpfs of size bytes at path.
 	MountShm(path string, size int64) error
 	// UnmountShm unmounts path if mounted (idempotent) and removes it.

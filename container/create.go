@@ -255,7 +255,7 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 	snapshotter := c.o.Config.SnapshotterFor(cc.rt)
 	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id,
 		containerd.WithSnapshotter(snapshotter),
-		containerd.WithNewSnapshot(cc.id, cc.cimg),
+		containerd.WithNewSnapshot(cc.id, cc.cimg, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())...),
 		withImageVolumeContent(spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
 		containerd.WithImageName(cc.cimg.Name()),
 		containerd.WithRuntime(cc.rt.Type, c.o.Config.RuncOptions(cc.rt)),

@@ -68,9 +68,24 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 
 	// 1. Network namespace, in a directory named for the sandbox, so that a
 	// crash before the metadata lands can still be found and cleaned.
+	// With a POD-mode user namespace, the netns belongs to a new user
+	// namespace with the pod's mappings, pinned until the pause joins it.
 	var podNS backend.NetNS
+	uids, gids, err := spec.UserNamespaceMappings(nsOpts)
+	if err != nil {
+		return "", err
+	}
+	usernsPin := ""
 	if !hostNetwork {
-		podNS, err = s.Deps.Host.NewNetNS(paths.NetNSDir)
+		if uids != nil {
+			podNS, usernsPin, err = s.Deps.Host.NewNetNSInUserns(paths.NetNSDir, uids[0], gids[0])
+			if err == nil {
+				// The pause task holds the user namespace once created.
+				defer func() { _ = s.Deps.Host.UnpinUserns(usernsPin) }()
+			}
+		} else {
+			podNS, err = s.Deps.Host.NewNetNS(paths.NetNSDir)
+		}
 		if err != nil {
 			_ = os.RemoveAll(paths.NetNSDir) // made before the failure
 			return "", fmt.Errorf("creating network namespace: %w", err)
@@ -79,6 +94,9 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			if retErr != nil && !keep {
 				if err := podNS.Remove(); err != nil {
 					log.Error(err, "Rollback: removing network namespace")
+				}
+				if usernsPin != "" {
+					_ = s.Deps.Host.UnpinUserns(usernsPin)
 				}
 				_ = os.RemoveAll(paths.NetNSDir)
 			}
@@ -131,6 +149,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		Config:                  cfg,
 		ImageConfig:             img.Config,
 		NetNSPath:               md.NetNSPath,
+		UsernsPath:              usernsPin,
 		HostnamePath:            paths.HostnamePath(),
 		HostsPath:               paths.HostsPath(),
 		ResolvConfPath:          paths.ResolvConfPath(),
@@ -148,7 +167,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	ctr, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
 		containerd.WithSnapshotter(s.Config.SnapshotterFor(rt)),
-		containerd.WithNewSnapshot(id, cimg),
+		containerd.WithNewSnapshot(id, cimg, spec.RemapSnapshotOpts(nsOpts)...),
 		containerd.WithImageName(cimg.Name()),
 		containerd.WithRuntime(rt.Type, s.Config.RuncOptions(rt)),
 		containerd.WithContainerLabels(map[string]string{LabelKind: KindSandbox}),

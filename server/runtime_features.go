@@ -3,23 +3,32 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/sys"
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/spec"
 )
 
 // ociFeatures is the part of `runc features` (OCI runtime features) we use.
 type ociFeatures struct {
 	MountOptions []string `json:"mountOptions"`
 	Linux        *struct {
+		Namespaces      []string `json:"namespaces"`
 		MountExtensions *struct {
 			IDMap *struct {
 				Enabled *bool `json:"enabled"`
@@ -31,8 +40,20 @@ type ociFeatures struct {
 // probeRuntimeFeatures asks each handler's OCI runtime binary for its
 // features. The runtime runs on this host, so asking the binary works with
 // every containerd version (containerd's own introspection needs 2.x).
-func probeRuntimeFeatures(ctx context.Context, runtimes map[string]config.Runtime) map[string]*runtimeapi.RuntimeHandlerFeatures {
+//
+// User namespaces (CRI POD mode) need, as containerd's CRI has it, a runtime
+// with user namespaces and idmapped mounts (runc >= 1.2; Debian's 1.1.5 has
+// none), and here also a kernel that idmaps overlayfs (5.19) and the
+// filesystem of idmapProbeDir (the daemon's root, where volumes and pod files
+// live) accepting an idmapped mount.
+func probeRuntimeFeatures(ctx context.Context, runtimes map[string]config.Runtime, idmapProbeDir string) map[string]*runtimeapi.RuntimeHandlerFeatures {
 	kernelRRO := kernelAtLeast(5, 12)
+	hostIDMap := sync.OnceValue(func() error {
+		if !kernelAtLeast(5, 19) {
+			return errors.New("kernel older than 5.19 (idmapped overlayfs)")
+		}
+		return probeIDMapMount(idmapProbeDir)
+	})
 	out := map[string]*runtimeapi.RuntimeHandlerFeatures{}
 	for name, rt := range runtimes {
 		f := &runtimeapi.RuntimeHandlerFeatures{}
@@ -54,12 +75,73 @@ func probeRuntimeFeatures(ctx context.Context, runtimes map[string]config.Runtim
 			continue
 		}
 		f.RecursiveReadOnlyMounts = kernelRRO && slices.Contains(feats.MountOptions, "rro")
-		idmap := feats.Linux != nil && feats.Linux.MountExtensions != nil && feats.Linux.MountExtensions.IDMap != nil &&
-			feats.Linux.MountExtensions.IDMap.Enabled != nil && *feats.Linux.MountExtensions.IDMap.Enabled
-		// User namespaces are not implemented by cri-containerd yet; report them off regardless.
-		klog.InfoS("OCI runtime features", "handler", name, "recursiveReadOnlyMounts", f.RecursiveReadOnlyMounts, "idmapMounts", idmap)
+		f.UserNamespaces = ociUserns(feats)
+		if f.UserNamespaces {
+			if err := hostIDMap(); err != nil {
+				klog.InfoS("The host cannot idmap mounts: no user namespaces", "handler", name, "dir", idmapProbeDir, "err", err)
+				f.UserNamespaces = false
+			}
+		}
+		klog.InfoS("OCI runtime features", "handler", name, "binary", bin, "recursiveReadOnlyMounts", f.RecursiveReadOnlyMounts, "userNamespaces", f.UserNamespaces)
 	}
 	return out
+}
+
+// ociUserns: the runtime can create user namespaces and idmap mounts.
+func ociUserns(f ociFeatures) bool {
+	l := f.Linux
+	if l == nil || !slices.Contains(l.Namespaces, "user") {
+		return false
+	}
+	m := l.MountExtensions
+	return m != nil && m.IDMap != nil && m.IDMap.Enabled != nil && *m.IDMap.Enabled
+}
+
+// probeIDMapMount idmaps a detached clone of dir (its nearest existing
+// ancestor) with a throw-away user namespace, as critest does.
+func probeIDMapMount(dir string) error {
+	for dir != "/" {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open_tree %s: %w", dir, err)
+	}
+	defer unix.Close(tree)
+	return sys.UnshareAfterEnterUserns("0:65536:65536", "0:65536:65536", 0, func(pid int) error {
+		userns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+		if err != nil {
+			return err
+		}
+		defer userns.Close()
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			return fmt.Errorf("mount_setattr(MOUNT_ATTR_IDMAP) on %s: %w", dir, err)
+		}
+		return nil
+	})
+}
+
+// checkUserNamespaces refuses a POD-mode user namespace with invalid
+// mappings (InvalidArgument) or on a runtime handler without user namespace
+// support (Unimplemented: with Debian's runc 1.1.5 for instance), before
+// anything is made.
+func (s *Service) checkUserNamespaces(cfg *runtimeapi.PodSandboxConfig, runtimeHandler string) error {
+	uids, _, err := spec.UserNamespaceMappings(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if err != nil || uids == nil {
+		return err
+	}
+	handler, _, err := s.config.RuntimeFor(runtimeHandler)
+	if err != nil {
+		return err
+	}
+	if !s.handlerFeatures(handler).GetUserNamespaces() {
+		return fmt.Errorf("runtime handler %q does not support user namespaces (it needs an OCI runtime with idmapped mounts, e.g. runc >= 1.2, and a kernel that idmaps the filesystems): %w", handler, errdefs.ErrNotImplemented)
+	}
+	return nil
 }
 
 func kernelAtLeast(major, minor int) bool {

@@ -25,6 +25,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err := validateSandboxConfig(cfg); err != nil {
 		return nil, err
 	}
+	if err := s.checkUserNamespaces(cfg, r.GetRuntimeHandler()); err != nil {
+		return nil, err
+	}
 	id, err := s.sandboxController().Run(ctx, cfg, r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err

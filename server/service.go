@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	s.restrictOOM = restrictOOMScoreAdj(cfg.RestrictOOMScoreAdj)
 	s.selinuxEnabled = hostSELinuxEnabled()
 	s.shims = shim.NewReaper()
-	s.features = probeRuntimeFeatures(ctx, cfg.Runtimes)
+	s.features = probeRuntimeFeatures(ctx, cfg.Runtimes, cfg.RootDir)
 	klog.InfoS("OOM score adjustment", "restrict", s.restrictOOM, "setting", cfg.RestrictOOMScoreAdj)
 	s.images = image.NewService(cli, image.Options{
 		Namespace:              cfg.ContainerdNamespace,

@@ -40,7 +40,7 @@ func (g *Generator) ContainerSpecOpts(p ContainerParams) ([]oci.SpecOpts, error)
 	if privileged && !sbCfg.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, invalidArgument("no privileged container allowed in sandbox")
 	}
-	if err := checkUserns(nsOpts, sbNS); err != nil {
+	if err := sameUserns(nsOpts, sbNS); err != nil {
 		return nil, err
 	}
 	cdiOpts, err := g.cdiOpts(cfg)
@@ -230,21 +230,6 @@ func groupLookupUser(sc *runtimeapi.LinuxContainerSecurityContext, imageUser str
 	return "0"
 }
 
-func checkUserns(ctr, sb *runtimeapi.NamespaceOption) error {
-	// Unset options (nil) mean the host's user namespace; note that the
-	// zero NamespaceMode is POD.
-	for _, u := range []*runtimeapi.UserNamespace{ctr.GetUsernsOptions(), sb.GetUsernsOptions()} {
-		switch {
-		case u == nil || u.GetMode() == runtimeapi.NamespaceMode_NODE:
-		case u.GetMode() == runtimeapi.NamespaceMode_POD:
-			return notImplemented("user namespaces are not supported")
-		default:
-			return invalidArgument("unsupported user namespace mode %v", u.GetMode())
-		}
-	}
-	return nil
-}
-
 // containerNamespaces joins the sandbox's namespaces: network through
 // NetNSPath (or the pause's), IPC and UTS through the pause process, PID per
 // the container's mode; host namespaces stay the host's. The mount namespace
@@ -313,6 +298,22 @@ func containerNamespaces(p ContainerParams) ([]oci.SpecOpts, error) {
 			return nil, err
 		}
 		opts = append(opts, join(runtimespec.PIDNamespace, pid))
+	}
+
+	// A POD-mode user namespace is the pause's (validated equal to the pod's).
+	uids, gids, err := UserNamespaceMappings(ctr)
+	if err != nil {
+		return nil, err
+	}
+	if uids != nil {
+		userPath, err := pausePath(userNSFormat)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, withUserNamespace(userPath, uids, gids))
+		if hostNet {
+			opts = append(opts, withSysBind)
+		}
 	}
 	return opts, nil
 }

@@ -647,13 +647,6 @@ func TestContainerNamespaces(t *testing.T) {
 			wantErr: errdefs.ErrFailedPrecondition,
 		},
 		{
-			name: "user namespaces are not supported",
-			mod: func(_ *testing.T, p *ContainerParams) {
-				csc(p).NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}
-			},
-			wantErr: errdefs.ErrNotImplemented,
-		},
-		{
 			name: "user namespace NODE is the default",
 			mod: func(_ *testing.T, p *ContainerParams) {
 				csc(p).NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}}

@@ -37,8 +37,13 @@ func (g *Generator) SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 	if !hostNet && p.NetNSPath == "" {
 		return nil, invalidArgument("a network namespace path is required without host network")
 	}
-	if err := checkUserns(ns, nil); err != nil {
+	uids, gids, err := UserNamespaceMappings(ns)
+	if err != nil {
 		return nil, err
+	}
+	userns := uids != nil
+	if userns && !hostNet && p.UsernsPath == "" {
+		return nil, invalidArgument("a user namespace path (the owner of the pod's network namespace) is required for a POD-mode user namespace without host network")
 	}
 	userstr, err := userString("", sc.GetRunAsUser(), sc.GetRunAsGroup())
 	if err != nil {
@@ -93,6 +98,14 @@ func (g *Generator) SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 	if hostIPC {
 		opts = append(opts, oci.WithHostNamespace(runtimespec.IPCNamespace))
 	}
+	// A POD-mode user namespace: the one owning the pod's network namespace
+	// (made with it), or with host network a new one.
+	if userns {
+		opts = append(opts, withUserNamespace(p.UsernsPath, uids, gids))
+		if hostNet {
+			opts = append(opts, withSysBind)
+		}
+	}
 
 	// /dev/shm: the pod's (or the host's with host IPC) replaces the default
 	// tmpfs; the pause process only needs it read-only.
@@ -123,7 +136,8 @@ func (g *Generator) SandboxSpecOpts(p SandboxParams) ([]oci.SpecOpts, error) {
 		if _, ok := sysctls[sysctlUnprivilegedPortStart]; p.EnableUnprivilegedPorts && !ok {
 			sysctls[sysctlUnprivilegedPortStart] = "0"
 		}
-		if _, ok := sysctls[sysctlPingGroupRange]; p.EnableUnprivilegedICMP && !ok && !g.host.runningInUserNS() {
+		// The range covers gids a pod's user namespace does not map.
+		if _, ok := sysctls[sysctlPingGroupRange]; p.EnableUnprivilegedICMP && !ok && !g.host.runningInUserNS() && !userns {
 			sysctls[sysctlPingGroupRange] = "0 2147483647"
 		}
 	}

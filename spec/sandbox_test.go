@@ -163,13 +163,6 @@ func TestSandboxSpec(t *testing.T) {
 			wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
-			name: "user namespaces are not supported",
-			mod: func(_ *testing.T, p *SandboxParams) {
-				sandboxSC(p).NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}
-			},
-			wantErr: errdefs.ErrNotImplemented,
-		},
-		{
 			name: "pod /dev/shm and resolv.conf are bound read-only",
 			check: func(t *testing.T, s *runtimespec.Spec) {
 				want := []string{"rbind", "ro", "nosuid", "nodev", "noexec"}

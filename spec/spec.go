@@ -64,6 +64,9 @@ type SandboxParams struct {
 	ImageName string
 	// NetNSPath is the pod's network namespace; "" only for host network.
 	NetNSPath string
+	// UsernsPath is the user namespace owning NetNSPath, made with it for a
+	// POD-mode user namespace (required then, unless host network).
+	UsernsPath string
 	// HostnamePath and HostsPath are unused by the pause container (kept for
 	// symmetry with ContainerParams); ResolvConfPath is bind-mounted read-only
 	// at /etc/resolv.conf when non-empty.

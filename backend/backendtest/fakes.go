@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 	gocni "github.com/containerd/go-cni"
 	"github.com/containerd/typeurl/v2"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -482,6 +483,10 @@ type Host struct {
 	Created     []*NetNS
 	Shm         map[string]bool
 	ShmMounts   int
+	// UsernsMaps are the pinned user namespaces (uid, gid mapping) by path;
+	// UsernsPinned counts the pins ever made.
+	UsernsMaps   map[string][2]runtimespec.LinuxIDMapping
+	UsernsPinned int
 }
 
 // NewHost is a host without namespaces or mounts.
@@ -534,6 +539,38 @@ func (h *Host) NewNetNS(dir string) (backend.NetNS, error) {
 	h.Namespaces[p] = ns
 	h.Created = append(h.Created, ns)
 	return ns, nil
+}
+
+// NewNetNSInUserns is NewNetNS plus a pin file (dir/userns) recording
+// the mappings; UsernsMaps has them by pin path until UnpinUserns.
+func (h *Host) NewNetNSInUserns(dir string, uid, gid runtimespec.LinuxIDMapping) (backend.NetNS, string, error) {
+	ns, err := h.NewNetNS(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	pin := filepath.Join(dir, "userns")
+	if err := os.WriteFile(pin, nil, 0o444); err != nil {
+		return nil, "", err
+	}
+	h.Mu.Lock()
+	defer h.Mu.Unlock()
+	if h.UsernsMaps == nil {
+		h.UsernsMaps = map[string][2]runtimespec.LinuxIDMapping{}
+	}
+	h.UsernsMaps[pin] = [2]runtimespec.LinuxIDMapping{uid, gid}
+	h.UsernsPinned++
+	return ns, pin, nil
+}
+
+// UnpinUserns forgets and removes a pin (idempotent).
+func (h *Host) UnpinUserns(path string) error {
+	h.Mu.Lock()
+	delete(h.UsernsMaps, path)
+	h.Mu.Unlock()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (h *Host) LoadNetNS(path string) backend.NetNS {
