@@ -33,7 +33,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/node-e2e-lib.sh"
 
 NODE_E2E_TARGETS="${NODE_E2E_TARGETS:-cri-containerd reference}"
 NODE_E2E_QUICK="${NODE_E2E_QUICK:-0}"
-QUICK_FOCUS='^\[sig-node\] (Pods|Probing container|Container Runtime|Container Lifecycle Hook|Security Context|ContainerLogPath|Kubelet when scheduling a busybox command) .*\[NodeConformance\]'
+QUICK_FOCUS='\[sig-node\] (Pods|Probing container|Container Runtime|Container Lifecycle Hook|Security Context|ContainerLogPath|Kubelet when scheduling a busybox command) .*\[NodeConformance\]'
 if [[ "$NODE_E2E_QUICK" == 1 ]]; then
 	NODE_E2E_FOCUS="${NODE_E2E_FOCUS:-$QUICK_FOCUS}"
 	NODE_E2E_OUT="${NODE_E2E_OUT:-${OUTPUT_DIR}/node-e2e-quick}"

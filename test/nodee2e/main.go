@@ -45,6 +45,12 @@ func main() {
 		runs = append(runs, r)
 	}
 	bad := Print(os.Stdout, runs)
+	for _, r := range runs {
+		if r.Counts().Selected == 0 {
+			fmt.Fprintf(os.Stderr, "nodee2e: no spec ran on %s (focus/skip select nothing?)\n", r.Name)
+			bad++
+		}
+	}
 	if *failOnRegression && bad > 0 {
 		os.Exit(1)
 	}
