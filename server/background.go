@@ -7,7 +7,7 @@ import (
 )
 
 // background owns the long-running goroutines of the Service: the task
-// event monitor, the CNI and image watchers and the per-exit handlers. Each
+// event monitor, the CNI, CDI and image watchers and the per-exit handlers. Each
 // runs with a context that ends when the service stops, and stopping joins
 // them. The zero value is ready to use.
 type background struct {

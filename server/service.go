@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		_ = tr.Shutdown(ctx)
 		return nil, err
 	}
+	cdiCache := newCDICache(cfg)
 	s := &Service{
 		config:  cfg,
 		client:  cli,
@@ -136,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		tracing: tr,
 		events:  newEventBroadcaster(),
 		stats:   stats.NewCollector(),
-		specGen: spec.NewGenerator(spec.WithCDI(newCDICache(cfg))),
+		specGen: spec.NewGenerator(spec.WithCDI(cdiCache)),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),
@@ -178,6 +179,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },
 	}
 	s.newSamplers()
+	s.watchCDI(cdiCache)
 	fail := func(err error) (*Service, error) {
 		s.shutdown()
 		_ = cli.Close()
