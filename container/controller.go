@@ -47,6 +47,9 @@ type Options struct {
 	CleanupTimeout time.Duration
 	// SpecGen builds the OCI spec changes (resources).
 	SpecGen *spec.Generator
+	// Hooks are told of a creation or start before it is done (NRI);
+	// nil: none.
+	Hooks Hooks
 	// RestrictOOM clamps oom_score_adj to the daemon's own.
 	RestrictOOM bool
 }

@@ -128,6 +128,9 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	if err != nil {
 		return nil, err
 	}
+	hookOpt, hookUndo := c.createHook(cc) // NRI adjusts the spec last
+	defer func() { hookUndo(ctx, retErr != nil) }()
+	specOpts = append(specOpts, hookOpt)
 
 	// 6. The containerd container.
 	md, ctr, err := c.newContainerdContainer(ctx, cc, specOpts)

@@ -90,6 +90,9 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 			}
 		}
 	}()
+	if err := c.Hooks().Start(ctx, ctr); err != nil { // NRI
+		return err
+	}
 	// Set before the process runs: its exit handler drains this IO.
 	ctr.SetIO(cio)
 	// Taken before the process is released: a process that exits at once

@@ -26,6 +26,8 @@ type Options struct {
 	Names *registrar.Registrar
 	// SpecGen builds the pause container's OCI spec.
 	SpecGen *spec.Generator
+	// Hooks are told of a pod before it is visible (NRI); nil: none.
+	Hooks Hooks
 	// RestrictOOMScoreAdj clamps oom_score_adj to the daemon's own.
 	RestrictOOMScoreAdj bool
 	// PodCIDRs are the node's pod CIDRs of the moment (may be nil).

@@ -229,6 +229,14 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// 5. The pause task.
 	sb := New(md)
 	sb.Container = ctr
+	if err := c.hooks().Run(ctx, sb); err != nil {
+		return "", fmt.Errorf("NRI RunPodSandbox: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			c.hooks().RunFailed(ctx, sb)
+		}
+	}()
 	task, err := ctr.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		return "", fmt.Errorf("creating pause task: %w", err)

@@ -21,6 +21,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtimeapi.CreateConta
 	if cfg.GetImage().GetImage() == "" {
 		return nil, fmt.Errorf("container image is required: %w", errdefs.ErrInvalidArgument)
 	}
+	defer s.nri.blockSync().Unblock()
 	c, err := s.ctrs().Create(ctx, container.CreateRequest{
 		SandboxID:     r.GetPodSandboxId(),
 		Config:        cfg,

@@ -42,6 +42,7 @@ func (s *Service) ctrs() *container.Controller {
 			CleanupTimeout: cleanupTimeout,
 			SpecGen:        s.specGen,
 			RestrictOOM:    s.restrictOOM,
+			Hooks:          nriContainerHooks{s.nri},
 		})
 	})
 	return s.ctrCtl.c

@@ -19,6 +19,7 @@ func (s *Service) RemoveContainer(ctx context.Context, r *runtimeapi.RemoveConta
 		}
 		return nil, err
 	}
+	defer s.nri.blockSync().Unblock()
 	if err := s.ctrs().Remove(ctx, c); err != nil {
 		return nil, err
 	}

@@ -109,6 +109,7 @@ func (s *Service) sandboxContainerStatuses(sandboxID string) []*runtimeapi.Conta
 }
 
 func (s *Service) emitContainerEvent(c *container.Container, t runtimeapi.ContainerEventType) {
+	s.nri.containerEvent(c, t)
 	if s.events == nil {
 		return
 	}

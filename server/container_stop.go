@@ -21,6 +21,7 @@ func (s *Service) StopContainer(ctx context.Context, r *runtimeapi.StopContainer
 		}
 		return nil, err
 	}
+	defer s.nri.blockSync().Unblock()
 	if err := s.ctrs().Stop(ctx, c, time.Duration(r.GetTimeout())*time.Second); err != nil {
 		return nil, err
 	}

@@ -19,8 +19,13 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtimeapi.Up
 	if r.GetLinux() == nil {
 		return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 	}
-	if err := s.ctrs().UpdateResources(ctx, c, r.GetLinux()); err != nil {
+	res, err := s.nri.updateContainer(ctx, c, r.GetLinux())
+	if err != nil {
 		return nil, err
 	}
+	if err := s.ctrs().UpdateResources(ctx, c, res); err != nil {
+		return nil, err
+	}
+	s.nri.postUpdateContainer(ctx, c)
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }

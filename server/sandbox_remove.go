@@ -24,6 +24,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 		}
 		return nil, err
 	}
+	defer s.nri.blockSync().Unblock()
 	if err := s.stopSandbox(ctx, sb); err != nil {
 		return nil, fmt.Errorf("stopping sandbox before removal: %w", err)
 	}
@@ -42,6 +43,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodS
 	if err := s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, sb.ID)); err != nil {
 		return nil, err
 	}
+	s.nri.removePod(ctx, sb)
 	s.sandboxes.Delete(sb.ID)
 	s.sandboxNames.ReleaseByID(sb.ID)
 	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)

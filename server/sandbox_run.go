@@ -28,6 +28,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	if err := s.checkUserNamespaces(cfg, r.GetRuntimeHandler()); err != nil {
 		return nil, err
 	}
+	defer s.nri.blockSync().Unblock()
 	id, err := s.sandboxController().Run(ctx, cfg, r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
@@ -43,6 +44,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 		Deps:                s.deps,
 		Store:               s.sandboxes,
 		Names:               s.sandboxNames,
+		Hooks:               nriSandboxHooks{s.nri},
 		SpecGen:             s.specGen,
 		RestrictOOMScoreAdj: s.restrictOOM,
 		PodCIDRs:            s.podCIDRs,

@@ -34,6 +34,7 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtimeapi.StopPodSandb
 		}
 		return nil, err
 	}
+	defer s.nri.blockSync().Unblock()
 	if err := s.stopSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
@@ -46,6 +47,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 	if err := s.stopSandboxContainers(ctx, sb.ID); err != nil {
 		return fmt.Errorf("stopping containers of sandbox %s: %w", sb.ID, err)
 	}
+	s.nri.stopPod(ctx, sb)
 	if err := s.stopPause(ctx, sb); err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, r *runtimeapi.U
 	}
 	s.podResourcesMu.Lock()
 	defer s.podResourcesMu.Unlock()
+	if err := s.nri.updatePod(ctx, sb, r.GetResources(), r.GetOverhead()); err != nil {
+		return nil, err
+	}
 	prev := sb.GetMetadata()
 	md := sb.UpdateMetadata(func(m *sandbox.Metadata) {
 		if r.GetResources() != nil {
@@ -44,6 +47,7 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, r *runtimeapi.U
 			return nil, fmt.Errorf("recording resources of pod sandbox %s: %w", sb.ID, err)
 		}
 	}
+	s.nri.postUpdatePod(ctx, sb)
 	klog.V(2).InfoS("Pod sandbox resources updated", "podSandboxID", sb.ID, "resources", r.GetResources(), "overhead", r.GetOverhead())
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }

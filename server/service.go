@@ -68,6 +68,8 @@ type Service struct {
 
 	// shims kills the shims of removed objects that containerd lost (shims.go).
 	shims *shim.Reaper
+	// nri hosts NRI plugins (nri.go); nil when disabled.
+	nri *nriHost
 
 	// podResourcesMu serialises UpdatePodSandboxResources (sandbox_update.go),
 	// so that records are written in the order they are set.
@@ -185,10 +187,16 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		_ = cli.Close()
 		return nil, err
 	}
+	if s.nri, err = newNRIHost(s); err != nil {
+		return fail(err)
+	}
 	if err := s.images.Recover(s.nsCtx(ctx)); err != nil {
 		return fail(fmt.Errorf("recovering state from containerd: images: %w", err))
 	}
 	if err := s.syncState(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.nri.start(); err != nil {
 		return fail(err)
 	}
 	if s.stream, err = s.newStreamServer(); err != nil {
@@ -357,6 +365,7 @@ func (s *Service) shutdown() {
 		if s.stream != nil {
 			_ = s.stream.Stop()
 		}
+		s.nri.stop()
 		if d := time.Now().Add(stopGrace); d.After(deadline) {
 			deadline = d
 		}

@@ -75,3 +75,21 @@ func (g *Generator) cdiOpts(cfg *runtimeapi.ContainerConfig) ([]oci.SpecOpts, er
 		return nil
 	}}, nil
 }
+
+// InjectCDIDevices injects CDI devices by qualified name into s (the CDI
+// devices of an NRI adjustment); with CDI disabled it refuses them.
+func (g *Generator) InjectCDIDevices(s *oci.Spec, devices []string) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	if g.cdi == nil {
+		return invalidArgument("CDI devices %v requested but CDI is disabled (enable_cdi)", devices)
+	}
+	if unresolved, err := g.cdi.InjectDevices(s, devices...); err != nil {
+		if len(unresolved) > 0 {
+			return invalidArgument("unknown CDI devices %v: %v", unresolved, err)
+		}
+		return fmt.Errorf("injecting CDI devices %v: %w", devices, err)
+	}
+	return nil
+}

@@ -165,6 +165,12 @@ func (d *Daemon) args() []string {
 		"--containerd-start-timeout", "20s",
 		"-v", "4",
 	}
+	if hasFlag(d.Bin, "nri-socket") {
+		// Its own NRI socket and plugin dirs: never the host's.
+		a = append(a, "--nri-socket", d.NRISocket(),
+			"--nri-plugin-dir", filepath.Join(d.Dir, "nri", "plugins"),
+			"--nri-plugin-config-dir", filepath.Join(d.Dir, "nri", "conf.d"))
+	}
 	if d.Env.CNIConfDir != "" {
 		a = append(a, "--network-conf-dir", d.Env.CNIConfDir)
 	}
@@ -176,6 +182,29 @@ func (d *Daemon) args() []string {
 	a = append(a, strings.Fields(os.Getenv("CRI_E2E_DAEMON_ARGS"))...)
 	return append(a, d.Opts.ExtraArgs...)
 }
+
+var (
+	flagsMu  sync.Mutex
+	binFlags = map[string]string{} // binary → its --help text
+)
+
+// hasFlag reports whether the daemon binary bin knows --name (a binary
+// from before the flag, e.g. $CRI_CONTAINERD_BIN of an older install,
+// does not).
+func hasFlag(bin, name string) bool {
+	flagsMu.Lock()
+	defer flagsMu.Unlock()
+	help, ok := binFlags[bin]
+	if !ok {
+		out, _ := exec.Command(bin, "--help").CombinedOutput()
+		help = string(out)
+		binFlags[bin] = help
+	}
+	return strings.Contains(help, "-"+name+" ")
+}
+
+// NRISocket is the daemon's NRI socket (--nri-socket).
+func (d *Daemon) NRISocket() string { return filepath.Join(d.Dir, "nri.sock") }
 
 // Args is the daemon's command line (flags later in it override earlier ones).
 func (d *Daemon) Args() []string { return d.args() }
