@@ -1,8 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -12,35 +11,10 @@ import (
 // Requires= (or BindsTo=/PartOf=), every containerd restart stopped
 // cri-containerd, although the daemon reconnects to containerd by itself.
 func TestRegressionSystemdUnitStopsWithContainerd(t *testing.T) {
-	f, err := os.Open("../../deploy/systemd/cri-containerd.service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	deps := map[string][]string{}
-	section := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
-			continue
-		}
-		if strings.HasPrefix(line, "[") {
-			section = line
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || section != "[Unit]" {
-			continue
-		}
-		deps[strings.TrimSpace(k)] = append(deps[strings.TrimSpace(k)], strings.Fields(v)...)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	unit := unitFile(t, "../../deploy/systemd/cri-containerd.service")["Unit"]
 	has := func(key string) bool {
-		for _, u := range deps[key] {
-			if u == "containerd.service" {
+		for _, v := range unit[key] {
+			if slices.Contains(strings.Fields(v), "containerd.service") {
 				return true
 			}
 		}
