@@ -9,6 +9,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/config"
 	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/recovery"
 	"github.com/cri-containerd/cri-containerd/registrar"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 	"github.com/cri-containerd/cri-containerd/spec"
@@ -43,6 +44,8 @@ type Options struct {
 	// ReapShims kills the shims that still serve the container once its
 	// containerd record is deleted (shims containerd forgot). Nil: none.
 	ReapShims func(c *Container)
+	// Recovery runs the recovery of the containers (bound and deadline).
+	Recovery recovery.Runner
 	// CleanupTimeout bounds an exit handler run in the background.
 	CleanupTimeout time.Duration
 	// SpecGen builds the OCI spec changes (resources).
@@ -54,7 +57,7 @@ type Options struct {
 	RestrictOOM bool
 }
 
-// Controller owns the lifecycle of workload containers: create, start, stop, remove,
+// Controller owns the lifecycle of workload containers: create, start, stop, remove, recovery,
 // resource updates, the recording of exits and OOM kills, and the
 // reconciliation of the tasks with containerd. It is safe for concurrent
 // use; all its state is in the store and in the containers.

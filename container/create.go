@@ -303,15 +303,27 @@ func Name(c *runtimeapi.ContainerMetadata, sb *runtimeapi.PodSandboxMetadata) st
 	return strings.Join([]string{c.GetName(), sb.GetName(), sb.GetNamespace(), sb.GetUid(), fmt.Sprint(c.GetAttempt())}, "_")
 }
 
+// The CRI annotations of a container's spec (recovery rebuilds unreadable
+// metadata from them).
+const (
+	AnnotationContainerType    = "io.kubernetes.cri.container-type"
+	AnnotationContainerName    = "io.kubernetes.cri.container-name"
+	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	AnnotationImageName        = "io.kubernetes.cri.image-name"
+)
+
 // Annotations are the CRI annotations of a container's spec.
 func Annotations(id, name, sandboxID string, sbCfg *runtimeapi.PodSandboxConfig, image string) map[string]string {
 	return map[string]string{
-		"io.kubernetes.cri.container-type":    "container",
-		"io.kubernetes.cri.container-name":    name,
-		"io.kubernetes.cri.sandbox-id":        sandboxID,
-		"io.kubernetes.cri.sandbox-name":      sbCfg.GetMetadata().GetName(),
-		"io.kubernetes.cri.sandbox-namespace": sbCfg.GetMetadata().GetNamespace(),
-		"io.kubernetes.cri.sandbox-uid":       sbCfg.GetMetadata().GetUid(),
-		"io.kubernetes.cri.image-name":        image,
+		AnnotationContainerType:    "container",
+		AnnotationContainerName:    name,
+		AnnotationSandboxID:        sandboxID,
+		AnnotationSandboxName:      sbCfg.GetMetadata().GetName(),
+		AnnotationSandboxNamespace: sbCfg.GetMetadata().GetNamespace(),
+		AnnotationSandboxUID:       sbCfg.GetMetadata().GetUid(),
+		AnnotationImageName:        image,
 	}
 }

@@ -39,6 +39,7 @@ func (s *Service) ctrs() *container.Controller {
 				}
 				s.reapShims(c.ID, handler)
 			},
+			Recovery:       s.recoveryRunner(),
 			CleanupTimeout: cleanupTimeout,
 			SpecGen:        s.specGen,
 			RestrictOOM:    s.restrictOOM,

@@ -5,20 +5,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/extension"
+	"github.com/cri-containerd/cri-containerd/recovery"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -30,80 +29,34 @@ type recoveryResult struct {
 	abort  func()
 }
 
+// recoveryRunner runs recoveries (package recovery) with the configured
+// bound and deadline.
+func (s *Service) recoveryRunner() recovery.Runner {
+	return recovery.Runner{Concurrency: s.config.RecoveryConcurrency, Timeout: s.config.RecoveryTimeout.Duration}
+}
+
 // boundedEach runs f(i) for i in [0, n), at most config.RecoveryConcurrency
 // at once, each with a context that ends after config.RecoveryTimeout.
 func (s *Service) boundedEach(ctx context.Context, n int, f func(ctx context.Context, i int)) {
-	sem := make(chan struct{}, max(1, s.config.RecoveryConcurrency))
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			octx, cancel := context.WithTimeout(ctx, s.recoveryTimeout())
-			defer cancel()
-			f(octx, i)
-		})
-	}
-	wg.Wait()
+	s.recoveryRunner().Each(ctx, n, f)
 }
 
-func (s *Service) recoveryTimeout() time.Duration {
-	if d := s.config.RecoveryTimeout.Duration; d > 0 {
-		return d
-	}
-	return 30 * time.Second
-}
+func (s *Service) recoveryTimeout() time.Duration { return s.recoveryRunner().TimeoutOrDefault() }
 
-// recoverAll recovers every listed containerd container of one kind with
-// recoverOne, concurrently (bounded) and each within the recovery timeout.
-// An object whose recovery fails or runs out of time is handed to keep,
-// which publishes it in a state kubelet acts on (UNKNOWN/NOTREADY): nothing
-// is dropped or destroyed because it could not be read in time.
+// recoverAll recovers every listed containerd container of one kind (see
+// recovery.Runner.All).
 func (s *Service) recoverAll(ctx context.Context, kind string, ctrs []containerd.Container,
 	recoverOne func(context.Context, containerd.Container) (recoveryResult, error),
 	keep func(containerd.Container),
 ) {
-	s.boundedEach(ctx, len(ctrs), func(octx context.Context, i int) {
-		c := ctrs[i]
-		type result struct {
-			r   recoveryResult
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			r, err := recoverOne(octx, c)
-			ch <- result{r, err}
-		}()
-		select {
-		case res := <-ch:
-			if res.err != nil {
-				klog.ErrorS(res.err, "Recovering "+kind+" failed; keeping it for kubelet to stop and remove", "id", c.ID())
-				keep(c)
-				return
-			}
-			if res.r.commit != nil {
-				res.r.commit()
-			}
-		case <-octx.Done():
-			klog.ErrorS(octx.Err(), "Recovering "+kind+" did not finish in time (hung shim?); keeping it for kubelet to stop and remove", "id", c.ID(), "timeout", s.recoveryTimeout())
-			keep(c)
-			go func() {
-				if res := <-ch; res.r.abort != nil {
-					res.r.abort()
-				}
-			}()
-		}
-	})
+	s.recoveryRunner().All(ctx, kind, ctrs, func(ctx context.Context, c containerd.Container) (recovery.Result, error) {
+		r, err := recoverOne(ctx, c)
+		return recovery.Result{Commit: r.commit, Abort: r.abort}, err
+	}, keep)
 }
 
 // listedIDs are the IDs of the listed containers.
-func listedIDs(ctrs []containerd.Container) map[string]bool {
-	ids := make(map[string]bool, len(ctrs))
-	for _, c := range ctrs {
-		ids[c.ID()] = true
-	}
-	return ids
-}
+func listedIDs(ctrs []containerd.Container) map[string]bool { return recovery.IDs(ctrs) }
 
 // recoverSandboxes rebuilds the sandbox store from containerd. A sandbox
 // whose RunPodSandbox never finished (the daemon died in the middle) is
@@ -253,19 +206,7 @@ const (
 )
 
 // listedSpec decodes the OCI spec of a listed containerd record.
-func listedSpec(rec containers.Container) *oci.Spec {
-	if rec.Spec == nil {
-		return &oci.Spec{}
-	}
-	v, err := typeurl.UnmarshalAny(rec.Spec)
-	if err != nil {
-		return &oci.Spec{}
-	}
-	if sp, ok := v.(*oci.Spec); ok {
-		return sp
-	}
-	return &oci.Spec{}
-}
+func listedSpec(rec containers.Container) *oci.Spec { return recovery.ListedSpec(rec) }
 
 // rebuildSandboxMetadata makes the metadata of a sandbox whose own cannot
 // be read from what containerd has: the pod's name, namespace and UID from
