@@ -37,8 +37,9 @@ QUICK_FOCUS='\[sig-node\] (Pods|Probing container|Container Runtime|Container Li
 if [[ "$NODE_E2E_QUICK" == 1 ]]; then
 	NODE_E2E_FOCUS="${NODE_E2E_FOCUS:-$QUICK_FOCUS}"
 	NODE_E2E_OUT="${NODE_E2E_OUT:-${OUTPUT_DIR}/node-e2e-quick}"
-	# the long ones of that subset (restart back-off, failure thresholds)
-	NODE_E2E_SKIP_EXTRA='should \*not\* be restarted|should be restarted with a|should have monotonically increasing restart count|should override timeoutGracePeriodSeconds|with readiness probe that fails should never be ready'
+	# the long or timing-sensitive ones of that subset (restart back-off, failure
+	# thresholds, probe timing on a loaded machine)
+	NODE_E2E_SKIP_EXTRA='should \*not\* be restarted|should be restarted|should have monotonically increasing restart count|should override timeoutGracePeriodSeconds|with readiness probe that fails should never be ready|not be ready before initial delay|ready immediately after startupProbe'
 fi
 NODE_E2E_FOCUS="${NODE_E2E_FOCUS:-\[NodeConformance\]}"
 NODE_E2E_SKIP="${NODE_E2E_SKIP:-\[Flaky\]|\[Slow\]|\[Serial\]|\[Feature:.+\]|\[NodeFeature:.+\]|\[Alpha\]${NODE_E2E_SKIP_EXTRA:+|${NODE_E2E_SKIP_EXTRA}}}"
