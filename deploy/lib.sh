@@ -49,10 +49,12 @@ CRI_CONTAINERD_BIN="${CRI_CONTAINERD_BIN:-${REPO_ROOT}/_output/cri-containerd}"
 CRI_CONTAINERD_CONFIG="${CRI_CONTAINERD_CONFIG-${REPO_ROOT}/deploy/cri-containerd.toml}"
 CRI_CONTAINERD_EXTRA_ARGS="${CRI_CONTAINERD_EXTRA_ARGS:-}"
 # The OCI runtime binary of the daemon's runc handler (binary_name of
-# [runtimes.runc]): Debian's runc 1.1.5 (/usr/sbin/runc, no idmapped mounts,
-# so no user namespaces) or the runc v1.5.3 deploy/install.sh builds into
-# /opt/cri-containerd/bin/runc. Empty keeps what $CRI_CONTAINERD_CONFIG says.
-RUNC_BINARY="${RUNC_BINARY-/usr/sbin/runc}"
+# [runtimes.runc]): the runc v1.5.3 deploy/install.sh builds into
+# /opt/cri-containerd/bin/runc (idmapped mounts: user namespaces; the whole
+# critest suite passes on it), or Debian's runc 1.1.5 as the fallback with
+# RUNC_BINARY=/usr/sbin/runc (no user namespaces). Empty keeps what
+# $CRI_CONTAINERD_CONFIG says. The e2e tests' private daemons use it too.
+RUNC_BINARY="${RUNC_BINARY-/opt/cri-containerd/bin/runc}"
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-registry.k8s.io/pause:3.10.2}"
 CRICTL_CONFIG="${CRICTL_CONFIG:-/etc/crictl.yaml}"
 

@@ -197,6 +197,8 @@ run_e2e() {
 		CONTAINERD_ADDRESS="${V_STATE}/containerd.sock"
 		CONTAINERD_CONFIG="${V_STATE}/containerd.toml"
 		CRI_CONTAINERD_CONFIG="${V_STATE}/cri-containerd.toml"
+		# The old versions are tested with Debian's runc 1.1.5, as their daemon.
+		RUNC_BINARY=/usr/sbin/runc
 		export E2E_CONTAINERD_BIN="${COMPAT_CACHE}/${ver}/bin/containerd"
 		set -a
 		# shellcheck disable=SC1090

@@ -29,7 +29,7 @@
 #   CNI_SUBNET          10.231.0.0/16   CNI_BRIDGE cricbr0   CNI_IPAM_DIR /var/lib/cri-containerd-stack/cni-ipam
 #   CRI_CONTAINERD_BIN  <repo>/_output/cri-containerd                   daemon binary (tests may start their own instance)
 #   CRI_CONTAINERD_CONFIG <repo>/deploy/cri-containerd.toml             daemon --config file used by the stack
-#   RUNC_BINARY         /usr/sbin/runc                                  runc handler binary_name (stack and private test daemons)
+#   RUNC_BINARY         /opt/cri-containerd/bin/runc                    runc handler binary_name (v1.5.3; /usr/sbin/runc = Debian's 1.1.5)
 #   SANDBOX_IMAGE       registry.k8s.io/pause:3.10.2
 #   IMAGES_MANIFEST     <repo>/_output/e2e-images.json                  what test/e2e/images pushed (refs, digests)
 #   STACK_ROOT, STACK_STATE, STACK_LOG_DIR, PID_DIR                    the stack's own dirs (see deploy/lib.sh)

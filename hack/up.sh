@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Brings up the local runtime stack and shows it working (`make up`):
-#   1. deploy/install.sh (containerd v2.4.2, runc, CNI plugins, crictl,
-#      critest, crane; idempotent)
+#   1. deploy/install.sh (containerd v2.4.2, runc v1.5.3 in /opt/cri-containerd/bin
+#      and Debian's runc, CNI plugins, crictl, critest, crane; idempotent)
 #   2. hosts.toml tree ($CERTS_D), CNI config ($CNI_CONF_DIR), /etc/crictl.yaml
 #   3. containerd with deploy/containerd-config.toml
 #   4. local registry 127.0.0.1:$REGISTRY_PORT + the test images
-#   5. builds _output/cri-containerd and starts it on $CRI_SOCKET
+#   5. builds _output/cri-containerd and starts it on $CRI_SOCKET, its runc
+#      handler on $RUNC_BINARY (runc v1.5.3; RUNC_BINARY=/usr/sbin/runc for
+#      Debian's 1.1.5, which has no user namespaces)
 #   6. runs hack/demo.sh (crictl pull/images/info, a pod with a container)
 # Idempotent: running pieces are kept (PID files in /run/cri-containerd-stack/pids),
 # a rebuilt daemon binary is restarted. `hack/up.sh --no-demo` skips step 6's demo;
