@@ -8,8 +8,11 @@ import (
 	"strings"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/image-spec/identity"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -239,9 +242,9 @@ func (c *Controller) specOpts(cc *createCtx) ([]oci.SpecOpts, error) {
 }
 
 // newContainerdContainer makes the containerd container (snapshot, image
-// volume content, runtime, labels, our metadata, the spec) and persists the
-// user the spec resolved in its metadata. A failure leaves nothing.
-func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, specOpts []oci.SpecOpts) (_ Metadata, _ containerd.Container, retErr error) {
+// volume content, runtime, labels, the spec, our metadata with the user the
+// spec resolved) in one containerd call. A failure leaves nothing.
+func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, specOpts []oci.SpecOpts) (Metadata, containerd.Container, error) {
 	cfg := cc.cfg
 	md := Metadata{
 		Version:    1,
@@ -256,9 +259,11 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 		CreatedAt:  c.now().UnixNano(),
 	}
 	snapshotter := c.o.Config.SnapshotterFor(cc.rt)
+	// The extension is marshalled when its option runs: after the spec's,
+	// which fills in the user the spec resolved, so that the record is
+	// complete when made (no read of the spec and update afterwards).
 	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id,
-		containerd.WithSnapshotter(snapshotter),
-		containerd.WithNewSnapshot(cc.id, cc.cimg, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())...),
+		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
 		withImageVolumeContent(spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
 		containerd.WithImageName(cc.cimg.Name()),
 		containerd.WithRuntime(cc.rt.Type, c.o.Config.RuncOptions(cc.rt)),
@@ -266,28 +271,70 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 			sandbox.LabelKind:      sandbox.KindContainer,
 			sandbox.LabelSandboxID: cc.sb.ID,
 		}),
+		containerd.WithNewSpec(append(specOpts, withUserOf(&md))...),
 		containerd.WithContainerExtension(MetadataExtension, &md),
-		containerd.WithNewSpec(specOpts...),
 	)
 	if err != nil {
 		return md, nil, fmt.Errorf("creating containerd container: %w", err)
 	}
-	defer func() {
-		if retErr != nil {
-			backend.RollbackContainer(ctx, ctr, cc.log)
+	return md, ctr, nil
+}
+
+// withUserOf records in md the user the spec resolved (ContainerStatus
+// reports it). It runs last among the spec's options.
+func withUserOf(md *Metadata) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			return nil
 		}
-	}()
-	if ociSpec, err := ctr.Spec(ctx); err == nil && ociSpec.Process != nil {
-		md.UID = int64(ociSpec.Process.User.UID)
-		md.GID = int64(ociSpec.Process.User.GID)
-		for _, g := range ociSpec.Process.User.AdditionalGids {
+		md.UID = int64(s.Process.User.UID)
+		md.GID = int64(s.Process.User.GID)
+		md.SupplementalGroups = nil
+		for _, g := range s.Process.User.AdditionalGids {
 			md.SupplementalGroups = append(md.SupplementalGroups, int64(g))
 		}
-		if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
-			return md, nil, fmt.Errorf("persisting container metadata: %w", err)
+		return nil
+	}
+}
+
+// snapshotOpt makes the container's rootfs snapshot: with ID-remapping
+// options (user namespaces), containerd.WithNewSnapshot resolves them;
+// without, withNewSnapshot saves its round trips.
+func snapshotOpt(id, snapshotter, chainID string, img containerd.Image, opts []snapshots.Opt) containerd.NewContainerOpts {
+	if len(opts) > 0 {
+		return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
+			c.Snapshotter = snapshotter
+			return containerd.WithNewSnapshot(id, img, opts...)(ctx, client, c)
 		}
 	}
-	return md, ctr, nil
+	return withNewSnapshot(id, snapshotter, chainID, img)
+}
+
+// withNewSnapshot prepares the container's writable rootfs snapshot on the
+// image's chain ID, as containerd.WithNewSnapshot does, without its two
+// kinds of round trips: the image store already knows the chain ID (no
+// reading of the manifest and config again), and no snapshotter
+// capabilities are asked for (containerd only needs them for ID-remapped
+// snapshots, which are not requested here). The snapshot is made under the
+// create's lease, like the container.
+func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image) containerd.NewContainerOpts {
+	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
+		parent := chainID
+		if parent == "" {
+			diffIDs, err := img.RootFS(ctx)
+			if err != nil {
+				return err
+			}
+			parent = identity.ChainID(diffIDs).String()
+		}
+		if _, err := client.SnapshotService(snapshotter).Prepare(ctx, id, parent); err != nil {
+			return err
+		}
+		c.Snapshotter = snapshotter
+		c.SnapshotKey = id
+		c.Image = img.Name()
+		return nil
+	}
 }
 
 // logPath is the container's CRI log file ("" when not logged).

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/backend/backendtest"
@@ -33,14 +35,6 @@ func TestCreateSuccess(t *testing.T) {
 	}
 	if want := filepath.Join(testPodConfig().GetLogDirectory(), "app.log"); c.LogPath != want {
 		t.Errorf("log path %q, want %q", c.LogPath, want)
-	}
-	// The user resolved in the spec is persisted.
-	if c.UID != 1000 || c.GID != 2000 || !slices.Equal(c.SupplementalGroups, []int64{3000}) {
-		t.Errorf("user %d:%d %v", c.UID, c.GID, c.SupplementalGroups)
-	}
-	var persisted Metadata
-	if !e.ctrd.Lookup(c.ID).Extension(t, MetadataExtension, &persisted) || persisted.UID != 1000 || persisted.SandboxID != testPodID {
-		t.Errorf("persisted metadata = %+v", persisted)
 	}
 	if saved, ok, err := LoadStatus(filepath.Join(e.root, "containers", c.ID)); err != nil || !ok || saved.CreatedAt != st.CreatedAt {
 		t.Errorf("status checkpoint %+v (ok %v, err %v)", saved, ok, err)
@@ -93,16 +87,6 @@ func TestCreateRollback(t *testing.T) {
 				return func() { e.ctrd.NewContainerErr = nil }
 			},
 			wantErr: backendtest.ErrInjected,
-		},
-		{
-			name: "metadata update",
-			inject: func(e *ctlEnv) func() {
-				prev := e.ctrd.Configure
-				e.ctrd.Configure = func(c *backendtest.Container) { prev(c); c.UpdateErrAt = 1 }
-				return func() { e.ctrd.Configure = prev }
-			},
-			wantErr: backendtest.ErrInjected,
-			ctr:     true,
 		},
 		{
 			name: "name in use",
@@ -194,5 +178,22 @@ func TestCreatePreconditions(t *testing.T) {
 				t.Errorf("container dirs: %v", dirs)
 			}
 		})
+	}
+}
+
+// TestWithUserOf: the user the spec resolved is recorded in the metadata
+// by the last spec option, before the metadata is marshalled into the
+// containerd record (one call makes the record complete).
+func TestWithUserOf(t *testing.T) {
+	md := Metadata{SupplementalGroups: []int64{9}}
+	s := &oci.Spec{Process: &runtimespec.Process{User: runtimespec.User{UID: 1000, GID: 2000, AdditionalGids: []uint32{3000, 3001}}}}
+	if err := withUserOf(&md)(context.Background(), nil, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	if md.UID != 1000 || md.GID != 2000 || !slices.Equal(md.SupplementalGroups, []int64{3000, 3001}) {
+		t.Errorf("user %d:%d %v", md.UID, md.GID, md.SupplementalGroups)
+	}
+	if err := withUserOf(&md)(context.Background(), nil, nil, &oci.Spec{}); err != nil || md.UID != 1000 {
+		t.Errorf("a spec without a process changed the user: %+v, %v", md, err)
 	}
 }
