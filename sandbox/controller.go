@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -36,17 +37,54 @@ type Options struct {
 	ObserveCNI func(op string, start time.Time, err error)
 	// OnEvent, when set, is told of each lifecycle change of a sandbox.
 	OnEvent func(sb *Sandbox, kind runtimeapi.ContainerEventType)
+	// ImageVolumes, when set, releases the image volumes the pod's
+	// containers mounted (they live in the sandbox's directories but are
+	// made by the container side). Nil: the pod has none.
+	ImageVolumes ImageVolumes
+	// Each runs f(i) for i in [0, n), bounded in concurrency and each
+	// within a deadline (a hung shim holds up only its own). Nil runs them
+	// one by one.
+	Each func(ctx context.Context, n int, f func(ctx context.Context, i int))
 }
 
-// Controller owns the lifecycle of pod sandboxes: create and start (Run).
+// ImageVolumes releases the image volumes of a pod.
+type ImageVolumes interface {
+	// Unmount unmounts the pod's image volumes (stop).
+	Unmount(sandboxID string) error
+	// Remove unmounts them and drops their snapshots and lease (remove).
+	Remove(ctx context.Context, sandboxID, snapshotter string)
+}
+
+type noImageVolumes struct{}
+
+func (noImageVolumes) Unmount(string) error                   { return nil }
+func (noImageVolumes) Remove(context.Context, string, string) {}
+
+// Controller owns the lifecycle of pod sandboxes: create and start (Run),
+// stop, and the recording of pause exits.
 type Controller struct {
 	o Options
 }
 
 // NewController is a controller working with o.
 func NewController(o Options) *Controller {
+	if o.ImageVolumes == nil {
+		o.ImageVolumes = noImageVolumes{}
+	}
+	if o.Each == nil {
+		o.Each = func(ctx context.Context, n int, f func(context.Context, int)) {
+			for i := 0; i < n; i++ {
+				f(ctx, i)
+			}
+		}
+	}
+	if o.Deps.Clock == nil {
+		o.Deps.Clock = backend.SystemClock{}
+	}
 	return &Controller{o: o}
 }
+
+func (c *Controller) now() time.Time { return c.o.Deps.Clock.Now() }
 
 func (c *Controller) podCIDRs() []string {
 	if c.o.PodCIDRs == nil {

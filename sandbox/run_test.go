@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,12 +30,23 @@ type fixedClock struct{ t time.Time }
 func (c fixedClock) Now() time.Time { return c.t }
 
 type runEnv struct {
-	c      *Controller
-	o      Options
-	ctrd   *backendtest.Ctrd
-	net    *backendtest.Network
-	host   *backendtest.Host
+	c    *Controller
+	o    Options
+	ctrd *backendtest.Ctrd
+	net  *backendtest.Network
+	host *backendtest.Host
+
+	mu     sync.Mutex
 	events []runtimeapi.ContainerEventType
+}
+
+// takeEvents returns the events emitted so far and forgets them.
+func (e *runEnv) takeEvents() []runtimeapi.ContainerEventType {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.events
+	e.events = nil
+	return out
 }
 
 func newRunEnv(t *testing.T) *runEnv {
@@ -56,7 +68,11 @@ func newRunEnv(t *testing.T) *runEnv {
 		Store:   NewStore(),
 		Names:   registrar.New(),
 		SpecGen: spec.NewGenerator(),
-		OnEvent: func(_ *Sandbox, k runtimeapi.ContainerEventType) { e.events = append(e.events, k) },
+		OnEvent: func(_ *Sandbox, k runtimeapi.ContainerEventType) {
+			e.mu.Lock()
+			e.events = append(e.events, k)
+			e.mu.Unlock()
+		},
 	}
 	e.c = NewController(e.o)
 	return e
@@ -83,7 +99,7 @@ func TestControllerRun(t *testing.T) {
 	if md.Phase != PhaseCreated || md.IP != "10.88.0.5" || md.CreatedAt != time.Unix(1700000000, 0).UnixNano() {
 		t.Errorf("metadata = phase %v ip %q created %d", md.Phase, md.IP, md.CreatedAt)
 	}
-	if got := fmt.Sprint(e.events); got != "[CONTAINER_CREATED_EVENT CONTAINER_STARTED_EVENT]" {
+	if got := fmt.Sprint(e.takeEvents()); got != "[CONTAINER_CREATED_EVENT CONTAINER_STARTED_EVENT]" {
 		t.Errorf("events = %s", got)
 	}
 	if _, err := e.c.Run(context.Background(), testPod("web"), ""); !errdefs.IsAlreadyExists(err) {

@@ -7,13 +7,10 @@ import (
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/events"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -132,37 +129,13 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 
 // handleSandboxExit marks the sandbox NotReady and reaps the pause task.
 func (s *Service) handleSandboxExit(ctx context.Context, sb *sandbox.Sandbox, code uint32, at time.Time) {
-	st, _ := sb.State()
-	if st == sandbox.StateNotReady {
-		return
-	}
-	// Bounded: a hung shim must not hold up the event monitor for good.
-	dctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
-	defer cancel()
-	if task, err := sb.Container.Task(dctx, nil); err == nil {
-		if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
-		}
-	}
-	sb.SetNotReady(code, at)
-	klog.V(2).InfoS("Pod sandbox exited", "podSandboxID", sb.ID, "exitCode", code)
-	s.emitSandboxEvent(sb, runtimeapiStopped)
+	s.sandboxController().HandleExit(ctx, sb, code, at)
 }
 
 // reconcileTasks asks containerd for the state of every task we think
 // runs, each within config.RecoveryTimeout and at most
 // config.RecoveryConcurrency at once (a hung shim holds up only its own).
 func (s *Service) reconcileTasks(ctx context.Context) {
-	var ready []*sandbox.Sandbox
-	for _, sb := range s.sandboxes.List() {
-		if st, _ := sb.State(); st == sandbox.StateReady {
-			ready = append(ready, sb)
-		}
-	}
-	s.boundedEach(ctx, len(ready), func(ctx context.Context, i int) {
-		if running, code, at := backend.TaskRunning(ctx, ready[i].Container, s.deps.Clock); !running {
-			s.handleSandboxExit(ctx, ready[i], code, at)
-		}
-	})
+	s.sandboxController().Reconcile(ctx)
 	s.ctrs().Reconcile(ctx)
 }

@@ -273,7 +273,7 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 		}
 		// The same DEL fallbacks as StopPodSandbox: a plugin refusing the
 		// pod's capability arguments does not keep the address.
-		if err := cni.TeardownPod(ctx, s.deps.Network, md.ID, path, args, networkAdded(*md)); err != nil {
+		if err := cni.TeardownPod(ctx, s.deps.Network, md.ID, path, args, sandbox.NetworkAdded(*md)); err != nil {
 			return fmt.Errorf("CNI DEL: %w", err)
 		}
 		if err := s.deps.Host.LoadNetNS(md.NetNSPath).Remove(); err != nil {

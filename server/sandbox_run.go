@@ -50,7 +50,19 @@ func (s *Service) sandboxController() *sandbox.Controller {
 		PodCIDRs:            s.podCIDRs,
 		ObserveCNI:          s.observeCNI,
 		OnEvent:             s.emitSandboxEvent,
+		ImageVolumes:        podImageVolumes{s},
+		Each:                s.boundedEach,
 	})
+}
+
+// podImageVolumes gives the sandbox controller the release of the image
+// volumes the pod's containers mounted.
+type podImageVolumes struct{ s *Service }
+
+func (v podImageVolumes) Unmount(sandboxID string) error { return v.s.unmountImageVolumes(sandboxID) }
+
+func (v podImageVolumes) Remove(ctx context.Context, sandboxID, snapshotter string) {
+	v.s.removeImageVolumes(ctx, sandboxID, snapshotter)
 }
 
 func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig) error {

@@ -98,55 +98,6 @@ func TestStopPodSandboxMissingIsNoop(t *testing.T) {
 	}
 }
 
-func TestStopPodSandboxRetriesNetworkTeardown(t *testing.T) {
-	e := newTestEnv(t)
-	id := e.runPod(t, podConfig("web"))
-	sb, _ := e.s.sandboxes.Get(id)
-	nsPath := sb.GetMetadata().NetNSPath
-	e.net.RemoveErrs = 1
-
-	err := e.stopPod(id)
-	if !errors.Is(err, backendtest.ErrInjected) {
-		t.Fatalf("err = %v, want the CNI DEL failure", err)
-	}
-	if sb.GetMetadata().NetworkTornDown || e.persistedSandbox(t, id).NetworkTornDown {
-		t.Error("NetworkTornDown set although CNI DEL failed")
-	}
-	if _, err := os.Stat(nsPath); err != nil {
-		t.Errorf("netns removed before CNI DEL succeeded: %v", err)
-	}
-
-	if err := e.stopPod(id); err != nil {
-		t.Fatalf("retried StopPodSandbox: %v", err)
-	}
-	setups, removes := e.net.Calls()
-	if len(removes) != 2 || removes[0] != setups[0] || removes[1] != setups[0] {
-		t.Errorf("CNI DELs %+v, want two like the ADD %+v", removes, setups[0])
-	}
-	if !sb.GetMetadata().NetworkTornDown || !e.persistedSandbox(t, id).NetworkTornDown {
-		t.Error("NetworkTornDown not recorded after the retry")
-	}
-	if _, err := os.Stat(nsPath); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("netns not removed: %v", err)
-	}
-}
-
-func TestStopPodSandboxNetNSGone(t *testing.T) {
-	e := newTestEnv(t)
-	id := e.runPod(t, podConfig("web"))
-	sb, _ := e.s.sandboxes.Get(id)
-	// The namespace vanished (e.g. a reboot): DEL still runs, without a path.
-	if err := os.Remove(sb.GetMetadata().NetNSPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.stopPod(id); err != nil {
-		t.Fatalf("StopPodSandbox: %v", err)
-	}
-	if _, removes := e.net.Calls(); len(removes) != 1 || removes[0].ID != id || removes[0].Path != "" {
-		t.Errorf("CNI DELs %+v, want one for %s without a netns path", removes, id)
-	}
-}
-
 func TestStopPodSandboxStopsContainers(t *testing.T) {
 	e := newTestEnv(t)
 	pod := e.runPod(t, podConfig("web"))

@@ -1,0 +1,51 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/backend"
+)
+
+// HandleExit records the exit of the pause task (code at the time at):
+// the sandbox becomes NotReady, the task is deleted and a STOPPED event
+// is emitted. An exit of a sandbox already NotReady is ignored.
+func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, at time.Time) {
+	st, _ := sb.State()
+	if st == StateNotReady {
+		return
+	}
+	// Bounded: a hung shim must not hold up the event monitor for good.
+	dctx, cancel := context.WithTimeout(ctx, backend.CleanupTimeout)
+	defer cancel()
+	if task, err := sb.Container.Task(dctx, nil); err == nil {
+		if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
+		}
+	}
+	sb.SetNotReady(code, at)
+	klog.V(2).InfoS("Pod sandbox exited", "podSandboxID", sb.ID, "exitCode", code)
+	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+}
+
+// Reconcile asks containerd whether the pause task of every sandbox we
+// think is ready still runs, and records the exits of those that do not
+// (exits whose event was missed), through Options.Each.
+func (c *Controller) Reconcile(ctx context.Context) {
+	var ready []*Sandbox
+	for _, sb := range c.o.Store.List() {
+		if st, _ := sb.State(); st == StateReady {
+			ready = append(ready, sb)
+		}
+	}
+	c.o.Each(ctx, len(ready), func(ctx context.Context, i int) {
+		if running, code, at := backend.TaskRunning(ctx, ready[i].Container, c.o.Deps.Clock); !running {
+			c.HandleExit(ctx, ready[i], code, at)
+		}
+	})
+}

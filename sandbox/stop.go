@@ -1,0 +1,126 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/cni"
+)
+
+// PauseStopTimeout bounds how long Stop waits for the pause process to die
+// after SIGKILL.
+const PauseStopTimeout = 30 * time.Second
+
+// Stop stops the sandbox itself: the pause task, the network (CNI DEL
+// always attempted, with the ADD arguments, also when the netns is already
+// gone, then the netns removed), the pod's image volumes and its /dev/shm.
+// The pod's containers must have been stopped by the caller. It is
+// idempotent; a teardown error is returned and the teardown is retried on
+// the next call.
+func (c *Controller) Stop(ctx context.Context, sb *Sandbox) error {
+	sb.StopMu.Lock()
+	defer sb.StopMu.Unlock()
+	if err := c.stopPause(ctx, sb); err != nil {
+		return err
+	}
+	if err := c.teardownNetwork(ctx, sb); err != nil {
+		return err
+	}
+	if err := c.o.ImageVolumes.Unmount(sb.ID); err != nil {
+		return err
+	}
+	paths := PathsFor(c.o.Config.RootDir, c.o.Config.StateDir, sb.ID)
+	if err := c.o.Deps.Host.UnmountShm(paths.ShmPath()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// stopPause kills the pause task and waits for the exit to be recorded.
+func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
+	state, _ := sb.State()
+	task, err := sb.Container.Task(ctx, nil)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("loading pause task of %s: %w", sb.ID, err)
+		}
+		sb.SetNotReady(0, c.now())
+		return nil
+	}
+	if state == StateReady {
+		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
+		}
+		select {
+		case <-sb.Stopped():
+		case <-time.After(PauseStopTimeout):
+			return fmt.Errorf("pause process of sandbox %s did not exit within %s: %w", sb.ID, PauseStopTimeout, context.DeadlineExceeded)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// The exit handler deletes the task; make sure it is gone even if the event was missed.
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("deleting pause task of %s: %w", sb.ID, err)
+	}
+	sb.SetNotReady(0, c.now())
+	return nil
+}
+
+// teardownNetwork runs CNI DEL and removes the netns, once.
+func (c *Controller) teardownNetwork(ctx context.Context, sb *Sandbox) error {
+	md := sb.GetMetadata()
+	if md.NetworkTornDown || md.NetNSPath == "" {
+		return nil
+	}
+	args, err := cni.NewPodArgs(md.ID, md.Config, c.podCIDRs())
+	if err != nil {
+		// Bad annotations could not have passed ADD; tear down without capabilities.
+		klog.ErrorS(err, "Building CNI arguments for teardown", "podSandboxID", md.ID)
+		args = cni.PodArgs{}
+	}
+	path := md.NetNSPath
+	if closed, cerr := c.o.Deps.Host.LoadNetNS(path).Closed(); cerr == nil && closed {
+		// The namespace is gone (e.g. after a reboot); DEL still releases the IP.
+		path = ""
+	}
+	// DEL is retried with fewer capability arguments when a plugin refuses
+	// the pod's own (see cni.TeardownPod); when every attempt fails, the
+	// sandbox stays NOTREADY with its netns and the next stop tries again.
+	start := time.Now()
+	err = cni.TeardownPod(ctx, c.o.Deps.Network, md.ID, path, args, NetworkAdded(md))
+	c.observeCNI("teardown", start, err)
+	if err != nil {
+		return fmt.Errorf("tearing down network of sandbox %s (will retry on next stop): %w", md.ID, err)
+	}
+	if err := c.o.Deps.Host.LoadNetNS(md.NetNSPath).Remove(); err != nil {
+		return fmt.Errorf("removing network namespace %s: %w", md.NetNSPath, err)
+	}
+	netnsDir := PathsFor(c.o.Config.RootDir, c.o.Config.StateDir, md.ID).NetNSDir
+	// A user-namespace pod's userns pin outlives its pause task only if the
+	// daemon died between making the netns and the pause task.
+	if err := c.o.Deps.Host.UnpinUserns(filepath.Join(netnsDir, backend.UsernsPinName)); err != nil {
+		klog.ErrorS(err, "Unpinning user namespace", "podSandboxID", md.ID)
+	}
+	_ = os.RemoveAll(netnsDir)
+	md = sb.UpdateMetadata(func(m *Metadata) { m.NetworkTornDown = true })
+	if err := sb.Container.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Persisting network teardown", "podSandboxID", md.ID)
+	}
+	return nil
+}
+
+// NetworkAdded tells whether a CNI ADD of the sandbox is known to have
+// succeeded (its result was recorded).
+func NetworkAdded(md Metadata) bool {
+	return md.IP != "" || len(md.CNIResult) > 0
+}
