@@ -1,11 +1,12 @@
 package e2e
 
 // The DaemonSet's pod template (deploy/kubernetes) run for real on a
-// bootstrap runtime: a private containerd with its built-in CRI plugin runs
-// the template's container as kubelet would (privileged, host PID and
-// network, its mounts and propagation, its command); the container brings
+// bootstrap runtime: a real standalone kubelet runs the template as a static
+// pod on a private containerd with its built-in CRI plugin (privileged, host
+// PID and network, its mounts and propagation, its command and probes;
+// CRI_E2E_DAEMONSET_DIRECT=1 makes the CRI calls instead); the pod brings
 // up a cri-containerd on the host that serves CRI on its socket; replacing
-// the container (a new image reference, as a rolling update does) leaves
+// the pod (a new image tag, as a rolling update does) leaves
 // the pods that cri-containerd runs untouched and their logs continuous.
 //
 // Host paths are moved off the stack's (/var/lib/cri-containerd,
@@ -31,6 +32,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
 
@@ -59,6 +61,12 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		t.Skip("opt-in: CRI_E2E_DAEMONSET=1 (after make image)")
 	}
 	env := framework.RequireStack(t, "Registry", "CertsD")
+	// By default a real kubelet runs the template as a static pod;
+	// CRI_E2E_DAEMONSET_DIRECT=1 makes the test run it through CRI calls.
+	viaKubelet := os.Getenv("CRI_E2E_DAEMONSET_DIRECT") != "1"
+	if viaKubelet {
+		framework.KubeletBinary(t)
+	}
 	repo := framework.RepoRoot(t)
 	var img struct {
 		Refs   []string
@@ -100,8 +108,12 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		for _, d := range []string{dsState, dsRoot, dsKubel} {
 			_ = exec.Command("umount", "-R", "-l", d).Run()
 		}
-		_ = os.RemoveAll(dsRoot)
-		_ = os.RemoveAll(dsKubel)
+		// Runs after the bootstrap containerd stopped (registered before it).
+		for _, d := range []string{dsRoot, dsKubel, dsState, dsBoot, dsBootL} {
+			if err := os.RemoveAll(d); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
 	})
 
 	// The bootstrap runtime: containerd with its own CRI plugin.
@@ -148,17 +160,20 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		t.Fatal("template is not hostPID/hostNetwork")
 	}
 	podCfg.LogDirectory = filepath.Join(dsBootL, "pods")
-	run1, err := brc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
-	if err != nil {
-		t.Fatal(err)
+	var bootPod string
+	if !viaKubelet {
+		run1, err := brc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bootPod = run1.GetPodSandboxId()
+		t.Cleanup(func() {
+			c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			_, _ = brc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: bootPod})
+			_, _ = brc.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: bootPod})
+		})
 	}
-	bootPod := run1.GetPodSandboxId()
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		_, _ = brc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: bootPod})
-		_, _ = brc.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: bootPod})
-	})
 	c := tmpl.Containers[0]
 	volumes := map[string]corev1.Volume{}
 	for _, v := range tmpl.Volumes {
@@ -197,6 +212,7 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		mounts = append(mounts, &runtimeapi.Mount{ContainerPath: dsPath(m.MountPath), HostPath: host, Readonly: m.ReadOnly, Propagation: prop})
 	}
 	args := dsArgs(append(append([]string{}, c.Command...), c.Args...))
+	podLogs := podCfg.LogDirectory
 	startDS := func(image string) string {
 		t.Helper()
 		if _, err := bic.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
@@ -225,6 +241,41 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		}
 		return cr.GetContainerId()
 	}
+	stopDS := func(id string) {
+		t.Helper()
+		grace := int64(30)
+		if tmpl.TerminationGracePeriodSeconds != nil {
+			grace = *tmpl.TerminationGracePeriodSeconds
+		}
+		if _, err := brc.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: grace}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := brc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // the workload logs while no daemon runs
+	}
+	if viaKubelet {
+		// A real kubelet runs the template as a static pod on the
+		// bootstrap runtime; a new image in the manifest replaces the pod
+		// (the old one stops with its grace period), as a rolling update
+		// of the DaemonSet does.
+		kl := framework.StartKubelet(t, nil, framework.KubeletOptions{RuntimeEndpoint: "unix://" + boot})
+		podLogs = kl.PodLogsDir
+		var last string
+		startDS = func(image string) string {
+			t.Helper()
+			kl.AddStaticPod(dsStaticPod(t, &ds, image, cfgDir))
+			sp := kl.WaitStaticPod(t, ds.Namespace, ds.Name, 10*time.Minute, "the new "+c.Name+" container running", func(sp framework.StaticPod) bool {
+				ctr, ok := sp.Containers[c.Name]
+				return ok && ctr.GetState() == runtimeapi.ContainerState_CONTAINER_RUNNING && ctr.GetId() != last
+			})
+			last = sp.Containers[c.Name].GetId()
+			t.Logf("static pod %s: sandbox %s container %s (%s)", kl.MirrorName(ds.Name), sp.Sandbox.GetId(), last, image)
+			return last
+		}
+		stopDS = func(string) {} // the new manifest replaces the pod
+	}
 	waitHealthy := func(ctrID string) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Minute)
@@ -235,7 +286,7 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("cri-containerd in the pod is not healthy: %v %s %s; log:\n%s", err, r.GetStdout(), r.GetStderr(), tailFile(filepath.Join(podCfg.LogDirectory, "cri-containerd.log")))
+				t.Fatalf("cri-containerd in the pod is not healthy: %v %s %s; log:\n%s", err, r.GetStdout(), r.GetStderr(), dsLogTail(podLogs))
 			}
 			time.Sleep(2 * time.Second)
 		}
@@ -299,17 +350,7 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 
 	// Replace the DaemonSet's container: SIGTERM (StopContainer with the
 	// grace period), remove, start the new image reference.
-	grace := int64(30)
-	if tmpl.TerminationGracePeriodSeconds != nil {
-		grace = *tmpl.TerminationGracePeriodSeconds
-	}
-	if _, err := brc.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: first, Timeout: grace}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := brc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: first}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second) // the workload logs while no daemon runs
+	stopDS(first)
 	second := startDS(img.Refs[1])
 	waitHealthy(second)
 
@@ -345,6 +386,63 @@ func TestDaemonSetPodTemplateOnBootstrapRuntime(t *testing.T) {
 		next++
 	}
 	t.Logf("workload log: %d consecutive lines across the replacement", next)
+}
+
+// dsStaticPod is the DaemonSet's pod template as a static pod manifest
+// running image, with the test's host paths; the config map volume (static
+// pods have no API server to read it from) is the host directory cfgDir.
+func dsStaticPod(t *testing.T, ds *appsv1.DaemonSet, image, cfgDir string) *corev1.Pod {
+	t.Helper()
+	spec := ds.Spec.Template.Spec.DeepCopy()
+	// Static pods reference no API objects and are not scheduled.
+	spec.ServiceAccountName, spec.DeprecatedServiceAccount = "", ""
+	no := false
+	spec.AutomountServiceAccountToken = &no
+	spec.NodeSelector, spec.Affinity = nil, nil
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		switch {
+		case v.HostPath != nil:
+			v.HostPath.Path = dsPath(v.HostPath.Path)
+		case v.ConfigMap != nil:
+			dir := corev1.HostPathDirectory
+			v.VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: cfgDir, Type: &dir}}
+		default:
+			t.Fatalf("volume %s: unexpected source", v.Name)
+		}
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		c.Image = image
+		c.Command, c.Args = dsArgs(c.Command), dsArgs(c.Args)
+		for j := range c.VolumeMounts {
+			c.VolumeMounts[j].MountPath = dsPath(c.VolumeMounts[j].MountPath)
+		}
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if p != nil && p.Exec != nil {
+				p.Exec.Command = dsArgs(p.Exec.Command)
+			}
+		}
+		// This host's PID 1 (not an init of a normal node) cannot be
+		// entered; the test process is in the host's mount namespace.
+		c.Env = append(c.Env, corev1.EnvVar{Name: "HOST_MOUNT_NS_PID", Value: strconv.Itoa(os.Getpid())})
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: ds.Name, Namespace: ds.Namespace, Labels: ds.Spec.Template.Labels, Annotations: ds.Spec.Template.Annotations},
+		Spec:       *spec,
+	}
+}
+
+// dsLogTail is the end of the cri-containerd container logs under dir.
+func dsLogTail(dir string) string {
+	var out string
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && strings.HasSuffix(p, ".log") {
+			out += "== " + p + "\n" + tailFile(p)
+		}
+		return nil
+	})
+	return out
 }
 
 // dsArgs moves the root dir of a command line to the test's.

@@ -52,6 +52,10 @@ type KubeletOptions struct {
 	FeatureGates map[string]bool
 	// ExtraArgs are appended to kubelet's command line.
 	ExtraArgs []string
+	// RuntimeEndpoint, when set, is the CRI endpoint kubelet uses (and the
+	// test's lookups and cleanup go to) instead of the daemon's; the daemon
+	// may then be nil (e.g. a bootstrap containerd's built-in CRI).
+	RuntimeEndpoint string
 }
 
 // Kubelet is a standalone kubelet process the test started against a
@@ -74,7 +78,10 @@ type Kubelet struct {
 	NodeName    string // --hostname-override: static pods are named "<pod>-<NodeName>"
 	CgroupRoot  string // cgroupRoot, e.g. /cri-e2e-kubelet-1a2b3c4d
 	Daemon      *Daemon
+	Endpoint    string         // the CRI endpoint kubelet uses
 	Config      map[string]any // the configuration written to ConfigPath
+
+	rc runtimeapi.RuntimeServiceClient // for Endpoint when Daemon is nil
 
 	extraArgs []string
 	mu        sync.Mutex
@@ -108,6 +115,12 @@ func StartKubelet(t testing.TB, d *Daemon, opts KubeletOptions) *Kubelet {
 		Daemon:      d,
 		extraArgs:   opts.ExtraArgs,
 	}
+	if opts.RuntimeEndpoint != "" {
+		k.Endpoint = opts.RuntimeEndpoint
+		k.rc = runtimeapi.NewRuntimeServiceClient(DialCRI(t, opts.RuntimeEndpoint))
+	} else {
+		k.Endpoint = d.Endpoint
+	}
 	for _, p := range []string{k.RootDir, k.ManifestDir, k.PodLogsDir, k.devicePluginsDir(), k.containerLogsDir()} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
@@ -125,8 +138,8 @@ func StartKubelet(t testing.TB, d *Daemon, opts KubeletOptions) *Kubelet {
 		"cgroupRoot":               k.CgroupRoot,
 		"failCgroupV1":             false,
 		"failSwapOn":               false,
-		"containerRuntimeEndpoint": d.Endpoint,
-		"imageServiceEndpoint":     d.Endpoint,
+		"containerRuntimeEndpoint": k.Endpoint,
+		"imageServiceEndpoint":     k.Endpoint,
 		"staticPodPath":            k.ManifestDir,
 		"podLogsDir":               k.PodLogsDir,
 		"fileCheckFrequency":       "1s",
@@ -374,7 +387,7 @@ type StaticPod struct {
 // the highest attempt. ok is false when there is no ready sandbox.
 func (k *Kubelet) FindStaticPod(t testing.TB, ns, name string) (StaticPod, bool) {
 	t.Helper()
-	rc := k.Daemon.RuntimeClient()
+	rc := k.runtimeClient()
 	ctx, cancel := callCtx()
 	defer cancel()
 	labels := map[string]string{"io.kubernetes.pod.name": k.MirrorName(name), "io.kubernetes.pod.namespace": ns}
@@ -450,7 +463,7 @@ func (k *Kubelet) WaitStaticPodRunning(t testing.TB, ns, name string, timeout ti
 // of the static pod called name.
 func (k *Kubelet) WaitStaticPodGone(t testing.TB, ns, name string, timeout time.Duration) {
 	t.Helper()
-	rc := k.Daemon.RuntimeClient()
+	rc := k.runtimeClient()
 	deadline := time.Now().Add(timeout)
 	labels := map[string]string{"io.kubernetes.pod.name": k.MirrorName(name), "io.kubernetes.pod.namespace": ns}
 	for {
@@ -588,7 +601,9 @@ func (k *Kubelet) cleanup() {
 	if k.t.Failed() {
 		k.DumpLog(150)
 	}
-	if k.Daemon != nil && k.Daemon.IsRunning() {
+	if k.rc != nil {
+		StopAndRemovePods(k.t, k.rc)
+	} else if k.Daemon != nil && k.Daemon.IsRunning() {
 		StopAndRemovePods(k.t, k.Daemon.RuntimeClient())
 	}
 	if err := k.removeCgroupRoot(); err != nil {
@@ -605,6 +620,14 @@ func (k *Kubelet) cleanup() {
 	if err := os.RemoveAll(k.Dir); err != nil {
 		k.t.Errorf("kubelet cleanup: %v", err)
 	}
+}
+
+// runtimeClient talks to the runtime kubelet uses.
+func (k *Kubelet) runtimeClient() runtimeapi.RuntimeServiceClient {
+	if k.rc != nil {
+		return k.rc
+	}
+	return k.Daemon.RuntimeClient()
 }
 
 // LogSinceStart is what the current kubelet process has logged.
