@@ -15,6 +15,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-containerd/cri-containerd/test/ctrdconfig"
 	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
 )
 
@@ -40,28 +41,15 @@ func startPrivateContainerd(t *testing.T) *privateContainerd {
 	if b := os.Getenv("E2E_CONTAINERD_BIN"); b != "" {
 		c.bin = b
 	}
-	cfg := fmt.Sprintf(`version = 4
-root = %[1]q
-state = %[2]q
-imports = []
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
-[plugins]
-  [plugins."io.containerd.server.v1.grpc"]
-    address = %[3]q
-  [plugins."io.containerd.server.v1.ttrpc"]
-    address = %[4]q
-  [plugins."io.containerd.server.v1.debug"]
-    address = %[5]q
-  [plugins."io.containerd.server.v1.metrics"]
-    address = ""
-  [plugins."io.containerd.shim.v1.manager"]
-    socket_dir = %[6]q
-  [plugins."io.containerd.internal.v1.opt"]
-    path = %[7]q
-  [plugins."io.containerd.nri.v1.nri"]
-    disable = true
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc",
-		filepath.Join(dir, "debug.sock"), filepath.Join(dir, "s"), filepath.Join(dir, "opt"))
+	cfg := ctrdconfig.Config(ctrdconfig.Options{
+		Root:          filepath.Join(dir, "root"),
+		State:         filepath.Join(dir, "state"),
+		Address:       c.socket,
+		DebugAddress:  filepath.Join(dir, "debug.sock"),
+		ShimSocketDir: filepath.Join(dir, "s"),
+		OptDir:        filepath.Join(dir, "opt"),
+		DisableCRI:    true,
+	})
 	if isContainerd1(c.bin) { // config version 2, top-level listener tables
 		t.Logf("private containerd: %s (1.x config)", c.bin)
 		cfg = fmt.Sprintf(`version = 2

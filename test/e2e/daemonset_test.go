@@ -36,6 +36,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/cri-containerd/cri-containerd/test/ctrdconfig"
 	"github.com/cri-containerd/cri-containerd/test/e2e/framework"
 )
 
@@ -474,26 +475,13 @@ func tailFile(p string) string {
 func startBootstrapContainerd(t *testing.T, env framework.StackEnv) string {
 	t.Helper()
 	sock := dsBoot + "/containerd.sock"
-	cfg := fmt.Sprintf(`version = 4
-root = %q
-state = %q
-imports = []
-[plugins]
-  [plugins."io.containerd.server.v1.grpc"]
-    address = %q
-  [plugins."io.containerd.server.v1.ttrpc"]
-    address = %q
-  [plugins."io.containerd.server.v1.debug"]
-    address = ""
-  [plugins."io.containerd.server.v1.metrics"]
-    address = ""
-  [plugins."io.containerd.shim.v1.manager"]
-    socket_dir = %q
-  [plugins."io.containerd.internal.v1.opt"]
-    path = %q
-  [plugins."io.containerd.nri.v1.nri"]
-    disable = true
-  [plugins."io.containerd.cri.v1.images"]
+	cfg := ctrdconfig.Config(ctrdconfig.Options{
+		Root:          dsBootL + "/containerd",
+		State:         dsBoot + "/containerd",
+		Address:       sock,
+		ShimSocketDir: dsBoot + "/s",
+		OptDir:        dsBootL + "/opt",
+		Extra: fmt.Sprintf(`  [plugins."io.containerd.cri.v1.images"]
     [plugins."io.containerd.cri.v1.images".registry]
       config_path = %q
     [plugins."io.containerd.cri.v1.images".pinned_images]
@@ -510,8 +498,8 @@ imports = []
   [plugins."io.containerd.grpc.v1.cri"]
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
-`, dsBootL+"/containerd", dsBoot+"/containerd", sock, sock+".ttrpc", dsBoot+"/s", dsBootL+"/opt",
-		env.CertsD, env.CNIBinDir, env.CNIConfDir, dsBoot+"/runc")
+`, env.CertsD, env.CNIBinDir, env.CNIConfDir, dsBoot+"/runc"),
+	})
 	cfgPath := filepath.Join(dsBootL, "containerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
