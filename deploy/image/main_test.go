@@ -15,29 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// TestLayerIsDeterministic: the same tree gives the same layer digest,
-// whatever the order it was filled in.
-func TestLayerIsDeterministic(t *testing.T) {
-	a, b := newTree(), newTree()
-	a.File("/usr/local/bin/x", 0o755, []byte("x"))
-	a.Symlink("/bin/sh", "busybox")
-	b.Symlink("/bin/sh", "busybox")
-	b.File("/usr/local/bin/x", 0o755, []byte("x"))
-	la, err := a.Layer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := b.Layer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	da, _ := la.Digest()
-	db, _ := lb.Digest()
-	if da != db {
-		t.Errorf("digests differ: %s %s", da, db)
-	}
-}
-
 // TestImageRunsItsTools checks the image `make image` pushed (the digest
 // in _output/image.json): in its root file system, the daemon, iptables
 // (nf_tables and legacy, as the CNI plugins call them) and the shell run,

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/cri-containerd/cri-containerd/imagebuild"
 )
 
 // created is the creation time recorded in every image config and history.
@@ -72,8 +74,8 @@ var catalog = []imageDef{
 		refs:  []string{"registry.k8s.io/e2e-test-images/nonewprivs:1.3"},
 		about: "setuid-root /usr/local/bin/nnp printing 'Effective uid: N'",
 		build: func(b *builder) (artifact, error) {
-			l := newTree().FileOwned("usr/local/bin/nnp", 0o4755, 0, 0, b.src.binaries["nnp"])
-			return b.busybox([]*tree{l}, v1.Config{Entrypoint: []string{"/usr/local/bin/nnp"}}, "nonewprivs")
+			l := imagebuild.NewTree().FileOwned("usr/local/bin/nnp", 0o4755, 0, 0, b.src.binaries["nnp"])
+			return b.busybox([]*imagebuild.Tree{l}, v1.Config{Entrypoint: []string{"/usr/local/bin/nnp"}}, "nonewprivs")
 		},
 	},
 	userImage("test-image-user-uid", "1002"),
@@ -151,7 +153,7 @@ func fileImage(ref, file string, more ...string) imageDef {
 		refs:  append([]string{ref}, more...),
 		about: "busybox + empty /" + file,
 		build: func(b *builder) (artifact, error) {
-			return b.busybox([]*tree{newTree().File(file, 0o644, nil)}, v1.Config{Cmd: []string{"sh"}}, file)
+			return b.busybox([]*imagebuild.Tree{imagebuild.NewTree().File(file, 0o644, nil)}, v1.Config{Cmd: []string{"sh"}}, file)
 		},
 	}
 }
@@ -209,13 +211,13 @@ func image(layers []v1.Layer, history []string, cfg v1.Config, variant, arch str
 }
 
 // busyboxTree is the root file system of the busybox test image.
-func (b *builder) busyboxTree() (*tree, error) {
-	t := newTree()
-	bb, err := b.src.debFile("busybox", "bin/busybox")
+func (b *builder) busyboxTree() (*imagebuild.Tree, error) {
+	t := imagebuild.NewTree()
+	bb, err := b.src.debs.ReadFile("busybox", "bin/busybox")
 	if err != nil {
 		return nil, err
 	}
-	applets, err := b.src.busyboxApplets()
+	applets, err := b.src.debs.BusyboxApplets()
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +238,7 @@ func (b *builder) busyboxTree() (*tree, error) {
 	// NSS modules getpwnam & co. may load.
 	const libdir = "lib/x86_64-linux-gnu"
 	for _, lib := range []string{"ld-linux-x86-64.so.2", "libc.so.6", "libresolv.so.2", "libm.so.6", "libnss_files.so.2", "libnss_dns.so.2"} {
-		data, err := b.src.debFile("libc6", path.Join(libdir, lib))
+		data, err := b.src.debs.ReadFile("libc6", path.Join(libdir, lib))
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +257,7 @@ func (b *builder) busyboxTree() (*tree, error) {
 	t.File("etc/shadow", 0o640, []byte(shadow))
 	t.File("etc/nsswitch.conf", 0o644, []byte("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"))
 	t.File("etc/os-release", 0o644, []byte("NAME=\"cri-containerd e2e busybox\"\nID=busybox\nVERSION_ID="+
-		strings.TrimPrefix(strings.SplitN(b.src.debFiles["busybox"], "_", 3)[1], "1%3a")+"\n"))
+		strings.TrimPrefix(strings.SplitN(b.src.debs.Files["busybox"], "_", 3)[1], "1%3a")+"\n"))
 	return t, nil
 }
 
@@ -323,13 +325,13 @@ func (b *builder) base() (v1.Layer, error) {
 }
 
 // busybox returns the busybox image with extra layers on top.
-func (b *builder) busybox(extra []*tree, cfg v1.Config, variant string) (v1.Image, error) {
+func (b *builder) busybox(extra []*imagebuild.Tree, cfg v1.Config, variant string) (v1.Image, error) {
 	base, err := b.base()
 	if err != nil {
 		return nil, err
 	}
 	layers := []v1.Layer{base}
-	history := []string{"busybox " + b.src.debFiles["busybox"] + " + " + b.src.debFiles["libc6"]}
+	history := []string{"busybox " + b.src.debs.Files["busybox"] + " + " + b.src.debs.Files["libc6"]}
 	for i, t := range extra {
 		l, err := t.Layer()
 		if err != nil {
@@ -374,7 +376,7 @@ working.</p>
 </body>
 </html>
 `
-	t := newTree().
+	t := imagebuild.NewTree().
 		File("usr/sbin/nginx", 0o755, b.src.binaries["nginx"]).
 		File("etc/nginx/nginx.conf", 0o644, []byte(conf)).
 		File("etc/nginx/conf.d/default.conf", 0o644, []byte(def)).
@@ -383,7 +385,7 @@ working.</p>
 		Dir("var/log/nginx", 0o755).
 		Dir("var/cache/nginx", 0o755).
 		Dir("var/run", 0o755)
-	return b.busybox([]*tree{t}, v1.Config{
+	return b.busybox([]*imagebuild.Tree{t}, v1.Config{
 		Cmd:          []string{"nginx", "-g", "daemon off;"},
 		Env:          []string{"PATH=" + defaultPath, "NGINX_VERSION=1.14.2"},
 		ExposedPorts: map[string]struct{}{fmt.Sprintf("%d/tcp", port): {}},
@@ -401,11 +403,11 @@ httpd -f -v -p 80 -h /usr/local/apache2/htdocs &
 pid=$!
 wait $pid
 `
-	t := newTree().
+	t := imagebuild.NewTree().
 		File("usr/local/bin/httpd-foreground", 0o755, []byte(script)).
 		File("usr/local/apache2/htdocs/index.html", 0o644, []byte("<html><body><h1>It works!</h1></body></html>\n")).
 		Dir("usr/local/apache2/logs", 0o755)
-	return b.busybox([]*tree{t}, v1.Config{
+	return b.busybox([]*imagebuild.Tree{t}, v1.Config{
 		Cmd:          []string{"httpd-foreground"},
 		Env:          []string{"PATH=/usr/local/apache2/bin:" + defaultPath, "HTTPD_PREFIX=/usr/local/apache2", "HTTPD_VERSION=2.4.39"},
 		WorkingDir:   "/usr/local/apache2",
@@ -414,18 +416,18 @@ wait $pid
 }
 
 func (b *builder) predefinedGroup() (artifact, error) {
-	t := newTree().
+	t := imagebuild.NewTree().
 		File("etc/passwd", 0o644, []byte(passwd+"default-user:x:1000:1000:Linux User,,,:/home/default-user:/bin/sh\n")).
 		File("etc/group", 0o644, []byte(group+"default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n")).
 		File("etc/shadow", 0o640, []byte(shadow+"default-user:!::0:99999:7:::\n"))
 	t.DirOwned("home/default-user", 0o755, 1000, 1000)
-	return b.busybox([]*tree{t}, v1.Config{Cmd: []string{"sh"}, User: "1000"}, "predefined-group")
+	return b.busybox([]*imagebuild.Tree{t}, v1.Config{Cmd: []string{"sh"}, User: "1000"}, "predefined-group")
 }
 
 func (b *builder) pause(variant string) (artifact, error) {
 	if b.pauseLayer == nil {
 		var err error
-		if b.pauseLayer, err = newTree().File("pause", 0o755, b.src.binaries["pause"]).Layer(); err != nil {
+		if b.pauseLayer, err = imagebuild.NewTree().File("pause", 0o755, b.src.binaries["pause"]).Layer(); err != nil {
 			return nil, err
 		}
 	}
@@ -437,23 +439,23 @@ func (b *builder) pause(variant string) (artifact, error) {
 }
 
 func (b *builder) layered() (artifact, error) {
-	l2 := newTree().
+	l2 := imagebuild.NewTree().
 		File("data/a.txt", 0o644, []byte("a from layer 2\n")).
 		File("data/b.txt", 0o644, []byte("b from layer 2\n")).
 		File("etc/motd", 0o644, []byte("layered image\n"))
-	l3 := newTree().
+	l3 := imagebuild.NewTree().
 		File("data/a.txt", 0o644, []byte("a from layer 3\n")).
 		File("data/c.txt", 0o600, []byte("c from layer 3\n")).
 		Whiteout("data/b.txt")
-	return b.busybox([]*tree{l2, l3}, v1.Config{Cmd: []string{"sh"}}, "layered")
+	return b.busybox([]*imagebuild.Tree{l2, l3}, v1.Config{Cmd: []string{"sh"}}, "layered")
 }
 
 func (b *builder) configImage() (artifact, error) {
-	t := newTree().
+	t := imagebuild.NewTree().
 		DirOwned("data", 0o755, 33, 33).
 		FileOwned("data/seed.txt", 0o644, 33, 33, []byte("seeded from the image\n")).
 		Dir("work", 0o755)
-	return b.busybox([]*tree{t}, v1.Config{
+	return b.busybox([]*imagebuild.Tree{t}, v1.Config{
 		Entrypoint:   []string{"/bin/sh", "-c"},
 		Cmd:          []string{`echo "E2E_IMAGE_ENV=$E2E_IMAGE_ENV pwd=$(pwd) uid=$(id -u)"; sleep 3600`},
 		Env:          []string{"PATH=" + defaultPath, "E2E_IMAGE_ENV=from-image"},
@@ -466,11 +468,11 @@ func (b *builder) configImage() (artifact, error) {
 }
 
 func (b *builder) multiarch() (artifact, error) {
-	amd, err := b.busybox([]*tree{newTree().File("ARCH", 0o644, []byte("amd64\n"))}, v1.Config{Cmd: []string{"sh"}}, "multiarch-amd64")
+	amd, err := b.busybox([]*imagebuild.Tree{imagebuild.NewTree().File("ARCH", 0o644, []byte("amd64\n"))}, v1.Config{Cmd: []string{"sh"}}, "multiarch-amd64")
 	if err != nil {
 		return nil, err
 	}
-	armLayer, err := newTree().File("ARCH", 0o644, []byte("arm64\n")).Layer()
+	armLayer, err := imagebuild.NewTree().File("ARCH", 0o644, []byte("arm64\n")).Layer()
 	if err != nil {
 		return nil, err
 	}

@@ -139,7 +139,7 @@ func main() {
 	}
 
 	m := manifest{Registry: *registry, Inputs: map[string]string{}}
-	for p, f := range src.debFiles {
+	for p, f := range src.debs.Files {
 		m.Inputs["deb:"+p] = f
 	}
 	toPush := map[name.Reference]remote.Taggable{}

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/cri-containerd/cri-containerd/imagebuild"
 )
 
 // programs are the small static Go programs under cmd/ that go into images.
@@ -24,8 +26,7 @@ type sources struct {
 	cacheDir  string
 	moduleDir string // module root (holds go.mod)
 	relDir    string // this program's directory relative to moduleDir (slash separated)
-	debRoots  map[string]string
-	debFiles  map[string]string
+	debs      *imagebuild.Debs
 	binaries  map[string][]byte
 }
 
@@ -48,80 +49,10 @@ func output(dir string, name string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// latestDeb returns the newest cached .deb of pkg ("" if none). Debian file
-// names sort by version well enough for a cache that normally holds one.
-func latestDeb(dir, pkg string) string {
-	m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
-	if len(m) == 0 {
-		return ""
-	}
-	sort.Strings(m)
-	return m[len(m)-1]
-}
-
 // prepareDebs downloads (once) and unpacks (once) the Debian packages.
-func (s *sources) prepareDebs() error {
-	debDir := filepath.Join(s.cacheDir, "debs")
-	if err := os.MkdirAll(debDir, 0o755); err != nil {
-		return err
-	}
-	var missing []string
-	for _, p := range debPackages {
-		if latestDeb(debDir, p) == "" {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) > 0 {
-		logf("downloading Debian packages %v into %s", missing, debDir)
-		args := append([]string{"-q", "download"}, missing...)
-		if err := run(debDir, nil, "apt-get", args...); err != nil {
-			logf("apt-get download failed, running apt-get update and retrying")
-			if err2 := run(debDir, nil, "apt-get", "-q", "update"); err2 != nil {
-				return fmt.Errorf("%v; apt-get update: %v", err, err2)
-			}
-			if err := run(debDir, nil, "apt-get", args...); err != nil {
-				return err
-			}
-		}
-	}
-	s.debRoots = map[string]string{}
-	s.debFiles = map[string]string{}
-	for _, p := range debPackages {
-		deb := latestDeb(debDir, p)
-		if deb == "" {
-			return fmt.Errorf("no .deb for %s in %s", p, debDir)
-		}
-		root := filepath.Join(s.cacheDir, "unpacked", strings.TrimSuffix(filepath.Base(deb), ".deb"))
-		if _, err := os.Stat(filepath.Join(root, ".done")); err != nil {
-			os.RemoveAll(root)
-			if err := os.MkdirAll(root, 0o755); err != nil {
-				return err
-			}
-			if err := run("", nil, "dpkg-deb", "-x", deb, root); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(root, ".done"), nil, 0o644); err != nil {
-				return err
-			}
-		}
-		s.debRoots[p] = root
-		s.debFiles[p] = filepath.Base(deb)
-	}
-	return nil
-}
-
-// debFile reads a file from an unpacked package.
-func (s *sources) debFile(pkg, p string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(s.debRoots[pkg], p))
-}
-
-// busyboxApplets asks the unpacked busybox for its applet list.
-func (s *sources) busyboxApplets() ([]string, error) {
-	out, err := output("", filepath.Join(s.debRoots["busybox"], "bin/busybox"), "--list")
-	if err != nil {
-		return nil, fmt.Errorf("busybox --list: %w", err)
-	}
-	return strings.Fields(out), nil
+func (s *sources) prepareDebs() (err error) {
+	s.debs, err = imagebuild.FetchDebs(s.cacheDir, debPackages, logf)
+	return err
 }
 
 // prepareBinaries builds the Go programs (CGO_ENABLED=0, linux/amd64,
