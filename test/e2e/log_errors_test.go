@@ -60,7 +60,15 @@ func TestRegressionLogWriteErrorsFullDisk(t *testing.T) {
 	if code != 0 || out != "alive\n" {
 		t.Errorf("exec in the container: %q, %d", out, code)
 	}
-	b, err := os.ReadFile(e.d.LogPath())
+	checkLogWriteFailureReported(t, e.d, id, started)
+}
+
+// checkLogWriteFailureReported checks that the daemon's log reports the log
+// write failures of container id at least once and at most once a minute
+// since started (a test that runs within its first minute: exactly once).
+func checkLogWriteFailureReported(t *testing.T, d *framework.Daemon, id string, started time.Time) {
+	t.Helper()
+	b, err := os.ReadFile(d.LogPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +78,6 @@ func TestRegressionLogWriteErrorsFullDisk(t *testing.T) {
 			reports++
 		}
 	}
-	// At most one report per container per minute (the test normally runs
-	// within the first minute: exactly one).
 	if maxReports := 1 + int(time.Since(started)/time.Minute); reports < 1 || reports > maxReports {
 		t.Errorf("the daemon logged the write failure of %s %d times in %s, want 1..%d", id, reports, time.Since(started).Round(time.Second), maxReports)
 	}

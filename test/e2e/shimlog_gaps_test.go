@@ -72,19 +72,7 @@ func TestRegressionShimLogWriteErrorsFullDisk(t *testing.T) {
 		return dropped >= 1000
 	})
 	t.Logf("records dropped by the shim log writer: %d", dropped)
-	b, err := os.ReadFile(e.d.LogPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reports int
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "Failed to write container log records") && strings.Contains(l, id) {
-			reports++
-		}
-	}
-	if maxReports := 1 + int(time.Since(started)/time.Minute); reports < 1 || reports > maxReports {
-		t.Errorf("the daemon logged the write failure of %s %d times in %s, want 1..%d", id, reports, time.Since(started).Round(time.Second), maxReports)
-	}
+	checkLogWriteFailureReported(t, e.d, id, started)
 
 	// A restarted daemon counts them again (read from the container's
 	// directory), and then what the writer drops while it runs.
