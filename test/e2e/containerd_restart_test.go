@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +25,7 @@ type privateContainerd struct {
 	dir    string
 	socket string
 	bin    string // containerd binary
-	cmd    *exec.Cmd
-	done   chan struct{}
+	proc   *framework.Process
 }
 
 func startPrivateContainerd(t *testing.T) *privateContainerd {
@@ -94,46 +92,26 @@ func isContainerd1(bin string) bool {
 
 func (c *privateContainerd) start() {
 	c.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(c.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command(c.bin, "--config", filepath.Join(c.dir, "config.toml"))
+	if strings.Contains(c.bin, "/") { // its own shim first on PATH
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.bin)+":"+os.Getenv("PATH"))
+	}
+	p, err := framework.StartProcess(cmd, filepath.Join(c.dir, "containerd.log"))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.cmd = exec.Command(c.bin, "--config", filepath.Join(c.dir, "config.toml"))
-	if strings.Contains(c.bin, "/") { // its own shim first on PATH
-		c.cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.bin)+":"+os.Getenv("PATH"))
-	}
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatalf("starting containerd: %v", err)
-	}
-	c.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); _ = logf.Close(); close(done) }(c.cmd, c.done)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if conn, err := net.DialTimeout("unix", c.socket, time.Second); err == nil {
-			_ = conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatal("private containerd did not serve within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
+	c.proc = p
+	if err := p.WaitForSocket(c.socket, 30*time.Second); err != nil {
+		c.t.Fatalf("private containerd: %v", err)
 	}
 }
 
 func (c *privateContainerd) stop() {
-	if c.cmd == nil {
+	if c.proc == nil {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-	c.cmd = nil
+	c.proc.Stop(15 * time.Second)
+	c.proc = nil
 }
 
 func runtimeReady(ctx context.Context, rc runtimeapi.RuntimeServiceClient) (bool, string) {

@@ -20,13 +20,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -504,35 +502,15 @@ func startBootstrapContainerd(t *testing.T, env framework.StackEnv) string {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dsBootL, "containerd.log"))
+	logPath := filepath.Join(dsBootL, "containerd.log")
+	_ = os.Remove(logPath)
+	p, err := framework.StartProcess(exec.Command("containerd", "--config", cfgPath), logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("containerd", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { p.Stop(30 * time.Second) })
+	if err := p.WaitForSocket(sock, 60*time.Second); err != nil {
+		t.Fatalf("bootstrap containerd: %v; log:\n%s", err, tailFile(logPath))
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = logf.Close()
-	})
-	for i := 0; i < 120; i++ {
-		if c, err := net.Dial("unix", sock); err == nil {
-			_ = c.Close()
-			return sock
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("bootstrap containerd did not start; log:\n%s", tailFile(filepath.Join(dsBootL, "containerd.log")))
-	return ""
+	return sock
 }

@@ -26,7 +26,7 @@ import (
 // activatedDaemon is a daemon process started as systemd would start it.
 type activatedDaemon struct {
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // startActivated starts bin with args, the listening socket sock as fd 3
@@ -34,28 +34,15 @@ type activatedDaemon struct {
 // NOTIFY_SOCKET=notify.
 func startActivated(t *testing.T, bin string, args []string, sock *os.File, notify, logPath string) *activatedDaemon {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
 	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=cri-containerd.socket", "NOTIFY_SOCKET="+notify)
 	cmd.ExtraFiles = []*os.File{sock}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := framework.StartProcess(cmd, logPath)
+	if err != nil {
 		t.Fatal(err)
 	}
-	a := &activatedDaemon{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(a.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-a.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-a.done
-		}
-	})
+	a := &activatedDaemon{cmd: cmd, done: p.Done()}
+	t.Cleanup(p.Kill)
 	return a
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,39 +219,19 @@ func (d *Daemon) Start() {
 	if d.cmd != nil {
 		d.t.Fatal("daemon already running")
 	}
-	logf, err := os.OpenFile(d.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	proc, err := StartProcess(exec.Command(d.Bin, d.args()...), d.LogPath())
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	cmd := exec.Command(d.Bin, d.args()...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		d.t.Fatalf("starting %s: %v", d.Bin, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
-	d.cmd, d.done = cmd, done
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	d.cmd, d.done = proc.Cmd, proc.done
+	if err := proc.WaitForSocket(d.Socket, 60*time.Second); err != nil {
 		select {
-		case <-done:
+		case <-proc.Done():
 			d.cmd = nil
-			d.DumpLog()
-			d.t.Fatalf("daemon exited during start: %v", cmd.ProcessState)
 		default:
 		}
-		if c, err := net.DialTimeout("unix", d.Socket, time.Second); err == nil {
-			_ = c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			d.DumpLog()
-			d.t.Fatal("daemon did not serve its socket within 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
+		d.DumpLog()
+		d.t.Fatal(err)
 	}
 	conn, err := grpc.NewClient(d.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
