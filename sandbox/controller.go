@@ -45,6 +45,10 @@ type Options struct {
 	// within a deadline (a hung shim holds up only its own). Nil runs them
 	// one by one.
 	Each func(ctx context.Context, n int, f func(ctx context.Context, i int))
+	// ReapShims, when set, kills the shims that still serve id after its
+	// containerd container was deleted (containerd can lose a task whose
+	// shim keeps running); handler is the pod's runtime handler.
+	ReapShims func(id, handler string)
 }
 
 // ImageVolumes releases the image volumes of a pod.
@@ -61,7 +65,7 @@ func (noImageVolumes) Unmount(string) error                   { return nil }
 func (noImageVolumes) Remove(context.Context, string, string) {}
 
 // Controller owns the lifecycle of pod sandboxes: create and start (Run),
-// stop, and the recording of pause exits.
+// stop, remove, and the recording of pause exits.
 type Controller struct {
 	o Options
 }

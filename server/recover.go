@@ -283,7 +283,7 @@ func (s *Service) cleanupHalfMadeSandbox(ctx context.Context, c containerd.Conta
 	if err := s.unmountImageVolumes(md.ID); err != nil {
 		return err
 	}
-	if err := s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, md.ID)); err != nil {
+	if err := s.sandboxController().RemoveFiles(md.ID); err != nil {
 		return err
 	}
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
@@ -324,7 +324,7 @@ func (s *Service) cleanupOrphanSandboxDirs(known map[string]bool) {
 			if err := s.unmountImageVolumes(id); err != nil {
 				klog.ErrorS(err, "Unmounting orphan image volumes", "podSandboxID", id)
 			}
-			_ = s.removeSandboxFiles(sandbox.PathsFor(s.config.RootDir, s.config.StateDir, id))
+			_ = s.sandboxController().RemoveFiles(id)
 		}
 	}
 }

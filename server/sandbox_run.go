@@ -51,6 +51,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 		ObserveCNI:          s.observeCNI,
 		OnEvent:             s.emitSandboxEvent,
 		ImageVolumes:        podImageVolumes{s},
+		ReapShims:           s.reapShims,
 		Each:                s.boundedEach,
 	})
 }

@@ -9,7 +9,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cri-containerd/cri-containerd/backend/backendtest"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -155,31 +154,4 @@ func TestRemovePodSandbox(t *testing.T) {
 
 	// The name is free again.
 	e.runPod(t, podConfig("web"))
-}
-
-func TestRemovePodSandboxRetriesAfterTeardownFailure(t *testing.T) {
-	e := newTestEnv(t)
-	id := e.runPod(t, podConfig("web"))
-	e.net.RemoveErrs = 1
-	if err := e.removePod(id); !errors.Is(err, backendtest.ErrInjected) {
-		t.Fatalf("err = %v, want the CNI DEL failure", err)
-	}
-	if _, err := e.s.sandboxes.Get(id); err != nil {
-		t.Fatalf("sandbox left the store although removal failed: %v", err)
-	}
-	if deleted, _, _ := e.ctrd.Lookup(id).State(); deleted {
-		t.Fatal("containerd container deleted before the network was torn down")
-	}
-	if n := e.s.sandboxNames.Len(); n != 1 {
-		t.Errorf("%d names reserved, want the sandbox's still held", n)
-	}
-	if err := e.removePod(id); err != nil {
-		t.Fatalf("retried RemovePodSandbox: %v", err)
-	}
-	if _, err := e.s.sandboxes.Get(id); err == nil {
-		t.Error("sandbox still in the store")
-	}
-	if left := e.files(t); len(left) != 0 {
-		t.Errorf("files left behind: %v", left)
-	}
 }

@@ -1,0 +1,68 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Remove removes the sandbox's own resources: it stops the sandbox first
+// if that is still needed (pause task, network teardown, shm), then drops
+// the pod's image volumes, the containerd container with its snapshot and
+// metadata record (and any shim containerd forgot), the pod's files and
+// directories (netns dir, shm, hosts/resolv.conf), the store entry and the
+// name. The caller removes the pod's containers first. Every step is
+// idempotent: on a failure the sandbox stays in the store with its name
+// held, and the next call finishes the job.
+func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
+	if err := c.Stop(ctx, sb); err != nil {
+		return fmt.Errorf("stopping sandbox before removal: %w", err)
+	}
+	sb.StopMu.Lock()
+	defer sb.StopMu.Unlock()
+	if _, rt, err := c.o.Config.RuntimeFor(sb.RuntimeHandler); err == nil {
+		c.o.ImageVolumes.Remove(ctx, sb.ID, c.o.Config.SnapshotterFor(rt))
+	}
+	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
+	}
+	c.reapShims(sb.ID, sb.RuntimeHandler)
+	if err := c.RemoveFiles(sb.ID); err != nil {
+		return err
+	}
+	if _, err := c.o.Store.Get(sb.ID); err != nil {
+		// A concurrent Remove finished first.
+		return nil
+	}
+	c.o.Store.Delete(sb.ID)
+	c.o.Names.ReleaseByID(sb.ID)
+	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// RemoveFiles unmounts a sandbox's shm and removes its directories (root,
+// state, netns). Missing ones are not an error.
+func (c *Controller) RemoveFiles(id string) error {
+	p := PathsFor(c.o.Config.RootDir, c.o.Config.StateDir, id)
+	if err := c.o.Deps.Host.UnmountShm(p.ShmPath()); err != nil {
+		return err
+	}
+	for _, d := range []string{p.RootDir, p.StateDir, p.NetNSDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("removing %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// reapShims kills the shims still serving id after its containerd
+// container was deleted (Options.ReapShims).
+func (c *Controller) reapShims(id, handler string) {
+	if c.o.ReapShims != nil {
+		c.o.ReapShims(id, handler)
+	}
+}
