@@ -99,14 +99,14 @@ node-e2e-install:
 chaos:
 	hack/chaos.sh $(CHAOS_ARGS)
 
-## fuzz: go test -fuzz targets (FUZZTIME each, default 20s), then the live request fuzzer against a private daemon on the stack (FUZZ_REQUESTS, default 2000; FUZZ_SEED)
+## fuzz: go test -fuzz targets (FUZZTIME each, default 20s), then the live request fuzzer against a private daemon on the stack (FUZZ_REQUESTS, default 2000; FUZZ_SEED; FUZZ_ONLY=RPC,RPC; a failed run keeps goroutine dumps and the daemon log in FUZZ_KEEP_DIR, default /tmp/crifuzz-SEED-TIME)
 .PHONY: fuzz
 fuzz: build
 	for t in server:FuzzValidateRequest spec:FuzzContainerSpecOpts spec:FuzzSandboxSpecOpts config:FuzzLoadFile; do \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(or $(FUZZTIME),20s) ./$${t%%:*}/ || exit 1; \
 	done
 	bash -c 'set -a; source <(bash -c "source deploy/lib.sh; stack_env"); set +a; \
-		CRI_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),2000) CRI_FUZZ_SEED=$(FUZZ_SEED) CRI_FUZZ_WORKERS=$(or $(FUZZ_WORKERS),4) CRI_FUZZ_MAX_DURATION=$(FUZZ_MAX_DURATION) $(GO) test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/'
+		CRI_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),2000) CRI_FUZZ_SEED=$(FUZZ_SEED) CRI_FUZZ_WORKERS=$(or $(FUZZ_WORKERS),4) CRI_FUZZ_MAX_DURATION=$(FUZZ_MAX_DURATION) CRI_FUZZ_ONLY=$(FUZZ_ONLY) CRI_FUZZ_KEEP_DIR=$(FUZZ_KEEP_DIR) $(GO) test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/'
 
 ## install: containerd, runc, CNI plugins, crictl, critest, crane (idempotent)
 install:

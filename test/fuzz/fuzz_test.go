@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,7 +43,20 @@ func TestLiveFuzz(t *testing.T) {
 		}
 		maxDur = d
 	}
-	d := framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD})
+	// The evidence of a failure (goroutine dumps at each hang, the daemon
+	// log) outlives the test's temporary directories.
+	keep := os.Getenv("CRI_FUZZ_KEEP_DIR")
+	if keep == "" {
+		keep = filepath.Join(os.TempDir(), fmt.Sprintf("crifuzz-%d-%s", seed, time.Now().Format("20060102-150405")))
+	}
+	pprofDir, err := os.MkdirTemp("", "crifuzz-pprof-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(pprofDir) })
+	pprofSock := filepath.Join(pprofDir, "pprof.sock")
+	d := framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD,
+		ExtraArgs: []string{"--pprof-addr", "unix://" + pprofSock}})
 	t.Cleanup(func() {
 		framework.StopAndRemovePods(t, d.RuntimeClient())
 		framework.UnmountUnder(t, d.Dir)
@@ -52,7 +67,10 @@ func TestLiveFuzz(t *testing.T) {
 		WorkDir: work, StateDir: d.StateDir(), RootDir: d.RootDir(),
 		ContainerdAddress: env.ContainerdAddress, ContainerdNamespace: d.Opts.Namespace,
 		IPAMDir: framework.IPAMDataDir(t, env.CNIConfDir), DaemonLog: d.LogPath(),
-		Progress: testWriter{t},
+		Progress: testWriter{t}, KeepDir: keep, PprofSocket: pprofSock,
+	}
+	if v := os.Getenv("CRI_FUZZ_ONLY"); v != "" {
+		cfg.OnlyRPCs = strings.Split(v, ",")
 	}
 	t.Logf("fuzzing %s with %d requests, %d workers, seed %d (CRI_FUZZ_SEED=%d CRI_FUZZ_WORKERS=%d reproduce)", d.Endpoint, n, workers, seed, seed, workers)
 	sum, err := Run(context.Background(), cfg)
@@ -61,7 +79,7 @@ func TestLiveFuzz(t *testing.T) {
 	}
 	t.Logf("\n%s", sum.Table())
 	if sum.Failed() {
-		t.Fatalf("the fuzzer found problems (seed %d)", seed)
+		t.Fatalf("the fuzzer found problems (seed %d); kept in %s: %v", seed, keep, sum.Kept)
 	}
 	if sum.Requests != n && maxDur == 0 {
 		t.Fatalf("sent %d requests, want %d", sum.Requests, n)
@@ -90,7 +108,7 @@ func envInt(t *testing.T, name string, def int) int {
 // TestRequestsAreValidProtobuf: every generated request of every RPC
 // marshals, and the same seed gives the same requests.
 func TestRequestsAreValidProtobuf(t *testing.T) {
-	ms, err := methods(nil)
+	ms, err := methods(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,15 @@ type Config struct {
 	PID                                    int
 	Progress                               io.Writer // a line every 500 requests (nil: none)
 	SkipRPCs                               []string  // RPC names never sent
+	// OnlyRPCs, when set, are the only RPC names sent (e.g. the sandbox and
+	// container lifecycle, to hammer concurrent stop/remove on the same pods).
+	OnlyRPCs []string
+	// KeepDir receives the evidence of a failed run: a goroutine dump of the
+	// daemon for each hang (the first few, taken from PprofSocket the moment
+	// the call hits its deadline) and a copy of DaemonLog. Empty: keep nothing.
+	KeepDir string
+	// PprofSocket is the unix socket of the daemon's --pprof-addr.
+	PprofSocket string
 }
 
 // Summary is the outcome of a run.
@@ -70,6 +79,7 @@ type Summary struct {
 	Pods      int                      // sandboxes the run created
 	Leaks     []string
 	Unknown   []string // the first distinct Unknown errors (candidates for validation)
+	Kept      []string // files kept in Config.KeepDir (goroutine dumps, daemon log)
 }
 
 // Failed tells whether the run found a problem.
@@ -91,7 +101,7 @@ type rpcMethod struct {
 var slowRPCs = map[string]bool{"PullImage": true, "StopContainer": true, "StopPodSandbox": true, "ExecSync": true}
 
 // methods lists every RPC of the CRI services from the API's descriptors.
-func methods(skip []string) ([]rpcMethod, error) {
+func methods(skip, only []string) ([]rpcMethod, error) {
 	var out []rpcMethod
 	for _, svc := range []string{"RuntimeService", "ImageService"} {
 		sd := runtimeapi.File_staging_src_k8s_io_cri_api_pkg_apis_runtime_v1_api_proto.Services().ByName(protoreflect.Name(svc))
@@ -101,7 +111,7 @@ func methods(skip []string) ([]rpcMethod, error) {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
 			name := string(md.Name())
-			if containsString(skip, name) {
+			if containsString(skip, name) || (len(only) > 0 && !containsString(only, name)) {
 				continue
 			}
 			in, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
@@ -145,6 +155,7 @@ type fuzzer struct {
 	ic      runtimeapi.ImageServiceClient
 	real    realTargets
 	profile string // a valid seccomp profile
+	art     *artifacts
 	sum     Summary
 	pods    map[string]bool // every sandbox ID seen
 	ctrs    map[string]bool
@@ -247,10 +258,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(f.profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
 		return nil, err
 	}
-	ms, err := methods(cfg.SkipRPCs)
+	ms, err := methods(cfg.SkipRPCs, cfg.OnlyRPCs)
 	if err != nil {
 		return nil, err
 	}
+	if len(ms) == 0 {
+		return nil, errors.New("no RPC left to send (OnlyRPCs/SkipRPCs)")
+	}
+	art := newArtifacts(cfg.KeepDir, cfg.PprofSocket)
 	start := time.Now()
 	var (
 		crashed atomic.Bool
@@ -268,6 +283,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	ws := make([]*fuzzer, cfg.Workers)
 	for w, seed := range workerSeeds(cfg.Seed, cfg.Workers) {
 		ws[w] = mk(w, seed)
+		ws[w].art = art
 		wg.Add(1)
 		go func(wf *fuzzer) {
 			defer wg.Done()
@@ -308,6 +324,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	f.sum.Pods = len(f.pods)
 	f.sum.Duration = sendTime
+	if f.sum.Failed() {
+		art.daemonLog(cfg.DaemonLog)
+	}
+	f.sum.Kept = art.kept()
 	return &f.sum, nil
 }
 
@@ -381,6 +401,10 @@ func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 	req := f.request(m)
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout)
 	defer cancel()
+	var dumped func() ([]byte, error)
+	if !m.slow {
+		dumped = f.art.watch(ctx, f.cfg.CallTimeout)
+	}
 	t0 := time.Now()
 	var err error
 	resp := m.out.New().Interface()
@@ -390,6 +414,11 @@ func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 		err = f.conn.Invoke(cctx, m.full, req, resp)
 	}
 	took := time.Since(t0)
+	var dump []byte
+	derr := errors.New("not watched")
+	if dumped != nil {
+		dump, derr = dumped()
+	}
 	code := status.Code(err)
 	f.sum.Requests++
 	f.sum.Codes[code]++
@@ -412,7 +441,10 @@ func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 		if m.slow {
 			f.sum.Slow++
 		} else {
-			f.sum.Hangs = append(f.sum.Hangs, fmt.Sprintf("%s took %s: %s", m.name, took.Round(time.Millisecond), short(req)))
+			// dump was taken just before the deadline, with the call
+			// still inside the daemon.
+			where := f.art.saveGoroutines(fmt.Sprintf("w%d-%s", f.worker, m.name), dump, derr)
+			f.sum.Hangs = append(f.sum.Hangs, fmt.Sprintf("%s took %s (%s): %s", m.name, took.Round(time.Millisecond), where, short(req)))
 		}
 		if !f.alive(ctx) {
 			f.sum.Hangs = append(f.sum.Hangs, "the daemon stopped answering Version after "+m.name)
@@ -570,6 +602,9 @@ func (s *Summary) Table() string {
 	}
 	for _, u := range s.Unknown {
 		fmt.Fprintf(&b, "unknown: %s\n", u)
+	}
+	for _, k := range s.Kept {
+		fmt.Fprintf(&b, "kept: %s\n", k)
 	}
 	return b.String()
 }

@@ -34,7 +34,7 @@ import (
 
 func main() {
 	var cfg Config
-	var skip string
+	var skip, only string
 	flag.StringVar(&cfg.Endpoint, "endpoint", "", "CRI endpoint of a PRIVATE daemon (unix:///path)")
 	flag.IntVar(&cfg.N, "n", 2000, "requests to send")
 	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent workers, each with its own real pod and container and a seed derived from -seed")
@@ -53,6 +53,9 @@ func main() {
 	flag.StringVar(&cfg.DaemonLog, "daemon-log", "", "the daemon's log (panic check)")
 	flag.IntVar(&cfg.PID, "pid", 0, "the daemon's process ID (crash check)")
 	flag.StringVar(&skip, "skip", "", "comma-separated RPC names never to send")
+	flag.StringVar(&only, "only", "", "comma-separated RPC names: send only these")
+	flag.StringVar(&cfg.KeepDir, "keep-dir", "", "where a failed run keeps goroutine dumps of hangs and a copy of -daemon-log")
+	flag.StringVar(&cfg.PprofSocket, "pprof-socket", "", "unix socket of the daemon's --pprof-addr (goroutine dumps at hangs)")
 	flag.Parse()
 	if cfg.Endpoint == "" {
 		fmt.Fprintln(os.Stderr, "crifuzz: -endpoint is required")
@@ -60,6 +63,9 @@ func main() {
 	}
 	if skip != "" {
 		cfg.SkipRPCs = strings.Split(skip, ",")
+	}
+	if only != "" {
+		cfg.OnlyRPCs = strings.Split(only, ",")
 	}
 	if cfg.WorkDir == "" {
 		d, err := os.MkdirTemp("", "crifuzz-")
