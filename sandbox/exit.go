@@ -16,8 +16,10 @@ import (
 // the sandbox becomes NotReady, the task is deleted and a STOPPED event
 // is emitted. An exit of a sandbox already NotReady is ignored.
 func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, at time.Time) {
-	st, _ := sb.State()
-	if st == StateNotReady {
+	// Recorded before the task is deleted: a stop waiting for the exit
+	// goes on at once, not after a slow shim's task deletion (the exits of
+	// every other pod wait behind this one in the event monitor).
+	if !c.recordExit(sb, code, at) {
 		return
 	}
 	// Bounded: a hung shim must not hold up the event monitor for good.
@@ -28,9 +30,17 @@ func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, a
 			klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
 		}
 	}
-	sb.SetNotReady(code, at)
+}
+
+// recordExit makes the sandbox NotReady with the pause exit and emits
+// CONTAINER_STOPPED, once; it reports whether this call recorded it.
+func (c *Controller) recordExit(sb *Sandbox, code uint32, at time.Time) bool {
+	if !sb.SetNotReady(code, at) {
+		return false
+	}
 	klog.V(2).InfoS("Pod sandbox exited", "podSandboxID", sb.ID, "exitCode", code)
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+	return true
 }
 
 // Reconcile asks containerd whether the pause task of every sandbox we

@@ -22,8 +22,10 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 	if err := c.Stop(ctx, sb); err != nil {
 		return fmt.Errorf("stopping sandbox before removal: %w", err)
 	}
-	sb.StopMu.Lock()
-	defer sb.StopMu.Unlock()
+	if err := sb.LockStop(ctx); err != nil {
+		return err
+	}
+	defer sb.UnlockStop()
 	if _, rt, err := c.o.Config.RuntimeFor(sb.RuntimeHandler); err == nil {
 		c.o.ImageVolumes.Remove(ctx, sb.ID, c.o.Config.SnapshotterFor(rt))
 	}

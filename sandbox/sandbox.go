@@ -5,6 +5,8 @@
 package sandbox
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -91,14 +93,30 @@ type Sandbox struct {
 	exitedAt time.Time
 	exitCode uint32
 	stopped  chan struct{}
-	// stopMu serialises stop/remove on this sandbox.
-	StopMu sync.Mutex
+	// stopLock serialises stop/remove on this sandbox (LockStop): a
+	// channel, not a mutex, so that waiting for it ends with the request.
+	stopLock chan struct{}
 }
 
 // New returns a sandbox in StateUnknown.
 func New(md Metadata) *Sandbox {
-	return &Sandbox{Metadata: md, stopped: make(chan struct{})}
+	return &Sandbox{Metadata: md, stopped: make(chan struct{}), stopLock: make(chan struct{}, 1)}
 }
+
+// LockStop takes the sandbox's stop/remove lock, or returns ctx's error
+// when the request ends first (a stop stuck elsewhere, e.g. in a CNI DEL,
+// must not make other requests on the pod outlive their deadline).
+func (s *Sandbox) LockStop(ctx context.Context) error {
+	select {
+	case s.stopLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another stop or removal of sandbox %s: %w", s.ID, ctx.Err())
+	}
+}
+
+// UnlockStop releases the lock LockStop took.
+func (s *Sandbox) UnlockStop() { <-s.stopLock }
 
 // State returns the current state and pause pid.
 func (s *Sandbox) State() (State, uint32) {
@@ -123,11 +141,11 @@ func (s *Sandbox) SetReady(pid uint32) bool {
 
 // SetNotReady records that the pause process exited (or never ran). It is
 // idempotent and wakes Stopped waiters.
-func (s *Sandbox) SetNotReady(code uint32, at time.Time) {
+func (s *Sandbox) SetNotReady(code uint32, at time.Time) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == StateNotReady {
-		return
+		return false
 	}
 	s.state = StateNotReady
 	s.pid = 0
@@ -138,6 +156,7 @@ func (s *Sandbox) SetNotReady(code uint32, at time.Time) {
 	default:
 		close(s.stopped)
 	}
+	return true
 }
 
 // Stopped is closed once the sandbox is NotReady.

@@ -27,8 +27,10 @@ const PauseStopTimeout = 30 * time.Second
 // idempotent; a teardown error is returned and the teardown is retried on
 // the next call.
 func (c *Controller) Stop(ctx context.Context, sb *Sandbox) error {
-	sb.StopMu.Lock()
-	defer sb.StopMu.Unlock()
+	if err := sb.LockStop(ctx); err != nil {
+		return err
+	}
+	defer sb.UnlockStop()
 	if err := c.stopPause(ctx, sb); err != nil {
 		return err
 	}
@@ -57,15 +59,38 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		return nil
 	}
 	if state == StateReady {
+		// Waited on directly, not only through the exit event: an event
+		// that comes late (the event monitor busy, re-subscribing) or not
+		// at all must not hold the stop until its deadline.
+		wctx, cancelWait := context.WithCancel(ctx)
+		defer cancelWait()
+		exitCh, werr := task.Wait(wctx)
+		if werr != nil {
+			klog.ErrorS(werr, "Waiting for the pause task; relying on its exit event", "podSandboxID", sb.ID)
+			exitCh = nil
+		}
 		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
 		}
-		select {
-		case <-sb.Stopped():
-		case <-time.After(PauseStopTimeout):
-			return fmt.Errorf("pause process of sandbox %s did not exit within %s: %w", sb.ID, PauseStopTimeout, context.DeadlineExceeded)
-		case <-ctx.Done():
-			return ctx.Err()
+		timeout := time.NewTimer(PauseStopTimeout)
+		defer timeout.Stop()
+	wait:
+		for {
+			select {
+			case <-sb.Stopped():
+				break wait
+			case st := <-exitCh:
+				if st.Error() != nil {
+					exitCh = nil // the wait broke: the event still tells
+					continue
+				}
+				c.recordExit(sb, st.ExitCode(), st.ExitTime())
+				break wait
+			case <-timeout.C:
+				return fmt.Errorf("pause process of sandbox %s did not exit within %s: %w", sb.ID, PauseStopTimeout, context.DeadlineExceeded)
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for the pause process of sandbox %s to exit: %w", sb.ID, ctx.Err())
+			}
 		}
 	}
 	// The exit handler deletes the task; make sure it is gone even if the event was missed.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -317,6 +318,35 @@ type Task struct {
 	Deleted     bool
 	ProcessKill bool
 	Kills       []syscall.Signal
+	// exited is closed when the process dies (SIGKILL): Wait returns then.
+	exited chan struct{}
+}
+
+// exitedLocked is the channel closed at the process's death (t.Mu held).
+func (t *Task) exitedLocked() chan struct{} {
+	if t.exited == nil {
+		t.exited = make(chan struct{})
+	}
+	return t.exited
+}
+
+// Wait is containerd's: the channel gets the exit status once the process
+// is SIGKILLed, or an error status when ctx ends first. It does not depend
+// on the container's OnKill (the exit event).
+func (t *Task) Wait(ctx context.Context) (<-chan containerd.ExitStatus, error) {
+	t.Mu.Lock()
+	exited := t.exitedLocked()
+	t.Mu.Unlock()
+	ch := make(chan containerd.ExitStatus, 1)
+	go func() {
+		select {
+		case <-exited:
+			ch <- *containerd.NewExitStatus(137, time.Unix(1700000001, 0), nil)
+		case <-ctx.Done():
+			ch <- *containerd.NewExitStatus(containerd.UnknownExitStatus, time.Time{}, ctx.Err())
+		}
+	}()
+	return ch, nil
 }
 
 func (t *Task) Pid() uint32 { return t.pid }
@@ -334,6 +364,13 @@ func (t *Task) Start(context.Context) error {
 func (t *Task) Kill(_ context.Context, sig syscall.Signal, _ ...containerd.KillOpts) error {
 	t.Mu.Lock()
 	t.Kills = append(t.Kills, sig)
+	if exited := t.exitedLocked(); sig == syscall.SIGKILL {
+		select {
+		case <-exited:
+		default:
+			close(exited)
+		}
+	}
 	t.Mu.Unlock()
 	t.ctr.Mu.Lock()
 	OnKill := t.ctr.OnKill
@@ -429,6 +466,9 @@ type Network struct {
 	SetupErr error
 	// RemoveErrs fails that many Remove calls.
 	RemoveErrs int
+	// OnRemove, when set, runs at the start of each Remove (e.g. to make a
+	// CNI DEL hang); its error fails the call.
+	OnRemove func(ctx context.Context) error
 	// result overrides the Setup result (default: eth0 with 10.88.0.5).
 	Result  *gocni.Result
 	Setups  []NetCall
@@ -451,6 +491,14 @@ func (f *Network) Setup(ctx context.Context, id, path string, opts ...gocni.Name
 }
 
 func (f *Network) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
+	f.Mu.Lock()
+	hook := f.OnRemove
+	f.Mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx); err != nil {
+			return err
+		}
+	}
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
 	f.Removes = append(f.Removes, NetCall{id, path, len(opts)})

@@ -301,6 +301,32 @@ func (t *StateTask) Kill(_ context.Context, sig syscall.Signal, _ ...containerd.
 	return nil
 }
 
+// Wait is containerd's: the channel gets the exit status once the process
+// has stopped (polled), or an error status when ctx ends first.
+func (t *StateTask) Wait(ctx context.Context) (<-chan containerd.ExitStatus, error) {
+	ch := make(chan containerd.ExitStatus, 1)
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			t.Mu.Lock()
+			stopped, code, at := t.ProcStatus == containerd.Stopped, t.ExitCode, t.ExitedAt
+			t.Mu.Unlock()
+			if stopped {
+				ch <- *containerd.NewExitStatus(code, at, nil)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				ch <- *containerd.NewExitStatus(containerd.UnknownExitStatus, time.Time{}, ctx.Err())
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return ch, nil
+}
+
 func (t *StateTask) Delete(context.Context, ...containerd.ProcessDeleteOpts) (*containerd.ExitStatus, error) {
 	t.Mu.Lock()
 	hook := t.OnDelete
