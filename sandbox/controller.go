@@ -12,6 +12,7 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/config"
+	"github.com/cri-containerd/cri-containerd/recovery"
 	"github.com/cri-containerd/cri-containerd/registrar"
 	"github.com/cri-containerd/cri-containerd/spec"
 )
@@ -49,6 +50,8 @@ type Options struct {
 	// containerd container was deleted (containerd can lose a task whose
 	// shim keeps running); handler is the pod's runtime handler.
 	ReapShims func(id, handler string)
+	// Recovery runs the recovery of the sandboxes (bound and deadline).
+	Recovery recovery.Runner
 }
 
 // ImageVolumes releases the image volumes of a pod.
@@ -65,7 +68,7 @@ func (noImageVolumes) Unmount(string) error                   { return nil }
 func (noImageVolumes) Remove(context.Context, string, string) {}
 
 // Controller owns the lifecycle of pod sandboxes: create and start (Run),
-// stop, remove, and the recording of pause exits.
+// stop, remove, the recording of pause exits, and recovery at start-up.
 type Controller struct {
 	o Options
 }
@@ -126,11 +129,11 @@ func Name(md *runtimeapi.PodSandboxMetadata) string {
 // Annotations are the CRI annotations of a pause container's spec.
 func Annotations(id string, cfg *runtimeapi.PodSandboxConfig) map[string]string {
 	return map[string]string{
-		"io.kubernetes.cri.container-type":        "sandbox",
-		"io.kubernetes.cri.sandbox-id":            id,
-		"io.kubernetes.cri.sandbox-name":          cfg.GetMetadata().GetName(),
-		"io.kubernetes.cri.sandbox-namespace":     cfg.GetMetadata().GetNamespace(),
-		"io.kubernetes.cri.sandbox-uid":           cfg.GetMetadata().GetUid(),
-		"io.kubernetes.cri.sandbox-log-directory": cfg.GetLogDirectory(),
+		"io.kubernetes.cri.container-type": "sandbox",
+		AnnotationID:                       id,
+		AnnotationName:                     cfg.GetMetadata().GetName(),
+		AnnotationNamespace:                cfg.GetMetadata().GetNamespace(),
+		AnnotationUID:                      cfg.GetMetadata().GetUid(),
+		AnnotationLogDirectory:             cfg.GetLogDirectory(),
 	}
 }

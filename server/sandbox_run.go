@@ -52,6 +52,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 		OnEvent:             s.emitSandboxEvent,
 		ImageVolumes:        podImageVolumes{s},
 		ReapShims:           s.reapShims,
+		Recovery:            s.recoveryRunner(),
 		Each:                s.boundedEach,
 	})
 }
