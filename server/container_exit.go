@@ -8,8 +8,9 @@ import (
 	"github.com/cri-containerd/cri-containerd/containerio"
 )
 
-// containerCtl is the container controller of a Service, built on first
-// use from the Service's dependencies, stores and hooks.
+// containerCtl is the container controller of a Service, built once (New
+// builds it; unit tests, which swap deps after making the Service, on first
+// use) from the Service's dependencies, stores and hooks.
 type containerCtl struct {
 	once sync.Once
 	c    *container.Controller

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -36,25 +37,36 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandbox
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
-// sandboxController is the sandbox controller working with the service's
-// current configuration, dependencies and stores.
+// sandboxCtl is the sandbox controller of a Service, built once (New
+// builds it; unit tests, which swap deps after making the Service, on first
+// use) from the Service's dependencies, stores and hooks.
+type sandboxCtl struct {
+	once sync.Once
+	c    *sandbox.Controller
+}
+
+// sandboxController returns the sandbox controller (run, stop, remove,
+// pause exits, recovery of sandboxes).
 func (s *Service) sandboxController() *sandbox.Controller {
-	return sandbox.NewController(sandbox.Options{
-		Config:              s.config,
-		Deps:                s.deps,
-		Store:               s.sandboxes,
-		Names:               s.sandboxNames,
-		Hooks:               nriSandboxHooks{s.nri},
-		SpecGen:             s.specGen,
-		RestrictOOMScoreAdj: s.restrictOOM,
-		PodCIDRs:            s.podCIDRs,
-		ObserveCNI:          s.observeCNI,
-		OnEvent:             s.emitSandboxEvent,
-		ImageVolumes:        podImageVolumes{s},
-		ReapShims:           s.reapShims,
-		Recovery:            s.recoveryRunner(),
-		Each:                s.boundedEach,
+	s.sbCtl.once.Do(func() {
+		s.sbCtl.c = sandbox.NewController(sandbox.Options{
+			Config:              s.config,
+			Deps:                s.deps,
+			Store:               s.sandboxes,
+			Names:               s.sandboxNames,
+			Hooks:               nriSandboxHooks{s.nri},
+			SpecGen:             s.specGen,
+			RestrictOOMScoreAdj: s.restrictOOM,
+			PodCIDRs:            s.podCIDRs,
+			ObserveCNI:          s.observeCNI,
+			OnEvent:             s.emitSandboxEvent,
+			ImageVolumes:        podImageVolumes{s},
+			Each:                s.boundedEach,
+			ReapShims:           s.reapShims,
+			Recovery:            s.recoveryRunner(),
+		})
 	})
+	return s.sbCtl.c
 }
 
 // podImageVolumes gives the sandbox controller the release of the image

@@ -50,6 +50,8 @@ type Service struct {
 
 	sandboxes    *sandbox.Store
 	sandboxNames *registrar.Registrar
+	// sbCtl is the sandbox controller (sandboxController).
+	sbCtl sandboxCtl
 
 	containers     *container.Store
 	containerNames *registrar.Registrar
@@ -190,6 +192,9 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	if s.nri, err = newNRIHost(s); err != nil {
 		return fail(err)
 	}
+	// The controllers are built once, from the dependencies and hooks above.
+	s.sandboxController()
+	s.ctrs()
 	if err := s.images.Recover(s.nsCtx(ctx)); err != nil {
 		return fail(fmt.Errorf("recovering state from containerd: images: %w", err))
 	}
