@@ -127,9 +127,14 @@ func (s *Service) handleEvent(ctx context.Context, e *events.Envelope) {
 	}
 }
 
-// handleSandboxExit marks the sandbox NotReady and reaps the pause task.
+// handleSandboxExit marks the sandbox NotReady and reaps the pause task,
+// aside like a container's exit: deleting the task waits for the shim
+// (seconds on a loaded node), and every exit behind it in the stream
+// (those a pod stop waits for among them) would wait too.
 func (s *Service) handleSandboxExit(ctx context.Context, sb *sandbox.Sandbox, code uint32, at time.Time) {
-	s.sandboxController().HandleExit(ctx, sb, code, at)
+	if !s.bg.Go(func(context.Context) { s.sandboxController().HandleExit(ctx, sb, code, at) }) {
+		s.sandboxController().HandleExit(ctx, sb, code, at) // stopping: in line
+	}
 }
 
 // reconcileTasks asks containerd for the state of every task we think
