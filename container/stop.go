@@ -48,6 +48,35 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 		c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
 		return nil
 	}
+	// The task is waited on directly, not only through the exit event: an
+	// exit whose event comes late or was lost (the stream re-subscribing)
+	// is handled here, and the stop does not wait out its deadline.
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	exitCh, werr := task.Wait(wctx)
+	if werr != nil {
+		exitCh = nil // the exit event still tells
+	}
+	// stopped waits up to d for the exit to be recorded.
+	stopped := func(d <-chan time.Time) (bool, error) {
+		for {
+			select {
+			case <-ctr.Stopped():
+				return true, nil
+			case st := <-exitCh:
+				exitCh = nil
+				if st.Error() == nil {
+					// Recorded like an event's exit (idempotent if the event
+					// comes too); Stopped closes when it is.
+					c.HandleExitAsync(ctx, ctr.ID, st.ExitCode(), st.ExitTime())
+				}
+			case <-d:
+				return false, nil
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+	}
 	// kill sends sig; an error because the container exited meanwhile (its
 	// task deleted, its shim gone) is not one.
 	kill := func(sig syscall.Signal, opts ...containerd.KillOpts) error {
@@ -69,25 +98,21 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 		if err := kill(sig); err != nil {
 			return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
 		}
-		select {
-		case <-ctr.Stopped():
-			return nil
-		case <-time.After(timeout):
-		case <-ctx.Done():
-			return ctx.Err()
+		grace := time.NewTimer(timeout)
+		defer grace.Stop()
+		if ok, err := stopped(grace.C); ok || err != nil {
+			return err
 		}
 	}
 	if err := kill(syscall.SIGKILL, containerd.WithKillAll); err != nil {
 		return fmt.Errorf("killing %s: %w", ctr.ID, err)
 	}
-	select {
-	case <-ctr.Stopped():
-		return nil
-	case <-time.After(killWaitTimeout):
-		return fmt.Errorf("container %s did not exit after SIGKILL: %w", ctr.ID, context.DeadlineExceeded)
-	case <-ctx.Done():
-		return ctx.Err()
+	killWait := time.NewTimer(killWaitTimeout)
+	defer killWait.Stop()
+	if ok, err := stopped(killWait.C); ok || err != nil {
+		return err
 	}
+	return fmt.Errorf("container %s did not exit after SIGKILL: %w", ctr.ID, context.DeadlineExceeded)
 }
 
 // stoppedWithin reports whether the container's exit is recorded within d.
