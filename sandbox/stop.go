@@ -94,11 +94,35 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 	// The exit handler deletes the task; make sure it is gone even if the event was missed.
-	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("deleting pause task of %s: %w", sb.ID, err)
+	if err := deletePauseTask(ctx, sb, task); err != nil {
+		return err
 	}
 	sb.SetNotReady(0, c.now())
 	return nil
+}
+
+// deletePauseTask deletes the pause task. The exit handler may be deleting
+// it at the same moment (it records the exit first, so a stop can come in
+// meanwhile): the loser's call then fails with the shim's connection
+// closing under it (ttrpc: closed), which is no failure once the task is
+// gone. The task is looked up again a few times, briefly, before the
+// error counts.
+func deletePauseTask(ctx context.Context, sb *Sandbox, task containerd.Task) error {
+	_, err := task.Delete(ctx, containerd.WithProcessKill)
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	for i := 0; i < 10; i++ {
+		if _, terr := sb.Container.Task(ctx, nil); errdefs.IsNotFound(terr) {
+			return nil
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			i = 10
+		}
+	}
+	return fmt.Errorf("deleting pause task of %s: %w", sb.ID, err)
 }
 
 // teardownNetwork runs CNI DEL and removes the netns, once.
