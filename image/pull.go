@@ -147,30 +147,24 @@ func (s *Service) pullViaClient(ctx context.Context, r fetchRequest) (images.Ima
 	// Our own lease, released even when the pull is cancelled (client.Pull
 	// releases its own lease with the cancelled context, which leaves the
 	// partial content pinned for the lease's 24h expiry).
-	lctx, releaseLease, err := s.client.WithLease(ctx, TemporaryLeaseOpts("pull", 24*time.Hour)...)
-	if err != nil {
-		return images.Image{}, fmt.Errorf("creating lease for pulling %q: %w", r.ref, err)
-	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer dcancel()
-		if err := releaseLease(dctx); err != nil {
-			klog.ErrorS(err, "Failed to release image pull lease", "ref", r.ref)
+	var rec images.Image
+	err := s.withTemporaryLease(ctx, "pull", r.ref, func(lctx context.Context) error {
+		resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, r.creds, r.tracker)})
+		cimg, err := s.client.Pull(lctx, r.ref,
+			containerd.WithResolver(resolver),
+			containerd.WithPullUnpack,
+			containerd.WithPullSnapshotter(r.snapshotter),
+			containerd.WithPullLabels(r.labels),
+			containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
+			containerd.WithDownloadLimiter(s.downloads),
+		)
+		if err != nil {
+			return err
 		}
-	}()
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, r.creds, r.tracker)})
-	cimg, err := s.client.Pull(lctx, r.ref,
-		containerd.WithResolver(resolver),
-		containerd.WithPullUnpack,
-		containerd.WithPullSnapshotter(r.snapshotter),
-		containerd.WithPullLabels(r.labels),
-		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
-		containerd.WithDownloadLimiter(s.downloads),
-	)
-	if err != nil {
-		return images.Image{}, err
-	}
-	return cimg.Metadata(), nil
+		rec = cimg.Metadata()
+		return nil
+	})
+	return rec, err
 }
 
 type namedImage struct {
