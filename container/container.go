@@ -4,6 +4,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,15 +108,30 @@ type Container struct {
 	mu         sync.RWMutex
 	status     Status
 	stopped    chan struct{}
-	// StopMu serialises removals (stops are not serialised: see
-	// Controller.Stop).
-	StopMu sync.Mutex
+	// removeLock serialises removals (stops are not serialised: see
+	// Controller.Stop): a channel, not a mutex, so that a removal waiting
+	// behind one stuck in containerd ends with its request (LockRemove).
+	removeLock chan struct{}
 	// ResourcesMu serialises changes of the container's resources
 	// (UpdateContainerResources) with each other and with the creation and
 	// start of its task (StartContainer), so that the stored spec, the
 	// task's cgroup and the checkpointed resources agree.
 	ResourcesMu sync.Mutex
 }
+
+// LockRemove takes the container's removal lock, or returns ctx's error
+// when the request ends first.
+func (c *Container) LockRemove(ctx context.Context) error {
+	select {
+	case c.removeLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another removal of container %s: %w", c.ID, ctx.Err())
+	}
+}
+
+// UnlockRemove releases the lock LockRemove took.
+func (c *Container) UnlockRemove() { <-c.removeLock }
 
 // IO returns the container's IO, or nil when it has none (never started, a
 // start that failed, or a task not found again after a restart). Safe for
@@ -128,7 +144,7 @@ func (c *Container) SetIO(io *containerio.ContainerIO) { c.io.Store(io) }
 
 // New returns a container whose status is checkpointed under dir.
 func New(md Metadata, dir string, st Status) *Container {
-	c := &Container{Metadata: md, statusPath: filepath.Join(dir, statusFile), status: st, stopped: make(chan struct{})}
+	c := &Container{Metadata: md, statusPath: filepath.Join(dir, statusFile), status: st, stopped: make(chan struct{}), removeLock: make(chan struct{}, 1)}
 	if st.FinishedAt != 0 {
 		close(c.stopped)
 	}

@@ -19,8 +19,10 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 	if err := c.Stop(ctx, ctr, 0); err != nil {
 		return fmt.Errorf("stopping container %s before removal: %w", ctr.ID, err)
 	}
-	ctr.StopMu.Lock()
-	defer ctr.StopMu.Unlock()
+	if err := ctr.LockRemove(ctx); err != nil {
+		return err
+	}
+	defer ctr.UnlockRemove()
 	// A start in progress owns the task and the IO: removing under it
 	// would delete the task it is starting.
 	var starting bool

@@ -197,6 +197,9 @@ type Container struct {
 	OnKill  func()
 	OCISpec *oci.Spec
 
+	// OnDelete, when set, runs at the start of Delete (outside Mu).
+	OnDelete func(ctx context.Context)
+
 	ActiveTask      *Task
 	Tasks           []*Task
 	Deleted         bool
@@ -227,6 +230,12 @@ func (c *Container) Update(ctx context.Context, opts ...containerd.UpdateContain
 }
 
 func (c *Container) Delete(ctx context.Context, opts ...containerd.DeleteOpts) error {
+	c.Mu.Lock()
+	hook := c.OnDelete
+	c.Mu.Unlock()
+	if hook != nil {
+		hook(ctx)
+	}
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
 	if c.DeleteErr != nil {
