@@ -21,19 +21,23 @@ func (s *Service) ListContainers(ctx context.Context, r *runtimeapi.ListContaine
 	return &runtimeapi.ListContainersResponse{Containers: out}, nil
 }
 
+// containerListItem is the container's ListContainers entry (what
+// ContainerStatus reports, without building the whole status: kubelet lists
+// every container of the node every second).
 func (s *Service) containerListItem(c *container.Container) *runtimeapi.Container {
-	st := s.containerStatus(c)
+	image, imageRef := s.containerImage(c)
+	st := c.Status()
 	return &runtimeapi.Container{
 		Id:           c.ID,
 		PodSandboxId: c.SandboxID,
 		Metadata:     c.Config.GetMetadata(),
-		Image:        st.Image,
-		ImageRef:     st.ImageRef,
-		ImageId:      st.ImageId,
-		State:        st.State,
+		Image:        containerImageSpec(c, image),
+		ImageRef:     imageRef,
+		ImageId:      c.ImageRef,
+		State:        st.State(),
 		CreatedAt:    st.CreatedAt,
-		Labels:       st.Labels,
-		Annotations:  st.Annotations,
+		Labels:       c.Config.GetLabels(),
+		Annotations:  c.Config.GetAnnotations(),
 	}
 }
 

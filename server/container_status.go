@@ -33,19 +33,7 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerSt
 
 func (s *Service) containerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 	st := c.Status()
-	imageSpec := c.Config.GetImage()
-	image, imageRef := c.ImageName, c.ImageRef
-	if img, err := s.deps.Images.Get(c.ImageRef); err == nil {
-		if len(img.RepoTags) > 0 {
-			image = img.RepoTags[0]
-		}
-		if len(img.RepoDigests) > 0 {
-			imageRef = img.RepoDigests[0]
-		}
-	}
-	if strings.HasPrefix(c.ImageName, "sha256:") {
-		image = c.ImageName
-	}
+	image, imageRef := s.containerImage(c)
 	status := &runtimeapi.ContainerStatus{
 		Id:          c.ID,
 		Metadata:    c.Config.GetMetadata(),
@@ -54,7 +42,7 @@ func (s *Service) containerStatus(c *container.Container) *runtimeapi.ContainerS
 		StartedAt:   st.StartedAt,
 		FinishedAt:  st.FinishedAt,
 		ExitCode:    st.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: image, Annotations: imageSpec.GetAnnotations(), UserSpecifiedImage: c.ImageName, RuntimeHandler: imageSpec.GetRuntimeHandler()},
+		Image:       containerImageSpec(c, image),
 		ImageRef:    imageRef,
 		ImageId:     c.ImageRef,
 		Reason:      st.Reason,
@@ -69,6 +57,31 @@ func (s *Service) containerStatus(c *container.Container) *runtimeapi.ContainerS
 		}},
 	}
 	return status
+}
+
+// containerImage is the image a container reports: the first tag of its
+// image (the name it was created with when the image has none, or when it
+// was created by ID) and the first repo digest (else the image ID).
+func (s *Service) containerImage(c *container.Container) (image, imageRef string) {
+	image, imageRef = c.ImageName, c.ImageRef
+	if img, err := s.deps.Images.Get(c.ImageRef); err == nil {
+		if len(img.RepoTags) > 0 {
+			image = img.RepoTags[0]
+		}
+		if len(img.RepoDigests) > 0 {
+			imageRef = img.RepoDigests[0]
+		}
+	}
+	if strings.HasPrefix(c.ImageName, "sha256:") {
+		image = c.ImageName
+	}
+	return image, imageRef
+}
+
+func containerImageSpec(c *container.Container, image string) *runtimeapi.ImageSpec {
+	spec := c.Config.GetImage()
+	return &runtimeapi.ImageSpec{Image: image, Annotations: spec.GetAnnotations(), UserSpecifiedImage: c.ImageName,
+		RuntimeHandler: spec.GetRuntimeHandler()}
 }
 
 func (s *Service) containerInfo(ctx context.Context, c *container.Container) (map[string]string, error) {
