@@ -45,6 +45,11 @@
 #                        RPCs with everything running, tears it all down, and reports
 #                        per-RPC latencies, pods/s, RSS, goroutines and CPU seconds;
 #                        the chart of both runtimes goes to _output/benchmark-scale.svg
+#   BENCH_FLOOR_ROUNDS   rounds of the pod start floor section (default 20; 0 skips it):
+#                        test/scale's `floor` times, interleaved, RunPodSandbox alone and
+#                        what it must do by hand on the same containerd (netns + CNI ADD +
+#                        pause task create + start), and reports the ratio (issue 9: <= 1.15x
+#                        for cri-containerd)
 #   BENCH_KEEP=1         keep the private daemons' dirs and logs (not the processes)
 #
 # critest's benchmark pods use no host ports and no host network (unlike the
@@ -63,6 +68,7 @@ BENCH_CRITEST_ARGS="${BENCH_CRITEST_ARGS:-}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 BENCH_SCALE="${BENCH_SCALE:-100x5}"
 BENCH_SCALE_CLIENTS="${BENCH_SCALE_CLIENTS:-4}"
+BENCH_FLOOR_ROUNDS="${BENCH_FLOOR_ROUNDS:-20}"
 BUSYBOX_REF="${BUSYBOX_REF:-registry.k8s.io/e2e-test-images/busybox:1.29-2}"
 BENCH_OUT="${BENCH_OUT:-${OUTPUT_DIR}/benchmark}"
 BENCH_TABLE="${BENCH_TABLE:-${OUTPUT_DIR}/benchmark.txt}"
@@ -206,6 +212,24 @@ run_scale() {
 }
 
 # run_critest TARGET ENDPOINT: critest -benchmark into $BENCH_OUT/TARGET.
+# run_floor TARGET ENDPOINT CONTAINERD_SOCKET NAMESPACE: the pod start floor
+# section (test/scale floor) into $BENCH_OUT/TARGET/floor.json; its failure is
+# reported, not fatal.
+run_floor() {
+	local target="$1" endpoint="$2" ctrd="$3" ns="$4" dir="${BENCH_OUT}/$1"
+	[[ "$BENCH_FLOOR_ROUNDS" == 0 ]] && return 0
+	log "[$target] pod start floor: ${BENCH_FLOOR_ROUNDS} rounds (log ${dir}/floor.log)"
+	if "$SCALE_BIN" floor --name "$target" --endpoint "$endpoint" --containerd "$ctrd" --namespace "$ns" \
+		--sandbox-image "$SANDBOX_IMAGE" --runc "$RUNC_BINARY" --cni-conf-dir "$CNI_CONF_DIR" \
+		--cni-bin-dir "$CNI_BIN_DIR" --netns-dir "${BENCH_STATE}/floor-netns" --rounds "$BENCH_FLOOR_ROUNDS" \
+		--out "${dir}/floor.json" >"${dir}/floor.log" 2>&1; then
+		log "[$target] floor OK"
+	else
+		log "[$target] floor FAILED:"
+		tail -5 "${dir}/floor.log" >&2
+	fi
+}
+
 run_critest() {
 	local target="$1" endpoint="$2" dir="${BENCH_OUT}/$1" rc=0
 	rm -rf "$dir"
@@ -320,6 +344,7 @@ bench_cri_containerd() {
 
 	run_critest "$t" "$A_ENDPOINT"
 	run_scale "$t" "$A_ENDPOINT" "$pid" "http://127.0.0.1:${port}/metrics"
+	run_floor "$t" "$A_ENDPOINT" "$A_CTRD_ADDRESS" "$BENCH_NAMESPACE"
 
 	sleep "$BENCH_SETTLE"
 	R[$t.goroutines_after]="$(goroutines "${pprof[@]}")"
@@ -382,6 +407,7 @@ bench_reference() {
 
 	run_critest "$t" "$B_ENDPOINT"
 	run_scale "$t" "$B_ENDPOINT" "$pid"
+	run_floor "$t" "$B_ENDPOINT" "$B_SOCKET" k8s.io
 
 	sleep "$BENCH_SETTLE"
 	R[$t.goroutines_after]="$(goroutines "${pprof[@]}")"
@@ -417,8 +443,8 @@ trap 'exit 130' INT TERM
 # run
 
 SCALE_BIN="${BENCH_OUT}/scale-bin/scale"
-if [[ "$BENCH_SCALE" != 0 ]]; then
-	[[ "$BENCH_SCALE" =~ ^[0-9]+x[0-9]+$ ]] || die "BENCH_SCALE must be PODSxCONTAINERS (e.g. 100x5) or 0"
+if [[ "$BENCH_SCALE" != 0 || "$BENCH_FLOOR_ROUNDS" != 0 ]]; then
+	[[ "$BENCH_SCALE" == 0 || "$BENCH_SCALE" =~ ^[0-9]+x[0-9]+$ ]] || die "BENCH_SCALE must be PODSxCONTAINERS (e.g. 100x5) or 0"
 	log "building the scale driver (test/scale)"
 	(cd "$REPO_ROOT" && go build -o "$SCALE_BIN" ./test/scale)
 fi
@@ -544,6 +570,16 @@ if ((${#scale_results[@]})); then
 		"$SCALE_BIN" report --svg "${OUTPUT_DIR}/benchmark-scale.svg" "${scale_results[@]}"
 		echo
 		echo "  Chart: ${OUTPUT_DIR}/benchmark-scale.svg. RSS and CPU: cri-containerd alone vs containerd with its CRI."
+	} | tee -a "$BENCH_TABLE"
+fi
+floor_results=()
+for target in $BENCH_TARGETS; do
+	[[ -s "${BENCH_OUT}/${target}/floor.json" ]] && floor_results+=("${BENCH_OUT}/${target}/floor.json")
+done
+if ((${#floor_results[@]})); then
+	{
+		echo
+		"$SCALE_BIN" floor-report "${floor_results[@]}"
 	} | tee -a "$BENCH_TABLE"
 fi
 

@@ -21,6 +21,10 @@ func main() {
 		err = runCmd(os.Args[2:])
 	case "report":
 		err = reportCmd(os.Args[2:])
+	case "floor":
+		err = floorCmd(os.Args[2:])
+	case "floor-report":
+		err = floorReportCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -31,7 +35,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: scale run --name N --endpoint unix:///sock [--pid P] [--metrics-url U] --out result.json | scale report [--svg chart.svg] result.json...")
+	fmt.Fprintln(os.Stderr, "usage: scale run --name N --endpoint unix:///sock [--pid P] [--metrics-url U] --out result.json | scale report [--svg chart.svg] result.json... | scale floor --endpoint unix:///sock --containerd SOCK [--namespace NS] [--out floor.json]")
 	os.Exit(2)
 }
 

@@ -68,3 +68,21 @@ func TestReport(t *testing.T) {
 		t.Errorf("svg:\n%s", s)
 	}
 }
+
+func TestFloorTable(t *testing.T) {
+	r := &FloorResult{Name: "cri-containerd", Round: 3, NetNS: []float64{1, 2, 3}, CNIAdd: []float64{10, 30, 20},
+		TaskCreate: []float64{40, 50, 60}, TaskStart: []float64{5, 5, 5}, Floor: []float64{56, 87, 88},
+		RunPodSandbox: []float64{70, 90, 80}}
+	r.MedianFloor, r.MedianRunPod = median(r.Floor), median(r.RunPodSandbox)
+	if r.MedianFloor != 87 || r.MedianRunPod != 80 {
+		t.Fatalf("medians %v %v, want 87 80", r.MedianFloor, r.MedianRunPod)
+	}
+	if r.Floor[0] != 56 {
+		t.Fatal("median sorted its input")
+	}
+	var b strings.Builder
+	WriteFloorTable(&b, []*FloorResult{r})
+	if !strings.Contains(b.String(), "cri-containerd") || !strings.Contains(b.String(), "RunPodSandbox   80.0") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
