@@ -296,7 +296,10 @@ func newTestEnv(tb testing.TB, opts Options) *testEnv {
 	if opts.Namespace == "" {
 		opts.Namespace = "test"
 	}
-	return &testEnv{svc: NewService(cli, opts, prometheus.NewRegistry()), is: is, cs: cs, cli: cli}
+	svc := NewService(cli, opts, prometheus.NewRegistry())
+	// No containerd behind the client: a lease is only the call of fn.
+	svc.lease = func(ctx context.Context, _, _ string, fn func(context.Context) error) error { return fn(ctx) }
+	return &testEnv{svc: svc, is: is, cs: cs, cli: cli}
 }
 
 // calls returns and resets every call count (content reads as

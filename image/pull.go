@@ -107,31 +107,48 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 		s.metrics.bytes.Add(float64(n))
 	}()
 
-	pctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timeout := s.opts.PullProgressTimeout
-	stallErr := fmt.Errorf("pulling image %q: cancelled after no progress for %s (image pull progress timeout): %w",
-		ref, timeout, context.DeadlineExceeded)
-	go watchProgress(pctx, ref, tracker, timeout, s.opts.progressCheckInterval, func() { cancel(stallErr) })
-
 	labels := map[string]string{ImageLabelKey: ImageLabelValue}
 	if s.store.isPinnedName(ref) {
 		labels[PinnedLabelKey] = PinnedLabelValue
 	}
 	klog.V(2).InfoS("Pulling image", "ref", ref, "snapshotter", o.snapshotter)
-	// The pull ends by creating or updating the record ref.
-	since := s.store.version()
-	rec, via, err := s.fetch(pctx, fetchRequest{ref: ref, creds: creds, labels: labels, snapshotter: o.snapshotter, tracker: tracker})
-	if err != nil {
-		if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
-			return Image{}, stallErr
-		}
-		return Image{}, classifyPullError(ref, err)
-	}
-	cancel(nil) // stop the watchdog
+	var (
+		img    namedImage
+		via    string
+		leased bool // the lease was taken
+	)
+	// One temporary lease covers the fetch and the naming: the content must
+	// stay pinned until every name of the image exists. The record the fetch
+	// writes alone does not protect it: a concurrent RemoveImage may delete
+	// it, and its synchronous garbage collection would then take the content
+	// from under the names written next.
+	err := s.lease(ctx, "pull", ref, func(lctx context.Context) error {
+		leased = true
+		pctx, cancel := context.WithCancelCause(lctx)
+		defer cancel(nil)
+		timeout := s.opts.PullProgressTimeout
+		stallErr := fmt.Errorf("pulling image %q: cancelled after no progress for %s (image pull progress timeout): %w",
+			ref, timeout, context.DeadlineExceeded)
+		go watchProgress(pctx, ref, tracker, timeout, s.opts.progressCheckInterval, func() { cancel(stallErr) })
 
-	img, err := s.nameImage(ctx, named, rec, labels, since)
+		// The pull ends by creating or updating the record ref.
+		since := s.store.version()
+		rec, v, err := s.fetch(pctx, fetchRequest{ref: ref, creds: creds, labels: labels, snapshotter: o.snapshotter, tracker: tracker})
+		via = v
+		if err != nil {
+			if cause := context.Cause(pctx); errors.Is(cause, stallErr) {
+				return stallErr
+			}
+			return classifyPullError(ref, err)
+		}
+		cancel(nil) // stop the watchdog
+		img, err = s.nameImage(ctx, named, rec, labels, since)
+		return err
+	})
 	if err != nil {
+		if !leased {
+			return Image{}, classifyPullError(ref, err)
+		}
 		return Image{}, err
 	}
 	_, n := tracker.status()
@@ -142,29 +159,24 @@ func (s *Service) pull(ctx context.Context, named reference.Named, creds *Creden
 
 // pullViaClient pulls r.ref client-side (client.Pull): the daemon fetches
 // the content through the registry hosts of registryHosts into containerd
-// and has containerd unpack it.
+// and has containerd unpack it. ctx carries the pull's temporary lease
+// (client.Pull then takes none of its own; it would release that one with
+// the cancelled context, which leaves the partial content pinned for the
+// lease's 24h expiry).
 func (s *Service) pullViaClient(ctx context.Context, r fetchRequest) (images.Image, error) {
-	// Our own lease, released even when the pull is cancelled (client.Pull
-	// releases its own lease with the cancelled context, which leaves the
-	// partial content pinned for the lease's 24h expiry).
-	var rec images.Image
-	err := s.withTemporaryLease(ctx, "pull", r.ref, func(lctx context.Context) error {
-		resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, r.creds, r.tracker)})
-		cimg, err := s.client.Pull(lctx, r.ref,
-			containerd.WithResolver(resolver),
-			containerd.WithPullUnpack,
-			containerd.WithPullSnapshotter(r.snapshotter),
-			containerd.WithPullLabels(r.labels),
-			containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
-			containerd.WithDownloadLimiter(s.downloads),
-		)
-		if err != nil {
-			return err
-		}
-		rec = cimg.Metadata()
-		return nil
-	})
-	return rec, err
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: s.registryHosts(ctx, r.creds, r.tracker)})
+	cimg, err := s.client.Pull(ctx, r.ref,
+		containerd.WithResolver(resolver),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(r.snapshotter),
+		containerd.WithPullLabels(r.labels),
+		containerd.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads),
+		containerd.WithDownloadLimiter(s.downloads),
+	)
+	if err != nil {
+		return images.Image{}, err
+	}
+	return cimg.Metadata(), nil
 }
 
 type namedImage struct {

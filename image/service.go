@@ -132,6 +132,9 @@ type Service struct {
 	// containerd turned out to have no Transfer service.
 	viaTransfer, viaClient fetchFunc
 	noTransfer             atomic.Bool
+	// lease runs an operation under a temporary lease
+	// (withTemporaryLease; tests replace it).
+	lease func(ctx context.Context, op, ref string, fn func(context.Context) error) error
 	// downloads limits concurrent layer downloads across all pulls
 	// (MaxConcurrentDownloads), as containerd's CRI does.
 	downloads *semaphore.Weighted
@@ -163,8 +166,9 @@ func NewService(cli *containerd.Client, opts Options, reg prometheus.Registerer)
 		s.content = cli.ContentStore()
 		s.readBlob = blobReader(cli.Conn(), s.content)
 		s.viaClient = s.pullViaClient
+		s.lease = s.withTemporaryLease
 		if _, ok := cli.Conn().(*grpc.ClientConn); ok {
-			s.viaTransfer = s.pullViaTransfer
+			s.viaTransfer = s.transfer
 		}
 	}
 	return s

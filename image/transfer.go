@@ -120,19 +120,10 @@ func (s *Service) transferHostDir() (string, bool) {
 	return "", false
 }
 
-// pullViaTransfer has containerd pull, unpack and record r.ref itself, under
-// a temporary lease of ours: without one the transfer service takes its own
+// transfer has containerd pull, unpack and record r.ref itself. ctx carries
+// the pull's temporary lease: without one the transfer service takes its own
 // 24 h lease, which a containerd killed during the transfer never releases
-// (the chaos campaign found one, pinning the pulled layers' snapshots). The
-// record the transfer writes protects the content afterwards.
-func (s *Service) pullViaTransfer(ctx context.Context, r fetchRequest) (rec images.Image, err error) {
-	err = s.withTemporaryLease(ctx, "pull", r.ref, func(lctx context.Context) error {
-		rec, err = s.transfer(lctx, r)
-		return err
-	})
-	return rec, err
-}
-
+// (the chaos campaign found one, pinning the pulled layers' snapshots).
 func (s *Service) transfer(ctx context.Context, r fetchRequest) (images.Image, error) {
 	hostDir, _ := s.transferHostDir()
 	var ropts []registry.Opt

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -164,5 +166,67 @@ func TestTransferProgress(t *testing.T) {
 	rec, ok := p.saved()
 	if !ok || rec.Name != "example.com/app:v1" || rec.Target.Digest != desc.Digest {
 		t.Errorf("saved = %+v, %v", rec, ok)
+	}
+}
+
+// TestRegressionPullContentUnpinnedBeforeNamed: the pull's temporary lease
+// was released as soon as the fetch had written the tag record, before the
+// ID and digest records existed. A RemoveImage of the tag in that window
+// (critest's image benchmark pulls and removes one image from two clients)
+// let its synchronous garbage collection delete the content, and the pull
+// then named an image whose content was gone. The lease now covers the
+// naming: every name is written before it is released.
+func TestRegressionPullContentUnpinnedBeforeNamed(t *testing.T) {
+	for _, path := range []string{"transfer", "client"} {
+		t.Run(path, func(t *testing.T) {
+			e := newTestEnv(t, Options{})
+			ctx := testCtx(t)
+			img := makeManifest(t, e.cs, "pinned", 1, platforms.DefaultSpec())
+			f := &fakeFetchers{e: e, target: img.target}
+			if path == "client" {
+				f.transferErr = fmt.Errorf("no transfer service: %w", errdefs.ErrNotImplemented)
+			}
+			f.install()
+			var (
+				mu     sync.Mutex
+				held   bool
+				leases int
+				late   []string // writes while no lease was held
+			)
+			e.svc.lease = func(ctx context.Context, _, _ string, fn func(context.Context) error) error {
+				mu.Lock()
+				held = true
+				leases++
+				mu.Unlock()
+				defer func() {
+					mu.Lock()
+					held = false
+					mu.Unlock()
+				}()
+				return fn(ctx)
+			}
+			e.is.setHooks(func(name string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !held {
+					late = append(late, name)
+				}
+			}, nil)
+			got, err := e.svc.Pull(ctx, "example.com/app:v1", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(late) > 0 {
+				t.Errorf("records %q written after the pull's lease was released", late)
+			}
+			if leases != 1 {
+				t.Errorf("%d leases taken, want 1", leases)
+			}
+			if want := []string{"example.com/app:v1"}; !slices.Equal(got.RepoTags, want) || len(got.RepoDigests) != 1 || got.ID != img.config.Digest.String() {
+				t.Errorf("pulled %+v", got)
+			}
+		})
 	}
 }
