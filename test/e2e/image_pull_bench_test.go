@@ -36,7 +36,11 @@ const benchPullImage = "public.ecr.aws/docker/library/busybox:1.35.0-glibc"
 // nothing is asserted about speed. It runs only with CRI_E2E_PULL_BENCH=N
 // (cycles); CRI_E2E_PULL_BENCH_REF=unix:///path runs the same cycles against
 // another CRI endpoint (e.g. a private containerd with its built-in CRI)
-// right after, for a side-by-side figure.
+// right after, for a side-by-side figure. CRI_E2E_PULL_BENCH_KEEP=ref pulls
+// ref on each daemon first and keeps it: with an image sharing the pulled
+// one's layers present (as in `make benchmark`, where the container
+// benchmark's busybox shares its layer), a pull fetches and writes only
+// metadata and the daemon's own round trips weigh most.
 func TestImagePullCycleTimes(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("CRI_E2E_PULL_BENCH"))
 	if n <= 0 {
@@ -61,6 +65,10 @@ func TestImagePullCycleTimes(t *testing.T) {
 	}
 	d := framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD, ExtraArgs: args})
 	c := d.ImageClient()
+	keep := os.Getenv("CRI_E2E_PULL_BENCH_KEEP")
+	if keep != "" {
+		mustPull(t, c, keep, nil)
+	}
 	// Warm up: the first pull creates the namespace's content and snapshots.
 	mustPull(t, c, benchPullImage, nil)
 	removeImage(t, c, benchPullImage)
@@ -95,11 +103,16 @@ func TestImagePullCycleTimes(t *testing.T) {
 
 	if recv != nil {
 		d.Stop() // flushes the spans
-		printPullTrace(t, recv.snapshot())
+		spans := recv.snapshot()
+		printPullTrace(t, spans, "PullImage")
+		printPullTrace(t, spans, "RemoveImage")
 	}
 
 	if ref := os.Getenv("CRI_E2E_PULL_BENCH_REF"); ref != "" {
 		rc := runtimeapi.NewImageServiceClient(framework.DialCRI(t, ref))
+		if keep != "" {
+			mustPull(t, rc, keep, nil)
+		}
 		mustPull(t, rc, benchPullImage, nil)
 		removeImage(t, rc, benchPullImage)
 		pull, st, rm := pullCycles(t, rc, n, par)
@@ -179,17 +192,18 @@ func ctrdCalls(t *testing.T, metrics string) map[string]float64 {
 	return out
 }
 
-// printPullTrace logs the span tree of the PullImage with the median
-// duration: offsets from its start and durations, in ms.
-func printPullTrace(t *testing.T, spans []*tracepb.Span) {
+// printPullTrace logs the span tree of the CRI method call (PullImage,
+// RemoveImage) with the median duration: offsets from its start and
+// durations, in ms.
+func printPullTrace(t *testing.T, spans []*tracepb.Span, method string) {
 	var pulls []*tracepb.Span
 	for _, s := range spans {
-		if strings.HasSuffix(s.GetName(), "PullImage") {
+		if strings.HasSuffix(s.GetName(), method) {
 			pulls = append(pulls, s)
 		}
 	}
 	if len(pulls) == 0 {
-		t.Log("no PullImage span")
+		t.Logf("no %s span", method)
 		return
 	}
 	dur := func(s *tracepb.Span) uint64 { return s.GetEndTimeUnixNano() - s.GetStartTimeUnixNano() }
@@ -206,7 +220,7 @@ func printPullTrace(t *testing.T, spans []*tracepb.Span) {
 		depth[hex.EncodeToString(s.GetSpanId())] = dp
 		fmt.Fprintf(&b, "%s+%7.2f %7.2f ms %s\n", strings.Repeat("  ", dp), ms(s.GetStartTimeUnixNano()-root.GetStartTimeUnixNano()), ms(dur(s)), s.GetName())
 	}
-	t.Logf("median PullImage trace:\n%s", b.String())
+	t.Logf("median %s trace:\n%s", method, b.String())
 }
 
 // TestImagePullViaTransferService: on a containerd with the Transfer service,
