@@ -183,10 +183,15 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 	}()
 
-	// 4. Pod network. The rollback is registered before ADD: a failed ADD
-	// may have allocated an address. When even the retries of DEL without
-	// the pod's capability arguments fail, the sandbox is kept NOTREADY
-	// rather than dropped with its address.
+	// 4. Pod network and the pause task, concurrently: the pause process
+	// does not need the network (CNI configures the netns, which the task
+	// only joins), so CNI ADD runs while containerd starts the shim and
+	// creates the task. The network rollback is registered before ADD: a
+	// failed ADD may have allocated an address. When even the retries of DEL
+	// without the pod's capability arguments fail, the sandbox is kept
+	// NOTREADY rather than dropped with its address.
+	var netDone chan struct{}
+	var netErr error
 	if podNS != nil {
 		cniArgs, err := cni.NewPodArgs(id, cfg, c.podCIDRs())
 		if err != nil {
@@ -205,28 +210,56 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 				c.keepUntorn(cctx, ctr, md, log)
 			}
 		}()
-		start := time.Now()
-		res, err := s.Deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
-		c.observeCNI("setup", start, err)
-		if err != nil {
-			// No configuration: no plugin ran, there is nothing to tear down.
-			attempted = !errors.Is(err, cni.ErrNetworkNotReady)
-			return "", fmt.Errorf("setting up pod network: %w", err)
-		}
-		added = true
-		if raw, err := json.Marshal(res); err == nil {
-			md.CNIResult = raw
-		}
-		md.IP, md.AdditionalIPs, err = cni.PodIPs(res)
-		if err != nil {
-			return "", fmt.Errorf("pod network for %s: %w", id, err)
-		}
-		if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
-			return "", fmt.Errorf("persisting sandbox network: %w", err)
+		netDone = make(chan struct{})
+		// Registered after the teardown, so it runs before it: the
+		// teardown must know whether ADD succeeded.
+		defer func() { <-netDone }()
+		go func() {
+			defer close(netDone)
+			start := time.Now()
+			res, err := s.Deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
+			c.observeCNI("setup", start, err)
+			if err != nil {
+				// No configuration: no plugin ran, there is nothing to tear down.
+				attempted = !errors.Is(err, cni.ErrNetworkNotReady)
+				netErr = fmt.Errorf("setting up pod network: %w", err)
+				return
+			}
+			added = true
+			if raw, err := json.Marshal(res); err == nil {
+				md.CNIResult = raw
+			}
+			if md.IP, md.AdditionalIPs, err = cni.PodIPs(res); err != nil {
+				netErr = fmt.Errorf("pod network for %s: %w", id, err)
+			}
+		}()
+	}
+	task, taskErr := ctr.NewTask(ctx, cio.NullIO)
+	if taskErr == nil {
+		defer func() {
+			if retErr != nil {
+				cctx, cancel := backend.CleanupCtx(ctx)
+				defer cancel()
+				if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					log.Error(err, "Rollback: deleting pause task")
+				}
+			}
+		}()
+	}
+	if netDone != nil {
+		<-netDone
+		if netErr != nil {
+			return "", netErr
 		}
 	}
+	if taskErr != nil {
+		return "", fmt.Errorf("creating pause task: %w", taskErr)
+	}
 
-	// 5. The pause task.
+	// 5. Start the pause task. The network's result is persisted with the
+	// sandbox's final phase: a daemon that dies before that finds the
+	// sandbox half-made and tears its network down with the pod's own
+	// arguments (recovery), which need no result.
 	sb := New(md)
 	sb.Container = ctr
 	if err := c.hooks().Run(ctx, sb); err != nil {
@@ -235,19 +268,6 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	defer func() {
 		if retErr != nil {
 			c.hooks().RunFailed(ctx, sb)
-		}
-	}()
-	task, err := ctr.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		return "", fmt.Errorf("creating pause task: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			cctx, cancel := backend.CleanupCtx(ctx)
-			defer cancel()
-			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				log.Error(err, "Rollback: deleting pause task")
-			}
 		}
 	}()
 	// The store entry must exist before Start so that the exit event of a

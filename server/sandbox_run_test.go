@@ -293,7 +293,8 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				return func() { e.net.SetupErr = nil }
 			},
 			wantErr: backendtest.ErrInjected,
-			netns:   true, cniAdd: true, ctr: true,
+			// The pause task is created while CNI ADD runs.
+			netns: true, cniAdd: true, ctr: true, task: true,
 		},
 		{
 			name: "pod IPs (no eth0 in the CNI result)",
@@ -304,15 +305,7 @@ func TestRunPodSandboxRollback(t *testing.T) {
 				return func() { e.net.Result = nil }
 			},
 			wantMsg: "no IP on eth0",
-			netns:   true, cniAdd: true, ctr: true,
-		},
-		{
-			name: "network metadata update",
-			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 1 })
-			},
-			wantErr: backendtest.ErrInjected,
-			netns:   true, cniAdd: true, ctr: true,
+			netns:   true, cniAdd: true, ctr: true, task: true,
 		},
 		{
 			name: "NewTask",
@@ -331,9 +324,9 @@ func TestRunPodSandboxRollback(t *testing.T) {
 			netns:   true, cniAdd: true, ctr: true, task: true,
 		},
 		{
-			name: "final metadata update",
+			name: "final metadata update (network result and phase)",
 			inject: func(t *testing.T, e *testEnv) func() {
-				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 2 })
+				return e.configureCtr(func(c *backendtest.Container) { c.UpdateErrAt = 1 })
 			},
 			wantErr: backendtest.ErrInjected,
 			netns:   true, cniAdd: true, ctr: true, task: true,
