@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -131,14 +132,27 @@ func stoppedWithin(ctx context.Context, ctr *Container, d time.Duration) bool {
 
 // StopAll stops every container of a sandbox at once (no grace period).
 func (c *Controller) StopAll(ctx context.Context, sandboxID string) error {
-	var errs []error
-	for _, ctr := range c.o.Store.ListBySandbox(sandboxID) {
-		if err := c.Stop(ctx, ctr, 0); err != nil {
-			errs = append(errs, err)
+	// The pod's containers are stopped concurrently, as kubelet's pod kill
+	// does: each waits out its own grace period, not the sum of all.
+	ctrs := c.o.Store.ListBySandbox(sandboxID)
+	errs := make([]error, len(ctrs))
+	var wg sync.WaitGroup
+	for i, ctr := range ctrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Stop(ctx, ctr, 0)
+		}()
+	}
+	wg.Wait()
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%d container(s) failed to stop: %w", len(errs), errs[0])
+	if len(failed) > 0 {
+		return fmt.Errorf("%d container(s) failed to stop: %w", len(failed), failed[0])
 	}
 	return nil
 }

@@ -31,11 +31,17 @@ func (c *Controller) Stop(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	defer sb.UnlockStop()
-	if err := c.stopPause(ctx, sb); err != nil {
+	// The network is torn down while the pause process dies: CNI DEL does
+	// not need it gone (the netns stays mounted until the teardown removes
+	// it), and a pause that will not die no longer keeps the pod's address.
+	netErr := make(chan error, 1)
+	go func() { netErr <- c.teardownNetwork(ctx, sb) }()
+	pauseErr := c.stopPause(ctx, sb)
+	if err := <-netErr; pauseErr == nil && err != nil {
 		return err
 	}
-	if err := c.teardownNetwork(ctx, sb); err != nil {
-		return err
+	if pauseErr != nil {
+		return pauseErr
 	}
 	if err := c.o.ImageVolumes.Unmount(sb.ID); err != nil {
 		return err

@@ -407,8 +407,9 @@ func (t *Task) Delete(_ context.Context, opts ...containerd.ProcessDeleteOpts) (
 	if t.ctr.ActiveTask == t {
 		t.ctr.ActiveTask = nil
 	}
+	createdAt := t.ctr.Record.CreatedAt
 	t.ctr.Mu.Unlock()
-	return containerd.NewExitStatus(0, t.ctr.Record.CreatedAt, nil), nil
+	return containerd.NewExitStatus(0, createdAt, nil), nil
 }
 
 func (t *Task) Killed() []syscall.Signal {
