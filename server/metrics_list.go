@@ -97,8 +97,16 @@ func (s *Service) containerMetricsInfo(ctx context.Context, c *container.Contain
 	return info
 }
 
+// taskPidsWait bounds the shim's answer to ListPids: a metrics scrape
+// reports a container whose shim does not answer without its process and
+// file descriptor counts rather than waiting on it (the live fuzzer saw
+// one hung shim hold ListPodSandboxMetrics for 30 s).
+const taskPidsWait = time.Second
+
 // taskPids lists the processes of a container's task.
 func (s *Service) taskPids(ctx context.Context, id string) ([]uint32, error) {
+	ctx, cancel := context.WithTimeout(ctx, taskPidsWait)
+	defer cancel()
 	resp, err := s.deps.Containerd.TaskService().ListPids(ctx, &tasks.ListPidsRequest{ContainerID: id})
 	if err != nil {
 		return nil, fmt.Errorf("listing processes of %s: %w", id, errgrpc.ToNative(err))

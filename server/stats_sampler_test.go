@@ -97,7 +97,7 @@ func TestStatsAnswerFromSampler(t *testing.T) {
 
 // benchStatsService is a service with pods x perPod running containers
 // whose readings come from a fake cgroup read, sampled once.
-func benchStatsService(b *testing.B, pods, perPod int) *Service {
+func benchStatsService(b testing.TB, pods, perPod int) *Service {
 	s := &Service{sandboxes: sandboxStoreForBench(b, pods), containers: container.NewStore(), stats: stats.NewCollector()}
 	for p := range pods {
 		for c := range perPod {
@@ -124,7 +124,7 @@ func benchStatsService(b *testing.B, pods, perPod int) *Service {
 	return s
 }
 
-func sandboxStoreForBench(b *testing.B, pods int) *sandbox.Store {
+func sandboxStoreForBench(b testing.TB, pods int) *sandbox.Store {
 	st := sandbox.NewStore()
 	for p := range pods {
 		id := fmt.Sprintf("pod-%03d", p)
