@@ -45,6 +45,7 @@ func (c *Controller) shimLogRemote(ctr *Container) containerio.Remote {
 	// After an in-place upgrade the old file is gone; the new one is at the
 	// same path.
 	exe = strings.TrimSuffix(exe, " (deleted)")
+	exe = shimlog.WriterExecutable(exe)
 	return shimlog.NewRemote(shimlog.RemoteConfig{
 		ID:          ctr.ID,
 		Dir:         filepath.Join(c.o.Config.StateDir, "containers", ctr.ID),

@@ -369,7 +369,8 @@ build_daemon() {
 	mkdir -p "$(dirname "$CRI_CONTAINERD_BIN")"
 	rev="$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)"
 	(cd "$REPO_ROOT" && go build "${race[@]}" -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=${rev}" \
-		-o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd) ||
+		-o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd &&
+		go build "${race[@]}" -o "$(dirname "$CRI_CONTAINERD_BIN")/cri-containerd-log-writer" ./cmd/cri-containerd-log-writer) ||
 		die "building cri-containerd failed (hack/up.sh --no-daemon brings up the rest)"
 }
 

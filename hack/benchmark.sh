@@ -299,6 +299,7 @@ bench_cri_containerd() {
 	build_daemon
 	mkdir -p "$(dirname "$A_BIN")"
 	cp "$CRI_CONTAINERD_BIN" "$A_BIN" # the stack may rebuild _output/cri-containerd meanwhile
+	cp "$(dirname "$CRI_CONTAINERD_BIN")/cri-containerd-log-writer" "$(dirname "$A_BIN")/" # the shim log writer
 	if [[ "$BENCH_CONTAINERD" == private ]]; then
 		stop_bg bench-containerd 30 # one left by an interrupted run
 		remove_dir "${BENCH_STATE}/containerd"

@@ -87,6 +87,14 @@ func DaemonBinary(t testing.TB, env StackEnv) string {
 		cmd.Dir = RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		// The shim log writer, next to the daemon (shimlog.WriterExecutable).
+		args[2] = filepath.Join(dir, "cri-containerd-log-writer")
+		cmd = exec.Command("go", append(args, "./cmd/cri-containerd-log-writer")...)
+		cmd.Dir = RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
