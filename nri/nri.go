@@ -385,12 +385,39 @@ func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {
 		}
 	}
 	klog.InfoS("Synchronizing NRI plugins", "pods", len(pods), "containers", len(ctrs))
+	restore := n.syncTimeout()
 	updates, err := cb(ctx, pods, ctrs)
+	restore()
 	if err != nil {
 		return err
 	}
 	n.apply(ctx, updates)
 	return nil
+}
+
+// syncTimeout lets a plugin's Synchronize take up to the registration
+// timeout instead of the request timeout, and returns the function that
+// restores the latter. Synchronize is the last step of a plugin's
+// registration (it is not in the plugin list before it returns) and hands
+// it the whole node, so the short per-event bound is the wrong one: with it
+// a plugin that takes over 2 s to digest the initial state was cut off and
+// missed every event after it. The adaptation reads one process-wide
+// request timeout when it sends each request; raising it here is safe
+// because the caller holds mu, which every event takes, and plugins
+// register one at a time, so the Synchronize is the only request in flight.
+func (n *NRI) syncTimeout() func() {
+	req, reg := n.cfg.PluginRequestTimeout.Duration, n.cfg.PluginRegistrationTimeout.Duration
+	if req <= 0 {
+		req = adaptation.DefaultPluginRequestTimeout
+	}
+	if reg <= 0 {
+		reg = adaptation.DefaultPluginRegistrationTimeout
+	}
+	if reg <= req {
+		return func() {}
+	}
+	adaptation.SetPluginRequestTimeout(reg)
+	return func() { adaptation.SetPluginRequestTimeout(req) }
 }
 
 // updateFromPlugin is the adaptation's UpdateFn: a plugin's unsolicited

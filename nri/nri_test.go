@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 
@@ -483,5 +484,57 @@ func TestFailedUpdatesAreReturnedUnlessIgnored(t *testing.T) {
 	})
 	if err == nil || len(failed) != 1 || failed[0].GetIgnoreFailure() {
 		t.Fatalf("failed = %v, err = %v", failed, err)
+	}
+}
+
+// A plugin whose Synchronize takes longer than the per-event request
+// timeout (but less than the registration timeout) stays connected and gets
+// the events after it. It was cut off when Synchronize ran out of the 2 s
+// request timeout, and then missed every container made during and after
+// its sync (critest's two NRI synchronization specs hold Synchronize 2 s).
+func TestRegressionSlowSynchronizeDisconnectsPlugin(t *testing.T) {
+	ctx := context.Background()
+	d := newFakeDomain()
+	dir := t.TempDir()
+	cfg := config.DefaultNRI()
+	cfg.SocketPath = filepath.Join(dir, "nri.sock")
+	cfg.PluginPath = filepath.Join(dir, "plugins")
+	cfg.PluginConfigPath = filepath.Join(dir, "conf.d")
+	cfg.PluginRequestTimeout = config.Duration{Duration: 200 * time.Millisecond}
+	cfg.PluginRegistrationTimeout = config.Duration{Duration: 10 * time.Second}
+	n, err := New(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Stop()
+		// Later tests' hosts start with the defaults.
+		adaptation.SetPluginRequestTimeout(adaptation.DefaultPluginRequestTimeout)
+		adaptation.SetPluginRegistrationTimeout(adaptation.DefaultPluginRegistrationTimeout)
+	})
+
+	p := &recorder{syncHit: make(chan struct{}), syncRel: make(chan struct{})}
+	go func() {
+		<-p.syncHit
+		// Well over the request timeout, well under the registration one.
+		time.Sleep(time.Second)
+		close(p.syncRel)
+	}()
+	connect(t, cfg.SocketPath, "slow-sync", "10", p)
+
+	pod := &api.PodSandbox{Id: "pod1"}
+	ctr := &api.Container{Id: "after", PodSandboxId: "pod1"}
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Contains(p.Events(), "CreateContainer after") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin was disconnected by its slow Synchronize: events %q", p.Events())
+		}
+		if _, err := n.CreateContainer(ctx, pod, ctr); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
