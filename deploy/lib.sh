@@ -48,6 +48,9 @@ CRI_CONTAINERD_BIN="${CRI_CONTAINERD_BIN:-${REPO_ROOT}/_output/cri-containerd}"
 # the empty string to start the daemon without --config.
 CRI_CONTAINERD_CONFIG="${CRI_CONTAINERD_CONFIG-${REPO_ROOT}/deploy/cri-containerd.toml}"
 CRI_CONTAINERD_EXTRA_ARGS="${CRI_CONTAINERD_EXTRA_ARGS:-}"
+# The stack's NRI socket: its own, so that it never fights another runtime on
+# the machine (a containerd with its built-in CRI) over /var/run/nri/nri.sock.
+NRI_SOCKET="${NRI_SOCKET:-${STACK_STATE}/nri.sock}"
 # The OCI runtime binary of the daemon's runc handler (binary_name of
 # [runtimes.runc]): the runc v1.5.3 deploy/install.sh builds into
 # /opt/cri-containerd/bin/runc (idmapped mounts: user namespaces; the whole
@@ -406,6 +409,7 @@ daemon_args() {
 		--network-bin-dir "$CNI_BIN_DIR"
 		--socket-path "$CRI_SOCKET"
 		--sandbox-image "$SANDBOX_IMAGE"
+		--nri-socket "$NRI_SOCKET"
 	)
 	if [[ -n "$CRI_CONTAINERD_EXTRA_ARGS" ]]; then
 		# shellcheck disable=SC2206 # word splitting intended

@@ -333,6 +333,7 @@ bench_cri_containerd() {
 		--root-dir "$A_ROOT" \
 		--state-dir "$A_STATE" \
 		--sandbox-image "$SANDBOX_IMAGE" \
+		--nri-socket "${A_STATE}/nri.sock" \
 		--metrics-addr "127.0.0.1:${port}" \
 		--pprof-addr "unix://${A_STATE}/pprof.sock" \
 		--stream-port 0

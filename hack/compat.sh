@@ -282,6 +282,7 @@ EOF
 		--network-conf-dir "$CNI_CONF_DIR" \
 		--network-bin-dir "$CNI_BIN_DIR" \
 		--sandbox-image "$SANDBOX_IMAGE" \
+		--nri-socket "${V_STATE}/nri.sock" \
 		--metrics-addr "" \
 		--stream-port 0
 	PID_DIR="$V_PIDS" wait_for "cri-containerd on containerd ${ver}" 90 cri-containerd v_crictl --timeout 5s info
@@ -290,7 +291,7 @@ EOF
 	if [[ "$COMPAT_CRITEST" == 1 ]]; then
 		wait_critest_ports
 		log "containerd ${ver}: running critest"
-		CRI_ENDPOINT="unix://${V_STATE}/cri.sock" OUTPUT_DIR="$out" "${REPO_ROOT}/hack/critest.sh" || rc=$?
+		CRI_ENDPOINT="unix://${V_STATE}/cri.sock" CRITEST_NRI_SOCKET="${V_STATE}/nri.sock" OUTPUT_DIR="$out" "${REPO_ROOT}/hack/critest.sh" || rc=$?
 	fi
 	if [[ "$COMPAT_E2E" == 1 ]]; then
 		run_e2e "$ver" "$out" || rc=1

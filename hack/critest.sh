@@ -6,6 +6,9 @@
 #                   containerd 2.4.2's built-in CRI reaches on this machine kind)
 #   CRITEST_SKIP    ginkgo skip regexp (default none)
 #   CRITEST_ARGS    extra critest arguments
+#   CRITEST_NRI_SOCKET  the daemon's NRI socket, passed as -nri-socket so that
+#                   the NRI specs run (default: the stack's $NRI_SOCKET when
+#                   CRI_ENDPOINT is the stack's socket; "" skips them)
 #   CRITEST_ALLOWED_FAILURES  regexp of spec names that may fail (default: the
 #                   digest-pinned pull, which no local registry can serve)
 #
@@ -19,6 +22,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
 CRITEST_FOCUS="${CRITEST_FOCUS-}"
 CRITEST_SKIP="${CRITEST_SKIP:-}"
 CRITEST_ARGS="${CRITEST_ARGS:-}"
+if [[ -z "${CRITEST_NRI_SOCKET+x}" ]]; then
+	CRITEST_NRI_SOCKET=""
+	[[ "$CRI_ENDPOINT" == "unix://${CRI_SOCKET}" ]] && CRITEST_NRI_SOCKET="$NRI_SOCKET"
+fi
 CRITEST_ALLOWED_FAILURES="${CRITEST_ALLOWED_FAILURES:-public image with digest should be pulled and removed}"
 JUNIT="${OUTPUT_DIR}/critest-junit.xml"
 LOG="${OUTPUT_DIR}/critest.log"
@@ -35,6 +42,10 @@ args=(--runtime-endpoint "$CRI_ENDPOINT" --image-endpoint "$CRI_ENDPOINT"
 	--ginkgo.junit-report "$JUNIT" --ginkgo.no-color)
 [[ -n "$CRITEST_FOCUS" ]] && args+=(--ginkgo.focus "$CRITEST_FOCUS")
 [[ -n "$CRITEST_SKIP" ]] && args+=(--ginkgo.skip "$CRITEST_SKIP")
+if [[ -n "$CRITEST_NRI_SOCKET" ]]; then
+	[[ -S "$CRITEST_NRI_SOCKET" ]] || die "NRI socket $CRITEST_NRI_SOCKET missing: is the daemon running with --nri-socket $CRITEST_NRI_SOCKET (and without --disable-nri)?"
+	args+=(--nri-socket "$CRITEST_NRI_SOCKET")
+fi
 if [[ -n "$CRITEST_ARGS" ]]; then
 	# shellcheck disable=SC2206 # word splitting intended
 	args+=($CRITEST_ARGS)

@@ -202,6 +202,9 @@ metrics_addr = ""
 stream_port = "0"
 cgroup_driver = "cgroupfs"
 
+[nri]
+  socket_path = "${A_STATE}/nri.sock"
+
 [runtimes]
   [runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
