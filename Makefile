@@ -18,6 +18,7 @@ build:
 
 REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 STATIC_BIN := $(OUTPUT_DIR)/static/cri-containerd
+STATIC_LOG_WRITER := $(OUTPUT_DIR)/static/cri-containerd-log-writer
 IMAGE_TAG ?= $(or $(REVISION),dev)
 REGISTRY ?= 127.0.0.1:5000
 
@@ -26,16 +27,17 @@ static:
 	@mkdir -p $(OUTPUT_DIR)/static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/cri-containerd/cri-containerd/version.Revision=$(REVISION)" \
 		-o $(STATIC_BIN) ./cmd/cri-containerd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(STATIC_LOG_WRITER) ./cmd/cri-containerd-log-writer
 
 ## image: the cri-containerd container image (static binary, iptables, busybox, CA bundle; go-containerregistry,
 ## no container engine) pushed to $(REGISTRY) as cri-containerd/cri-containerd:$(IMAGE_TAG) and :latest; see _output/image.json
 image: static
-	$(GO) run ./deploy/image --binary $(STATIC_BIN) --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(OUTPUT_DIR)/image.json
+	$(GO) run ./deploy/image --binary $(STATIC_BIN) --log-writer $(STATIC_LOG_WRITER) --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(OUTPUT_DIR)/image.json
 
 ## release: _output/release/cri-containerd-<version>.linux-amd64.tar.gz (+ .sha256): static binary, systemd units,
 ## default config, CNI example, DaemonSet manifests, install doc, SHA256SUMS (hack/release.sh)
 release: static
-	hack/release.sh --binary $(STATIC_BIN)
+	hack/release.sh --binary $(STATIC_BIN) --log-writer $(STATIC_LOG_WRITER)
 
 ## up: install deps, start containerd + registry (+ test images) + cri-containerd, run the demo
 up:

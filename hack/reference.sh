@@ -44,6 +44,8 @@ wait_for "reference containerd CRI at $REF_ENDPOINT" 60 reference-containerd ref
 ref_crictl rmi -a >/dev/null 2>&1 || true
 
 rc=0
-CRITEST_FOCUS="${CRITEST_FOCUS-}" CRI_ENDPOINT="$REF_ENDPOINT" OUTPUT_DIR="${OUTPUT_DIR}/reference" \
+# A baseline, not a gate: its count is what it is (containerd 2.4.2 skips the
+# image-volume digest spec that cri-containerd passes).
+CRITEST_MIN_PASSED="${CRITEST_MIN_PASSED:-1}" CRITEST_FOCUS="${CRITEST_FOCUS-}" CRI_ENDPOINT="$REF_ENDPOINT" OUTPUT_DIR="${OUTPUT_DIR}/reference" \
 	"${REPO_ROOT}/hack/critest.sh" || rc=$?
 exit "$rc"

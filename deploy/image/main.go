@@ -63,19 +63,24 @@ func main() {
 	}
 	registry := flag.String("registry", defReg, "registry host:port to push to (plain http for loopback)")
 	binary := flag.String("binary", "_output/static/cri-containerd", "static cri-containerd binary")
+	logWriter := flag.String("log-writer", "_output/static/cri-containerd-log-writer", "static cri-containerd-log-writer binary (installed next to the daemon)")
 	tag := flag.String("tag", "dev", "image tag (also pushed as latest)")
 	cacheDir := flag.String("cache-dir", "/var/cache/cri-containerd-image", "cache of the Debian packages")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA bundle put into the image")
 	out := flag.String("out", "_output/image.json", "where to write the pushed reference and digest")
 	flag.Parse()
-	if err := build(*registry, *binary, *tag, *cacheDir, *caBundle, *out); err != nil {
+	if err := build(*registry, *binary, *logWriter, *tag, *cacheDir, *caBundle, *out); err != nil {
 		logf("%v", err)
 		os.Exit(1)
 	}
 }
 
-func build(registry, binary, tag, cacheDir, caBundle, out string) error {
+func build(registry, binary, logWriter, tag, cacheDir, caBundle, out string) error {
 	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return err
+	}
+	writer, err := os.ReadFile(logWriter)
 	if err != nil {
 		return err
 	}
@@ -124,6 +129,7 @@ func build(registry, binary, tag, cacheDir, caBundle, out string) error {
 
 	app := imagebuild.NewTree()
 	app.File("/usr/local/bin/cri-containerd", 0o755, bin)
+	app.File("/usr/local/bin/cri-containerd-log-writer", 0o755, writer)
 	app.File("/etc/cri-containerd/config.toml", 0o644, defCfg)
 
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
@@ -131,7 +137,7 @@ func build(registry, binary, tag, cacheDir, caBundle, out string) error {
 	for _, l := range []struct {
 		t   *imagebuild.Tree
 		why string
-	}{{base, "libc, busybox, iptables (Debian " + strings.Join(debVersions(roots), ", ") + "), CA bundle"}, {app, "cri-containerd and its default config"}} {
+	}{{base, "libc, busybox, iptables (Debian " + strings.Join(debVersions(roots), ", ") + "), CA bundle"}, {app, "cri-containerd, its log writer and its default config"}} {
 		layer, err := l.t.Layer()
 		if err != nil {
 			return err

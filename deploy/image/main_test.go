@@ -87,6 +87,8 @@ func TestImageRunsItsTools(t *testing.T) {
 		{[]string{"iptables-restore", "--version"}, "nf_tables"},
 		{[]string{"/bin/sh", "-c", "cp /usr/local/bin/cri-containerd /tmp/x && mv /tmp/x /tmp/y && echo ok"}, "ok"},
 		{[]string{"/bin/sh", "-c", "test -s /etc/ssl/certs/ca-certificates.crt && echo ok"}, "ok"},
+		// The shim's log writer; without its options it says what it misses.
+		{[]string{"/bin/sh", "-c", "/usr/local/bin/cri-containerd-log-writer; echo rc=$?"}, "rc=1"},
 	} {
 		cmd := exec.Command("chroot", append([]string{root}, tc.args...)...)
 		cmd.Env = []string{"PATH=" + strings.TrimPrefix(cfg.Config.Env[0], "PATH=")}

@@ -51,6 +51,12 @@ func TestReleaseTarball(t *testing.T) {
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
+	// The log writer next to it, where hack/release.sh looks by default.
+	build = exec.Command("go", "build", "-o", filepath.Join(filepath.Dir(bin), "cri-containerd-log-writer"), "./cmd/cri-containerd-log-writer")
+	build.Dir = "../.."
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
 	tarball := release(t, bin)
 	if !strings.HasPrefix(filepath.Base(tarball), "cri-containerd-v") || !strings.HasSuffix(tarball, ".linux-amd64.tar.gz") {
 		t.Errorf("tarball name %s", filepath.Base(tarball))
@@ -108,6 +114,7 @@ func TestReleaseTarball(t *testing.T) {
 
 	want := map[string]int64{
 		"usr/local/bin/cri-containerd":              0o755,
+		"usr/local/bin/cri-containerd-log-writer":   0o755,
 		"etc/systemd/system/cri-containerd.service": 0o644,
 		"etc/systemd/system/cri-containerd.socket":  0o644,
 		"etc/cri-containerd/config.toml":            0o644,
