@@ -259,19 +259,20 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 		CreatedAt:  c.now().UnixNano(),
 	}
 	snapshotter := c.o.Config.SnapshotterFor(cc.rt)
+	rootfs := &preparedRootfs{}
 	// The extension is marshalled when its option runs: after the spec's,
 	// which fills in the user the spec resolved, so that the record is
 	// complete when made (no read of the spec and update afterwards).
 	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id,
-		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
-		withImageVolumeContent(spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
+		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, rootfs, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
+		withImageVolumeContent(rootfs, spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
 		containerd.WithImageName(cc.cimg.Name()),
 		containerd.WithRuntime(cc.rt.Type, c.o.Config.RuncOptions(cc.rt)),
 		containerd.WithContainerLabels(map[string]string{
 			sandbox.LabelKind:      sandbox.KindContainer,
 			sandbox.LabelSandboxID: cc.sb.ID,
 		}),
-		containerd.WithNewSpec(append(specOpts, withUserOf(&md))...),
+		containerd.WithNewSpec(rootfs.withSpecOpts(append(specOpts, withUserOf(&md))...)),
 		containerd.WithContainerExtension(MetadataExtension, &md),
 	)
 	if err != nil {
@@ -300,14 +301,14 @@ func withUserOf(md *Metadata) oci.SpecOpts {
 // snapshotOpt makes the container's rootfs snapshot: with ID-remapping
 // options (user namespaces), containerd.WithNewSnapshot resolves them;
 // without, withNewSnapshot saves its round trips.
-func snapshotOpt(id, snapshotter, chainID string, img containerd.Image, opts []snapshots.Opt) containerd.NewContainerOpts {
+func snapshotOpt(id, snapshotter, chainID string, img containerd.Image, rootfs *preparedRootfs, opts []snapshots.Opt) containerd.NewContainerOpts {
 	if len(opts) > 0 {
 		return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
 			c.Snapshotter = snapshotter
 			return containerd.WithNewSnapshot(id, img, opts...)(ctx, client, c)
 		}
 	}
-	return withNewSnapshot(id, snapshotter, chainID, img)
+	return withNewSnapshot(id, snapshotter, chainID, img, rootfs)
 }
 
 // withNewSnapshot prepares the container's writable rootfs snapshot on the
@@ -316,8 +317,9 @@ func snapshotOpt(id, snapshotter, chainID string, img containerd.Image, opts []s
 // reading of the manifest and config again), and no snapshotter
 // capabilities are asked for (containerd only needs them for ID-remapped
 // snapshots, which are not requested here). The snapshot is made under the
-// create's lease, like the container.
-func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image) containerd.NewContainerOpts {
+// create's lease, like the container. The mounts Prepare returns are
+// recorded in rootfs for the later steps of the create.
+func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image, rootfs *preparedRootfs) containerd.NewContainerOpts {
 	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
 		parent := chainID
 		if parent == "" {
@@ -327,9 +329,11 @@ func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image) cont
 			}
 			parent = identity.ChainID(diffIDs).String()
 		}
-		if _, err := client.SnapshotService(snapshotter).Prepare(ctx, id, parent); err != nil {
+		mounts, err := client.SnapshotService(snapshotter).Prepare(ctx, id, parent)
+		if err != nil {
 			return err
 		}
+		rootfs.set(snapshotter, id, mounts)
 		c.Snapshotter = snapshotter
 		c.SnapshotKey = id
 		c.Image = img.Name()

@@ -17,7 +17,7 @@ import (
 // containerd's CRI do), reading the container's fresh snapshot through a
 // read-only temporary mount. It must follow WithNewSnapshot. vols maps
 // container paths to host directories.
-func withImageVolumeContent(vols map[string]string) containerd.NewContainerOpts {
+func withImageVolumeContent(rootfs *preparedRootfs, vols map[string]string) containerd.NewContainerOpts {
 	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
 		if len(vols) == 0 {
 			return nil
@@ -25,7 +25,7 @@ func withImageVolumeContent(vols map[string]string) containerd.NewContainerOpts 
 		if c.Snapshotter == "" || c.SnapshotKey == "" {
 			return errors.New("image volumes need the container's snapshot")
 		}
-		mounts, err := client.SnapshotService(c.Snapshotter).Mounts(ctx, c.SnapshotKey)
+		mounts, err := rootfs.snapshotMounts(ctx, client, c.Snapshotter, c.SnapshotKey)
 		if err != nil {
 			return fmt.Errorf("snapshot mounts: %w", err)
 		}

@@ -19,7 +19,7 @@ import (
 
 var errBoom = errors.New("boom")
 
-func baseContainer(t *testing.T) ContainerParams {
+func baseContainer(t testing.TB) ContainerParams {
 	return ContainerParams{
 		ID: "ctr-1",
 		Config: &runtimeapi.ContainerConfig{

@@ -66,13 +66,13 @@ func fakeHost() hostDeps {
 }
 
 // newTestGenerator returns a Generator that asks h instead of the host.
-func newTestGenerator(t *testing.T, h hostDeps) *Generator {
+func newTestGenerator(t testing.TB, h hostDeps) *Generator {
 	t.Helper()
 	return &Generator{host: h}
 }
 
 // testRootfs is an image rootfs with /etc/passwd and /etc/group.
-func testRootfs(t *testing.T) string {
+func testRootfs(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
@@ -88,7 +88,7 @@ func testRootfs(t *testing.T) string {
 
 // generate applies opts to containerd's default spec, as client.WithNewSpec
 // does for a container without a snapshot.
-func generate(t *testing.T, id string, opts []oci.SpecOpts) (*runtimespec.Spec, error) {
+func generate(t testing.TB, id string, opts []oci.SpecOpts) (*runtimespec.Spec, error) {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "k8s.io")
 	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: id}, opts...)

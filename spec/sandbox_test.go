@@ -11,7 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func baseSandbox(t *testing.T) SandboxParams {
+func baseSandbox(t testing.TB) SandboxParams {
 	return SandboxParams{
 		ID: "sb-1",
 		Config: &runtimeapi.PodSandboxConfig{
