@@ -77,6 +77,10 @@ type Status struct {
 	PendingExitCode int32 `json:"pendingExitCode,omitempty"`
 	// Resources are the current resources (after UpdateContainerResources).
 	Resources *runtimeapi.ContainerResources `json:"resources,omitempty"`
+	// CgroupDir is the container's cgroup in the host's cgroup tree, found
+	// at start for a container that shares a PID namespace (its exit
+	// handler looks there for processes its init left behind).
+	CgroupDir string `json:"cgroupDir,omitempty"`
 }
 
 // State derives the CRI state from the status.

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/stats"
 )
 
 // ErrNothingToCheckpoint returned by the function given to Update makes
@@ -71,15 +74,58 @@ func (c *Controller) Finish(ctx context.Context, ctr *Container, code uint32, at
 	}); err != nil && !errors.Is(err, ErrNothingToCheckpoint) {
 		klog.ErrorS(err, "Checkpointing pending exit", "containerID", ctr.ID)
 	}
-	if task, err := ctr.Container.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Deleting exited task", "containerID", ctr.ID)
-		}
-	}
+	c.deleteExitedTask(ctx, ctr)
 	if cio := ctr.IO(); cio != nil {
 		cio.Wait(IODrainTimeout)
 	}
 	c.RecordExit(ctr, int32(code), at, ExitReason(ctr.Status().OOMKilled, code), "")
+}
+
+// deleteExitedTask deletes the task of ctr, whose init exited. Processes the
+// init left behind are killed first (containerd's WithProcessKill: a kill
+// of every process of the container, then a wait), unless none can be left:
+// the container had its own PID namespace (the kernel killed everything in
+// it before it reported the init's exit), or its cgroup has no process left
+// (none can enter it any more). Then the task is deleted in one call.
+func (c *Controller) deleteExitedTask(ctx context.Context, ctr *Container) {
+	if nothingLeft(ctr) {
+		_, err := c.o.Deps.Containerd.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: ctr.ID})
+		if err == nil {
+			return
+		}
+		if err = errgrpc.ToNative(err); errdefs.IsNotFound(err) {
+			return
+		}
+		klog.V(2).InfoS("Deleting exited task directly failed; killing what is left first", "containerID", ctr.ID, "err", err)
+	}
+	task, err := ctr.Container.Task(ctx, nil)
+	if err != nil {
+		return
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Deleting exited task", "containerID", ctr.ID)
+	}
+}
+
+// nothingLeft reports whether no process of ctr can be left after its init
+// exited.
+func nothingLeft(ctr *Container) bool {
+	if ownPIDNamespace(ctr) {
+		return true
+	}
+	dir := ctr.Status().CgroupDir
+	if dir == "" {
+		return false
+	}
+	empty, err := stats.CgroupEmpty(dir)
+	return err == nil && empty
+}
+
+// ownPIDNamespace reports whether ctr runs in a PID namespace of its own
+// (kubelet's default; not a pod's shared one, the host's or another
+// container's).
+func ownPIDNamespace(ctr *Container) bool {
+	return ctr.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_CONTAINER
 }
 
 // ExitReason is ContainerStatus.reason of an exit.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/sandbox"
+	"github.com/cri-containerd/cri-containerd/stats"
 )
 
 // Start starts a created container: its IO (CRI log file, attach fan-out,
@@ -101,8 +102,18 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("starting container %s: %w", ctr.ID, err)
 	}
+	cgroupDir := ""
+	if !ownPIDNamespace(ctr) {
+		// Where the exit handler looks for processes the init leaves behind.
+		if dir, err := stats.ProcessCgroupDir(task.Pid(), ctr.ID); err == nil {
+			cgroupDir = dir
+		} else {
+			klog.V(4).InfoS("Cgroup of container not found", "containerID", ctr.ID, "err", err)
+		}
+	}
 	if err := ctr.Update(func(st *Status) error {
 		st.StartedAt = startedAt
+		st.CgroupDir = cgroupDir
 		if st.FinishedAt == 0 { // the exit may already have been recorded
 			st.Pid = task.Pid()
 		}

@@ -87,3 +87,65 @@ func processGroup(data []byte, unified bool) (string, error) {
 	}
 	return "", fmt.Errorf("no cgroup line to read: %w", errdefs.ErrNotFound)
 }
+
+// ProcessCgroupDir is the directory, in the host's cgroup tree, of the
+// cgroup process pid belongs to: its unified cgroup on cgroup v2, its memory
+// controller's cgroup on v1. id (a container ID) must appear in the path, so
+// that a reused pid is never mistaken for the task.
+func ProcessCgroupDir(pid uint32, id string) (string, error) {
+	if pid == 0 {
+		return "", fmt.Errorf("no process: %w", errdefs.ErrNotFound)
+	}
+	data, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(pid), "cgroup"))
+	if err != nil {
+		return "", fmt.Errorf("reading cgroup of process %d: %w", pid, err)
+	}
+	return cgroupDir("/sys/fs/cgroup", data, cgroups.Mode() == cgroups.Unified, id)
+}
+
+func cgroupDir(root string, data []byte, unified bool, id string) (string, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dir string
+		switch {
+		case unified && parts[0] == "0" && parts[1] == "":
+			dir = filepath.Join(root, parts[2])
+		case !unified && parts[1] == "memory":
+			dir = filepath.Join(root, "memory", parts[2])
+		default:
+			continue
+		}
+		if id != "" && !strings.Contains(parts[2], id) {
+			return "", fmt.Errorf("cgroup %s is not one of %s: %w", parts[2], id, errdefs.ErrNotFound)
+		}
+		return dir, nil
+	}
+	return "", fmt.Errorf("no cgroup line to read: %w", errdefs.ErrNotFound)
+}
+
+// CgroupEmpty reports whether the cgroup at dir has no process left, in it
+// or in a cgroup below it. An error (e.g. the cgroup is gone) is not an
+// answer: the caller must assume processes may be left.
+func CgroupEmpty(dir string) (bool, error) {
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return false, err
+	}
+	if len(bytes.TrimSpace(procs)) != 0 {
+		return false, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return false, nil // a child cgroup: not looked into
+		}
+	}
+	return true, nil
+}

@@ -87,3 +87,56 @@ func BenchmarkReadProcessCgroup(b *testing.B) {
 		}
 	}
 }
+
+func TestCgroupDir(t *testing.T) {
+	v1 := []byte("12:pids:/kubepods/podX/ctr1\n11:memory:/kubepods/podX/ctr1\n10:cpu,cpuacct:/kubepods/podX/ctr1\n0::/\n")
+	v2 := []byte("0::/kubepods/podX/ctr1\n")
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		unified bool
+		id      string
+		want    string
+		wantErr bool
+	}{
+		{"v1 memory", v1, false, "ctr1", "/cg/memory/kubepods/podX/ctr1", false},
+		{"v2 unified", v2, true, "ctr1", "/cg/kubepods/podX/ctr1", false},
+		{"v1 other container", v1, false, "ctr2", "", true},
+		{"v1 without memory", []byte("3:pids:/a/ctr1\n"), false, "ctr1", "", true},
+		{"v2 line missing", v1[:0], true, "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := cgroupDir("/cg", tc.data, tc.unified, tc.id)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("cgroupDir = %q, %v; want %q (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCgroupEmpty(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := CgroupEmpty(dir); err == nil {
+		t.Fatal("no cgroup.procs: want an error")
+	}
+	write("")
+	if ok, err := CgroupEmpty(dir); !ok || err != nil {
+		t.Fatalf("empty cgroup: %v %v", ok, err)
+	}
+	write("1234\n")
+	if ok, _ := CgroupEmpty(dir); ok {
+		t.Fatal("a process left: want false")
+	}
+	write("")
+	if err := os.Mkdir(filepath.Join(dir, "child"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := CgroupEmpty(dir); ok {
+		t.Fatal("a child cgroup: want false")
+	}
+}

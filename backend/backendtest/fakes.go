@@ -14,16 +14,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
+	ctrdsandbox "github.com/containerd/containerd/v2/core/sandbox"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
 	"github.com/containerd/typeurl/v2"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -74,11 +78,15 @@ type Ctrd struct {
 	Live map[string]*Container
 
 	LeaseDeletes []string
+	// Records are the containerd sandbox records, by ID; RecordCreateErr
+	// fails their creation.
+	Records         map[string]ctrdsandbox.Sandbox
+	RecordCreateErr error
 }
 
 // NewCtrd is a containerd with no images and no containers.
 func NewCtrd() *Ctrd {
-	return &Ctrd{images: map[string]*Image{}, Live: map[string]*Container{}}
+	return &Ctrd{images: map[string]*Image{}, Live: map[string]*Container{}, Records: map[string]ctrdsandbox.Sandbox{}}
 }
 
 func (f *Ctrd) AddImage(names ...string) {
@@ -105,6 +113,87 @@ func (f *Ctrd) NewContainer(ctx context.Context, id string, opts ...containerd.N
 	f.Created = append(f.Created, c)
 	f.Live[id] = c
 	return c, nil
+}
+
+// SandboxStore is containerd's sandbox records (Create, Get, List and Delete).
+func (f *Ctrd) SandboxStore() ctrdsandbox.Store { return sandboxStore{owner: f} }
+
+type sandboxStore struct {
+	ctrdsandbox.Store
+	owner *Ctrd
+}
+
+func (s sandboxStore) Create(_ context.Context, sb ctrdsandbox.Sandbox) (ctrdsandbox.Sandbox, error) {
+	s.owner.Mu.Lock()
+	defer s.owner.Mu.Unlock()
+	if s.owner.RecordCreateErr != nil {
+		return ctrdsandbox.Sandbox{}, s.owner.RecordCreateErr
+	}
+	if _, ok := s.owner.Records[sb.ID]; ok {
+		return ctrdsandbox.Sandbox{}, fmt.Errorf("sandbox %q: %w", sb.ID, errdefs.ErrAlreadyExists)
+	}
+	sb.CreatedAt = time.Unix(1700000000, 0)
+	s.owner.Records[sb.ID] = sb
+	return sb, nil
+}
+
+func (s sandboxStore) Get(_ context.Context, id string) (ctrdsandbox.Sandbox, error) {
+	s.owner.Mu.Lock()
+	defer s.owner.Mu.Unlock()
+	sb, ok := s.owner.Records[id]
+	if !ok {
+		return ctrdsandbox.Sandbox{}, fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	return sb, nil
+}
+
+// List ignores the filters.
+func (s sandboxStore) List(context.Context, ...string) ([]ctrdsandbox.Sandbox, error) {
+	s.owner.Mu.Lock()
+	defer s.owner.Mu.Unlock()
+	var out []ctrdsandbox.Sandbox
+	for _, sb := range s.owner.Records {
+		out = append(out, sb)
+	}
+	return out, nil
+}
+
+func (s sandboxStore) Delete(_ context.Context, id string) error {
+	s.owner.Mu.Lock()
+	defer s.owner.Mu.Unlock()
+	if _, ok := s.owner.Records[id]; !ok {
+		return fmt.Errorf("sandbox %q: %w", id, errdefs.ErrNotFound)
+	}
+	delete(s.owner.Records, id)
+	return nil
+}
+
+// TaskService is the raw task API; Delete deletes a live container's task
+// (without WithProcessKill), the other calls are not faked.
+func (f *Ctrd) TaskService() tasks.TasksClient { return taskService{owner: f} }
+
+type taskService struct {
+	tasks.TasksClient
+	owner *Ctrd
+}
+
+func (ts taskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, _ ...grpc.CallOption) (*tasks.DeleteResponse, error) {
+	ts.owner.Mu.Lock()
+	c := ts.owner.Live[r.GetContainerID()]
+	ts.owner.Mu.Unlock()
+	if c == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	c.Mu.Lock()
+	t := c.ActiveTask
+	c.Mu.Unlock()
+	if t == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	if _, err := t.Delete(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &tasks.DeleteResponse{ID: r.GetContainerID()}, nil
 }
 
 func (f *Ctrd) GetImage(ctx context.Context, ref string) (containerd.Image, error) {

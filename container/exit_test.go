@@ -1,0 +1,66 @@
+package container
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestExitDeletesTaskWithoutKillWhenNothingCanBeLeft: the exit handler
+// deletes the task in one call when no process of the container can be
+// left (its own PID namespace, or an empty cgroup) and kills what is left
+// first (containerd's WithProcessKill) otherwise.
+func TestExitDeletesTaskWithoutKillWhenNothingCanBeLeft(t *testing.T) {
+	empty := t.TempDir()
+	if err := os.WriteFile(filepath.Join(empty, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busy := t.TempDir()
+	if err := os.WriteFile(filepath.Join(busy, "cgroup.procs"), []byte("4242\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		pid       runtimeapi.NamespaceMode
+		cgroupDir string
+		wantKill  bool
+	}{
+		{"own PID namespace", runtimeapi.NamespaceMode_CONTAINER, "", false},
+		{"pod PID namespace, empty cgroup", runtimeapi.NamespaceMode_POD, empty, false},
+		{"pod PID namespace, process left", runtimeapi.NamespaceMode_POD, busy, true},
+		{"pod PID namespace, cgroup unknown", runtimeapi.NamespaceMode_POD, "", true},
+		{"pod PID namespace, cgroup gone", runtimeapi.NamespaceMode_POD, filepath.Join(empty, "gone"), true},
+		{"host PID namespace, empty cgroup", runtimeapi.NamespaceMode_NODE, empty, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newCtlEnv(t)
+			ctx := context.Background()
+			cfg := testCtrConfig("app")
+			cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: tc.pid}}
+			c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.c.Start(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			c.UpdateMemory(func(st *Status) { st.CgroupDir = tc.cgroupDir })
+			e.c.HandleExit(ctx, c.ID, 0, time.Unix(1700000002, 0))
+			if st := c.Status(); st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "Completed" {
+				t.Fatalf("status = %+v, want EXITED/Completed", st)
+			}
+			_, _, tasks := e.ctrd.Lookup(c.ID).State()
+			if len(tasks) != 1 {
+				t.Fatalf("%d tasks", len(tasks))
+			}
+			if _, deleted, kill := tasks[0].State(); !deleted || kill != tc.wantKill {
+				t.Errorf("task deleted %v with process kill %v, want deleted with process kill %v", deleted, kill, tc.wantKill)
+			}
+		})
+	}
+}
