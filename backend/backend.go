@@ -8,6 +8,7 @@ package backend
 
 import (
 	"context"
+	ctrdsandbox "github.com/containerd/containerd/v2/core/sandbox"
 	"time"
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
@@ -36,6 +37,8 @@ type Containerd interface {
 	Subscribe(ctx context.Context, filters ...string) (ch <-chan *events.Envelope, errs <-chan error)
 	// TaskService is the raw task API (metrics, pids).
 	TaskService() tasks.TasksClient
+	// SandboxStore is containerd's sandbox records (containerd 1.7+).
+	SandboxStore() ctrdsandbox.Store
 	// IsServing reports whether containerd answers.
 	IsServing(ctx context.Context) (bool, error)
 }

@@ -263,7 +263,7 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 	// The extension is marshalled when its option runs: after the spec's,
 	// which fills in the user the spec resolved, so that the record is
 	// complete when made (no read of the spec and update afterwards).
-	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id,
+	opts := []containerd.NewContainerOpts{
 		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, rootfs, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
 		withImageVolumeContent(rootfs, spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
 		containerd.WithImageName(cc.cimg.Name()),
@@ -274,7 +274,12 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 		}),
 		containerd.WithNewSpec(rootfs.withSpecOpts(append(specOpts, withUserOf(&md))...)),
 		containerd.WithContainerExtension(MetadataExtension, &md),
-	)
+	}
+	if cc.sbMeta.ShimGroup {
+		// Its task is made in the pause's shim (sandbox.Metadata.ShimGroup).
+		opts = append(opts, containerd.WithSandbox(cc.sb.ID))
+	}
+	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id, opts...)
 	if err != nil {
 		return md, nil, fmt.Errorf("creating containerd container: %w", err)
 	}

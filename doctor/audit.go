@@ -294,6 +294,17 @@ func (d *Doctor) auditStorage(ctx context.Context, t *truth, add func(Finding), 
 				Reason: reason, Repairable: true, Young: d.young(s.Created)})
 		}
 	}
+	recs, err := d.ctrd.SandboxRecords(ctx)
+	if err != nil {
+		warn("sandbox records not audited: %v", err)
+	}
+	for _, r := range recs {
+		if _, live := t.records[r.ID]; live {
+			continue
+		}
+		add(Finding{Kind: KindSandboxRecord, ID: r.ID, Path: r.ID, Reason: "containerd sandbox record of a sandbox with no containerd container",
+			Repairable: true, Young: d.young(r.CreatedAt)})
+	}
 	ls, err := d.ctrd.Leases(ctx)
 	if err != nil {
 		warn("leases not audited: %v", err)

@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
 // TemporaryRecordLabel marks the container record the doctor makes for the
@@ -104,6 +106,30 @@ func (c ContainerdClient) Leases(ctx context.Context) ([]Lease, error) {
 		out = append(out, Lease{ID: l.ID, Labels: l.Labels, CreatedAt: l.CreatedAt})
 	}
 	return out, nil
+}
+
+// SandboxRecords implements Containerd.
+func (c ContainerdClient) SandboxRecords(ctx context.Context) ([]Lease, error) {
+	list, err := c.Client.SandboxStore().List(c.ctx(ctx), fmt.Sprintf("labels.%q==%q", sandbox.LabelKind, sandbox.KindSandbox))
+	if err != nil {
+		if errdefs.IsNotImplemented(err) {
+			return nil, nil // containerd 1.6: no sandbox store
+		}
+		return nil, fmt.Errorf("listing sandbox records: %w", err)
+	}
+	out := make([]Lease, 0, len(list))
+	for _, r := range list {
+		out = append(out, Lease{ID: r.ID, Labels: r.Labels, CreatedAt: r.CreatedAt})
+	}
+	return out, nil
+}
+
+// DeleteSandboxRecord implements Containerd.
+func (c ContainerdClient) DeleteSandboxRecord(ctx context.Context, id string) error {
+	if err := c.Client.SandboxStore().Delete(c.ctx(ctx), id); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("deleting sandbox record %s: %w", id, err)
+	}
+	return nil
 }
 
 // ProcessExists implements Containerd.

@@ -374,9 +374,14 @@ func TestRepairContainerdLeftovers(t *testing.T) {
 	n.host.shims = []Shim{{Pid: 98, Namespace: "ours", ID: testID('d'), Children: []int{300}}}
 	n.ctrd.snapshots["overlayfs"] = []Snapshot{{Key: c, Kind: "active"}, {Key: imageVolumeSnapshotPrefix + c + "-x", Kind: "view"}}
 	n.ctrd.leases = []Lease{{ID: imageVolumeLeasePrefix + c}}
+	// The containerd sandbox record of a gone sandbox goes; the live one's stays.
+	n.ctrd.sbRecords = []Lease{{ID: a}, {ID: c}}
 	n.addContainerDirs(c, c+"-stdout")
 	repairTwice(t, n)
-	for _, want := range []string{"delete-task " + c, "kill 300", "kill 98", "remove-snapshot overlayfs " + c, "delete-lease " + imageVolumeLeasePrefix + c} {
+	if n.ev.index("delete-sandbox-record "+a) >= 0 {
+		t.Errorf("the record of live sandbox %s was deleted: %v", a, n.ev.log)
+	}
+	for _, want := range []string{"delete-task " + c, "kill 300", "kill 98", "remove-snapshot overlayfs " + c, "delete-lease " + imageVolumeLeasePrefix + c, "delete-sandbox-record " + c} {
 		if n.ev.index(want) < 0 {
 			t.Errorf("missing %q in %v", want, n.ev.log)
 		}

@@ -47,6 +47,7 @@ type fakeContainerd struct {
 	tasks     []Task
 	snapshots map[string][]Snapshot
 	leases    []Lease
+	sbRecords []Lease
 	execs     map[string]bool // id/execID
 }
 
@@ -96,6 +97,19 @@ func (f *fakeContainerd) RemoveSnapshot(_ context.Context, sn, key string) error
 		}
 	}
 	return nil
+}
+
+func (f *fakeContainerd) SandboxRecords(context.Context) ([]Lease, error) { return f.sbRecords, nil }
+
+func (f *fakeContainerd) DeleteSandboxRecord(_ context.Context, id string) error {
+	f.ev.add("delete-sandbox-record %s", id)
+	for i, l := range f.sbRecords {
+		if l.ID == id {
+			f.sbRecords = append(f.sbRecords[:i], f.sbRecords[i+1:]...)
+			return nil
+		}
+	}
+	return errdefs.ErrNotFound
 }
 
 func (f *fakeContainerd) DeleteLease(_ context.Context, id string) error {

@@ -119,17 +119,20 @@ func (d *Doctor) Repair(ctx context.Context, rep *Report) error {
 		}
 	}
 
-	// 4. Snapshots, then leases.
-	for _, k := range []Kind{KindSnapshot, KindLease} {
+	// 4. Snapshots, then leases and sandbox records.
+	for _, k := range []Kind{KindSnapshot, KindLease, KindSandboxRecord} {
 		for i := range rep.Findings {
 			f := &rep.Findings[i]
 			if !todo(f) || f.Kind != k {
 				continue
 			}
-			if k == KindSnapshot {
+			switch k {
+			case KindSnapshot:
 				set(f, d.ctrd.RemoveSnapshot(ctx, f.snapshotter, strings.TrimPrefix(f.Path, f.snapshotter+":")))
-			} else {
+			case KindLease:
 				set(f, d.ctrd.DeleteLease(ctx, f.Path))
+			default:
+				set(f, d.ctrd.DeleteSandboxRecord(ctx, f.Path))
 			}
 		}
 	}

@@ -31,17 +31,18 @@ type Kind string
 
 // Finding kinds.
 const (
-	KindNetNS     Kind = "netns"     // a network namespace mount (or its directory) of no sandbox
-	KindDir       Kind = "dir"       // a per-ID directory of no sandbox/container
-	KindFIFO      Kind = "fifo"      // a FIFO of an unknown container or a finished exec
-	KindContainer Kind = "container" // a containerd container record (report only)
-	KindTask      Kind = "task"      // a containerd task without a container record
-	KindShim      Kind = "shim"      // a shim process serving nothing known
-	KindSnapshot  Kind = "snapshot"  // an active/view snapshot we made that nothing references
-	KindLease     Kind = "lease"     // a lease we made for a sandbox that is gone
-	KindIPAM      Kind = "ipam"      // a host-local IP allocation of no live sandbox
-	KindCNICache  Kind = "cni-cache" // a libcni result cache entry of no live sandbox
-	KindIPTables  Kind = "iptables"  // a CNI iptables chain of no live sandbox
+	KindNetNS         Kind = "netns"          // a network namespace mount (or its directory) of no sandbox
+	KindDir           Kind = "dir"            // a per-ID directory of no sandbox/container
+	KindFIFO          Kind = "fifo"           // a FIFO of an unknown container or a finished exec
+	KindContainer     Kind = "container"      // a containerd container record (report only)
+	KindTask          Kind = "task"           // a containerd task without a container record
+	KindShim          Kind = "shim"           // a shim process serving nothing known
+	KindSnapshot      Kind = "snapshot"       // an active/view snapshot we made that nothing references
+	KindLease         Kind = "lease"          // a lease we made for a sandbox that is gone
+	KindSandboxRecord Kind = "sandbox-record" // a containerd sandbox record we made for a sandbox that is gone
+	KindIPAM          Kind = "ipam"           // a host-local IP allocation of no live sandbox
+	KindCNICache      Kind = "cni-cache"      // a libcni result cache entry of no live sandbox
+	KindIPTables      Kind = "iptables"       // a CNI iptables chain of no live sandbox
 )
 
 // Finding is one thing that is orphaned (or suspicious) and why.
@@ -174,6 +175,11 @@ type Containerd interface {
 	DeleteTask(ctx context.Context, id string) error
 	RemoveSnapshot(ctx context.Context, snapshotter, key string) error
 	DeleteLease(ctx context.Context, id string) error
+	// SandboxRecords lists containerd's sandbox records in the namespace
+	// that we made (labelled as ours); none on a containerd without them.
+	SandboxRecords(ctx context.Context) ([]Lease, error)
+	// DeleteSandboxRecord removes one; NotFound is not an error.
+	DeleteSandboxRecord(ctx context.Context, id string) error
 }
 
 // Mount is a mount point.

@@ -386,8 +386,12 @@ b_stop() {
 
 # write_b_config PORT: deploy/containerd-reference-config.toml with this
 # benchmark's own paths, a debug socket (pprof) and stream port PORT.
+# Both runtimes run their containers with the same runc (RUNC_BINARY, the
+# stack's): the comparison is of the CRI layers, not of runc versions.
 write_b_config() {
-	write_reference_config "$B_CONFIG" "$B_ROOT" "$B_STATE" "$B_SHIM_DIR" "$1" "$B_DEBUG_SOCKET"
+	local opts='[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]'
+	write_reference_config "$B_CONFIG" "$B_ROOT" "$B_STATE" "$B_SHIM_DIR" "$1" "$B_DEBUG_SOCKET" \
+		"$opts" "$(printf '%s\n        BinaryName = "%s"' "$opts" "$RUNC_BINARY")"
 }
 
 bench_reference() {
@@ -519,6 +523,7 @@ v() { echo "${R[$1]:--}"; }
 	fi
 	echo "  A = cri-containerd $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?') (private instance, namespace $BENCH_NAMESPACE, $on)"
 	echo "  B = containerd $(containerd --version 2>/dev/null | awk '{print $3}') built-in CRI (private instance, $(basename "$REF_CONFIG") paths)"
+	echo "  Both run containers with runc $("$RUNC_BINARY" --version 2>/dev/null | awk 'NR==1{print $3}') ($RUNC_BINARY)."
 	echo "  Times in ms; lifecycle = first call start to last call end of one sample. ratio = A/B median."
 	echo "  The CPUs are shared with other tests running at the same time: numbers are noisy, compare within one run."
 	echo

@@ -52,6 +52,10 @@ type Options struct {
 	ReapShims func(id, handler string)
 	// Recovery runs the recovery of the sandboxes (bound and deadline).
 	Recovery recovery.Runner
+	// ShimGroups makes each pod a containerd sandbox record (containerd
+	// 2.x), so that its containers' tasks join the pause's shim directly
+	// (see Metadata.ShimGroup).
+	ShimGroups bool
 }
 
 // ImageVolumes releases the image volumes of a pod.

@@ -32,6 +32,11 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}
+	if sb.GetMetadata().ShimGroup {
+		if err := c.deleteRecord(ctx, sb.ID); err != nil {
+			return err
+		}
+	}
 	c.reapShims(sb.ID, sb.RuntimeHandler)
 	if err := c.RemoveFiles(sb.ID); err != nil {
 		return err

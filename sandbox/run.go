@@ -234,7 +234,36 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			}
 		}()
 	}
+	// The containerd sandbox record, made while containerd starts the
+	// shim. Without it (containerd 1.x, or a refusal) the pod works the
+	// same, its containers' tasks just find the shim the slower way.
+	var recErr error
+	var recDone chan struct{}
+	if s.ShimGroups {
+		recDone = make(chan struct{})
+		go func() {
+			defer close(recDone)
+			recErr = c.createRecord(ctx, id, rt.Type)
+		}()
+	}
 	task, taskErr := ctr.NewTask(ctx, cio.NullIO)
+	if recDone != nil {
+		<-recDone
+		if recErr == nil {
+			md.ShimGroup = true
+			defer func() {
+				if retErr != nil && !keep {
+					cctx, cancel := backend.CleanupCtx(ctx)
+					defer cancel()
+					if err := c.deleteRecord(cctx, id); err != nil {
+						log.Error(err, "Rollback: deleting containerd sandbox record")
+					}
+				}
+			}()
+		} else {
+			log.V(2).Info("No containerd sandbox record: the pod's containers start their shim binary", "err", recErr)
+		}
+	}
 	if taskErr == nil {
 		defer func() {
 			if retErr != nil {

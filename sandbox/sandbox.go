@@ -66,6 +66,11 @@ type Metadata struct {
 	Overhead  *runtimeapi.LinuxContainerResources `json:"overhead,omitempty"`
 	// ImageID is the pause image's config digest.
 	ImageID string `json:"imageID,omitempty"`
+	// ShimGroup is set when containerd holds a sandbox record named for
+	// the sandbox (Options.ShimGroups): its containers are made with that
+	// sandbox ID, and containerd creates their tasks in the pause's shim
+	// directly instead of running the shim binary to find that shim.
+	ShimGroup bool `json:"shimGroup,omitempty"`
 }
 
 // State is the CRI-visible state of a sandbox.

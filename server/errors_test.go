@@ -39,3 +39,11 @@ func TestToGRPC(t *testing.T) {
 		t.Fatal("toGRPC(nil) != nil")
 	}
 }
+
+func TestMajorVersion(t *testing.T) {
+	for v, want := range map[string]int{"v2.4.2": 2, "2.4.2+unknown": 2, "1.7.27-1": 1, "v1.6.38": 1, "": 0, "devel": 0, "10.0": 10} {
+		if got := majorVersion(v); got != want {
+			t.Errorf("majorVersion(%q) = %d, want %d", v, got, want)
+		}
+	}
+}

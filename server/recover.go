@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/recovery"
 )
@@ -21,5 +22,12 @@ func (s *Service) boundedEach(ctx context.Context, n int, f func(ctx context.Con
 // recoverSandboxes rebuilds the sandbox store from containerd (see
 // sandbox.Controller.Recover).
 func (s *Service) recoverSandboxes(ctx context.Context) error {
-	return s.sandboxController().Recover(ctx)
+	if err := s.sandboxController().Recover(ctx); err != nil {
+		return err
+	}
+	if err := s.sandboxController().RemoveOrphanRecords(ctx); err != nil {
+		// Not fatal: an orphan record holds nothing but its name.
+		klog.ErrorS(err, "Removing orphan containerd sandbox records")
+	}
+	return nil
 }

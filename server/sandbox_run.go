@@ -64,6 +64,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 			Each:                s.boundedEach,
 			ReapShims:           s.reapShims,
 			Recovery:            s.recoveryRunner(),
+			ShimGroups:          s.shimGroups,
 		})
 	})
 	return s.sbCtl.c

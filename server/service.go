@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,9 +39,12 @@ type Service struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	config  config.Config
-	client  *containerd.Client
-	metrics *Metrics
+	config config.Config
+	client *containerd.Client
+	// shimGroups: pods get a containerd sandbox record so that their
+	// containers' tasks join the pause's shim (sandbox.Options.ShimGroups).
+	shimGroups bool
+	metrics    *Metrics
 	// tracing makes a span per CRI request and per containerd call and
 	// CNI operation in it (a no-op unless --tracing-endpoint is set).
 	tracing *tracing.Tracing
@@ -134,14 +138,22 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		return nil, err
 	}
 	cdiCache := newCDICache(cfg)
+	shimGroups := false
+	if v, err := cli.Version(ctx); err == nil {
+		// containerd 2.x runs the tasks of a pod's containers in the
+		// pause's shim when the pod has a sandbox record (1.7's sandbox
+		// API was experimental; 1.6 has none).
+		shimGroups = majorVersion(v.Version) >= 2
+	}
 	s := &Service{
-		config:  cfg,
-		client:  cli,
-		metrics: metrics,
-		tracing: tr,
-		events:  newEventBroadcaster(),
-		stats:   stats.NewCollector(),
-		specGen: spec.NewGenerator(spec.WithCDI(cdiCache)),
+		shimGroups: shimGroups,
+		config:     cfg,
+		client:     cli,
+		metrics:    metrics,
+		tracing:    tr,
+		events:     newEventBroadcaster(),
+		stats:      stats.NewCollector(),
+		specGen:    spec.NewGenerator(spec.WithCDI(cdiCache)),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),
@@ -245,6 +257,20 @@ func connectContainerd(ctx context.Context, cfg config.Config, opts ...container
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// majorVersion is the major number of a containerd version ("v2.4.2",
+// "1.7.27-1"), 0 when it has none.
+func majorVersion(v string) int {
+	v = strings.TrimPrefix(v, "v")
+	n := 0
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			break
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n
 }
 
 // nsCtx puts the containerd namespace into ctx; every call to containerd goes through it.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/containerd/errdefs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,7 +190,7 @@ func (l *Leaks) add(kind string, items []string) {
 // errors in Details and counted as 1).
 func ScanLeaks(ctx context.Context, s LeakScope, cli *containerd.Client, withImages bool) Leaks {
 	l := Leaks{Counts: map[string]int{}}
-	for _, k := range []string{"netns mounts", "mounts under state/root", "IPAM allocations", "containerd containers", "containerd tasks", "containerd snapshots", "containerd leases", "shim processes", "CNI iptables chains", "CNI result cache", "files under state/root"} {
+	for _, k := range []string{"netns mounts", "mounts under state/root", "IPAM allocations", "containerd containers", "containerd tasks", "containerd snapshots", "containerd leases", "containerd sandbox records", "shim processes", "CNI iptables chains", "CNI result cache", "files under state/root"} {
 		l.Counts[k] = 0
 	}
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
@@ -245,6 +246,15 @@ func ScanLeaks(ctx context.Context, s LeakScope, cli *containerd.Client, withIma
 			l.add("containerd leases", ids)
 		} else {
 			l.add("containerd leases", []string{err.Error()})
+		}
+		if rs, err := cli.SandboxStore().List(ctx); err == nil {
+			var ids []string
+			for _, r := range rs {
+				ids = append(ids, r.ID)
+			}
+			l.add("containerd sandbox records", ids)
+		} else if !errdefs.IsNotImplemented(err) { // containerd 1.6 has none
+			l.add("containerd sandbox records", []string{err.Error()})
 		}
 	} else {
 		l.add("containerd containers", []string{"containerd not reachable"})
