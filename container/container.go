@@ -65,6 +65,10 @@ type Status struct {
 	// come back with a container that is "starting" forever.
 	Starting bool `json:"-"`
 	Removing bool `json:"-"`
+	// SpecUpdated is set once this process changed the containerd record's
+	// spec (UpdateContainerResources): the record held by Container, read
+	// when it was made or listed, is then stale.
+	SpecUpdated bool `json:"-"`
 	// Unknown is set when the state cannot be determined (e.g. task lost).
 	Unknown bool `json:"unknown,omitempty"`
 	// OOMKilled is set when an OOM event was seen for the container.

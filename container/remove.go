@@ -51,7 +51,11 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 		return fmt.Errorf("deleting containerd container %s: %w", ctr.ID, err)
 	}
 	// No task can legitimately exist now: kill shims containerd forgot.
-	c.o.ReapShims(ctr)
+	// A container's tasks run in its pod's shim, so one serving its own ID
+	// is rare: the scan of /proc runs after the reply.
+	if !c.o.Go(func(context.Context) { c.o.ReapShims(ctr) }) {
+		c.o.ReapShims(ctr)
+	}
 	if cio := ctr.IO(); cio != nil {
 		cio.Close()
 	}

@@ -84,6 +84,7 @@ func (c *Controller) UpdateResources(ctx context.Context, ctr *Container, r *run
 	}
 	if err := ctr.Update(func(st *Status) error {
 		st.Resources = CloneResources(r)
+		st.SpecUpdated = true
 		return nil
 	}); err != nil {
 		rollback()

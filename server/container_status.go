@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -94,8 +95,14 @@ func (s *Service) containerInfo(ctx context.Context, c *container.Container) (ma
 		"logPath":   c.LogPath,
 		"image":     c.ImageRef,
 	}
-	// One containerd round trip: Container.Spec would fetch the record again.
-	if ci, err := c.Container.Info(ctx); err == nil {
+	// The record the containerd client got when the container was made (or
+	// listed at start-up), unless an update changed it since: then one
+	// round trip, which leaves the shared client object alone.
+	ci, err := c.Container.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if st.SpecUpdated {
+		ci, err = s.client.ContainerService().Get(ctx, c.ID)
+	}
+	if err == nil {
 		if ci.Spec != nil {
 			var sp oci.Spec
 			if err := json.Unmarshal(ci.Spec.GetValue(), &sp); err == nil {

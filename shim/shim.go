@@ -86,7 +86,7 @@ func runcDelete(root, id string) error {
 // so that no shim can legitimately serve it. It returns how many shims it
 // killed.
 func (r *Reaper) Reap(namespace, id, runcRoot string) (int, error) {
-	shims, err := r.Proc.List()
+	shims, err := r.Proc.Find(namespace, id)
 	if err != nil {
 		return 0, fmt.Errorf("listing shims: %w", err)
 	}
@@ -112,28 +112,36 @@ func (r *Reaper) Reap(namespace, id, runcRoot string) (int, error) {
 // List returns every containerd-shim* process with its -namespace, -id and
 // -address arguments and its children.
 func (h Proc) List() ([]Process, error) {
+	return h.find(func(Process) bool { return true })
+}
+
+// Find returns the shims of id in namespace, like List.
+func (h Proc) Find(namespace, id string) ([]Process, error) {
+	return h.find(func(p Process) bool { return p.Namespace == namespace && p.ID == id })
+}
+
+// find scans /proc once for the shims that match and, only when one does,
+// once more for their children: a removal whose ID no shim serves (the
+// usual case) reads one small file per process.
+func (h Proc) find(match func(Process) bool) ([]Process, error) {
 	entries, err := os.ReadDir(h.proc())
 	if err != nil {
 		return nil, err
 	}
-	children := map[int][]int{}
 	var shims []Process
+	var pids []int
+	buf := make([]byte, 4096)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if ppid, ok := h.ppid(pid); ok {
-			children[ppid] = append(children[ppid], pid)
-		}
-		cmd, err := os.ReadFile(filepath.Join(h.proc(), e.Name(), "cmdline"))
-		if err != nil || len(cmd) == 0 {
+		pids = append(pids, pid)
+		cmd := readSmall(filepath.Join(h.proc(), e.Name(), "cmdline"), buf)
+		if len(cmd) == 0 || !bytes.HasPrefix(baseName(cmd), []byte("containerd-shim")) {
 			continue
 		}
 		args := strings.Split(string(bytes.TrimRight(cmd, "\x00")), "\x00")
-		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
 		s := Process{Pid: pid}
 		for i := 1; i+1 < len(args); i++ {
 			switch strings.TrimLeft(args[i], "-") {
@@ -145,13 +153,47 @@ func (h Proc) List() ([]Process, error) {
 				s.Address = args[i+1]
 			}
 		}
+		if !match(s) {
+			continue
+		}
 		s.Started = h.startTime(pid)
 		shims = append(shims, s)
+	}
+	if len(shims) == 0 {
+		return nil, nil
+	}
+	children := map[int][]int{}
+	for _, pid := range pids {
+		if ppid, ok := h.ppid(pid); ok {
+			children[ppid] = append(children[ppid], pid)
+		}
 	}
 	for i := range shims {
 		shims[i].Children = children[shims[i].Pid]
 	}
 	return shims, nil
+}
+
+// readSmall reads the start of a small file into buf (nil on any error).
+func readSmall(path string, buf []byte) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	n, _ := f.Read(buf)
+	return buf[:n]
+}
+
+// baseName is the base name of the program in a NUL-separated command line.
+func baseName(cmd []byte) []byte {
+	if i := bytes.IndexByte(cmd, 0); i >= 0 {
+		cmd = cmd[:i]
+	}
+	if i := bytes.LastIndexByte(cmd, '/'); i >= 0 {
+		cmd = cmd[i+1:]
+	}
+	return cmd
 }
 
 // statFields returns the fields of /proc/<pid>/stat after the command name
