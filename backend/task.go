@@ -6,6 +6,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc/status"
 )
 
 // TaskRunning reports whether the container's task runs, and its exit if
@@ -45,4 +47,13 @@ func TaskStopped(ctx context.Context, c containerd.Container) (uint32, time.Time
 		return 0, time.Time{}, false
 	}
 	return st.ExitStatus, st.ExitTime, true
+}
+
+// FromGRPC is err from a raw containerd API call (TaskService) as an
+// errdefs error; an error that is not a gRPC status is returned as is.
+func FromGRPC(err error) error {
+	if _, ok := status.FromError(err); !ok {
+		return err
+	}
+	return errgrpc.ToNative(err)
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -106,6 +107,11 @@ func (s Status) State() runtimeapi.ContainerState {
 type Container struct {
 	Metadata
 	Container containerd.Container
+
+	// rootfs are the mounts of the rootfs snapshot as the create prepared
+	// it; StartContainer passes them to containerd (nil after a restart:
+	// containerd's client then reads them). Set before publication.
+	rootfs []mount.Mount
 
 	// io is the container's stdio plumbing (log file, attach fan-out). It is
 	// set by StartContainer (or recovery) while other RPCs and the exit

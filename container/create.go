@@ -9,6 +9,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -136,7 +137,7 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	specOpts = append(specOpts, hookOpt)
 
 	// 6. The containerd container.
-	md, ctr, err := c.newContainerdContainer(ctx, cc, specOpts)
+	md, ctr, rootfs, err := c.newContainerdContainer(ctx, cc, specOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +150,7 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	// 7. Checkpoint and publish.
 	ctrObj := New(md, cc.rootDir, Status{})
 	ctrObj.Container = ctr
+	ctrObj.rootfs = rootfs
 	if err := ctrObj.Update(func(st *Status) error {
 		st.CreatedAt = md.CreatedAt
 		st.Resources = CloneResources(cc.cfg.GetLinux().GetResources())
@@ -244,7 +246,7 @@ func (c *Controller) specOpts(cc *createCtx) ([]oci.SpecOpts, error) {
 // newContainerdContainer makes the containerd container (snapshot, image
 // volume content, runtime, labels, the spec, our metadata with the user the
 // spec resolved) in one containerd call. A failure leaves nothing.
-func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, specOpts []oci.SpecOpts) (Metadata, containerd.Container, error) {
+func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, specOpts []oci.SpecOpts) (Metadata, containerd.Container, []mount.Mount, error) {
 	cfg := cc.cfg
 	md := Metadata{
 		Version:    1,
@@ -281,9 +283,9 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 	}
 	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id, opts...)
 	if err != nil {
-		return md, nil, fmt.Errorf("creating containerd container: %w", err)
+		return md, nil, nil, fmt.Errorf("creating containerd container: %w", err)
 	}
-	return md, ctr, nil
+	return md, ctr, rootfs.mounts, nil
 }
 
 // withUserOf records in md the user the spec resolved (ContainerStatus

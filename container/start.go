@@ -78,7 +78,7 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 	}()
 
 	// The task.
-	task, err := ctr.Container.NewTask(ctx, cio.Creator())
+	startTask, err := c.createTask(ctx, ctr, cio.Creator())
 	if err != nil {
 		return fmt.Errorf("creating task for container %s: %w", ctr.ID, err)
 	}
@@ -86,7 +86,11 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 		if retErr != nil {
 			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
-			if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			task, err := ctr.Container.Task(cctx, nil)
+			if err == nil {
+				_, err = task.Delete(cctx, containerd.WithProcessKill)
+			}
+			if err != nil && !errdefs.IsNotFound(err) {
 				klog.ErrorS(err, "Rollback: deleting task", "containerID", ctr.ID)
 			}
 		}
@@ -99,13 +103,14 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 	// Taken before the process is released: a process that exits at once
 	// must not report an exit time earlier than its start time.
 	startedAt := c.now().UnixNano()
-	if err := task.Start(ctx); err != nil {
+	pid, err := startTask(ctx)
+	if err != nil {
 		return fmt.Errorf("starting container %s: %w", ctr.ID, err)
 	}
 	cgroupDir := ""
 	if !ownPIDNamespace(ctr) {
 		// Where the exit handler looks for processes the init leaves behind.
-		if dir, err := stats.ProcessCgroupDir(task.Pid(), ctr.ID); err == nil {
+		if dir, err := stats.ProcessCgroupDir(pid, ctr.ID); err == nil {
 			cgroupDir = dir
 		} else {
 			klog.V(4).InfoS("Cgroup of container not found", "containerID", ctr.ID, "err", err)
@@ -115,13 +120,13 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 		st.StartedAt = startedAt
 		st.CgroupDir = cgroupDir
 		if st.FinishedAt == 0 { // the exit may already have been recorded
-			st.Pid = task.Pid()
+			st.Pid = pid
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	c.o.OnEvent(ctr, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
-	klog.V(2).InfoS("Container started", "containerID", ctr.ID, "pid", task.Pid())
+	klog.V(2).InfoS("Container started", "containerID", ctr.ID, "pid", pid)
 	return nil
 }

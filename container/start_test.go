@@ -3,11 +3,13 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -140,6 +142,48 @@ func TestStartPreconditions(t *testing.T) {
 			}
 			if _, _, tasks := e.ctrd.Lookup(c.ID).State(); len(tasks) != 0 {
 				t.Errorf("%d tasks made", len(tasks))
+			}
+		})
+	}
+}
+
+// TestStartWithPreparedRootfs: a container whose create prepared its rootfs
+// is started with one task create carrying those mounts (no read of the
+// record or the snapshot), and a start that fails still leaves no task.
+func TestStartWithPreparedRootfs(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprint("start fails ", fail), func(t *testing.T) {
+			e := newCtlEnv(t)
+			ctx := context.Background()
+			c := e.create(t, "app")
+			c.rootfs = []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/l", "upperdir=/u"}}}
+			if fail {
+				e.ctrd.Lookup(c.ID).TaskStartErr = backendtest.ErrInjected
+			}
+			err := e.c.Start(ctx, c)
+			if fail != (err != nil) || (fail && !errors.Is(err, backendtest.ErrInjected)) {
+				t.Fatalf("Start: %v (want failure %v)", err, fail)
+			}
+			if len(e.ctrd.TaskCreates) != 1 {
+				t.Fatalf("%d task creates", len(e.ctrd.TaskCreates))
+			}
+			req := e.ctrd.TaskCreates[0]
+			if req.GetContainerID() != c.ID || len(req.GetRootfs()) != 1 || req.GetRootfs()[0].GetType() != "overlay" || req.GetStdout() == "" {
+				t.Errorf("task create request = %v", req)
+			}
+			_, _, tasks := e.ctrd.Lookup(c.ID).State()
+			if len(tasks) != 1 {
+				t.Fatalf("%d tasks", len(tasks))
+			}
+			started, deleted, _ := tasks[0].State()
+			if fail {
+				if !deleted {
+					t.Error("failed start left its task")
+				}
+				return
+			}
+			if st := c.Status(); !started || deleted || st.Pid != 1000 || st.State() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				t.Errorf("task started %v deleted %v, status %+v", started, deleted, st)
 			}
 		})
 	}

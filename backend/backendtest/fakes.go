@@ -78,6 +78,8 @@ type Ctrd struct {
 	Live map[string]*Container
 
 	LeaseDeletes []string
+	// TaskCreates are the requests TaskService().Create got.
+	TaskCreates []*tasks.CreateTaskRequest
 	// Records are the containerd sandbox records, by ID; RecordCreateErr
 	// fails their creation.
 	Records         map[string]ctrdsandbox.Sandbox
@@ -175,6 +177,43 @@ func (f *Ctrd) TaskService() tasks.TasksClient { return taskService{owner: f} }
 type taskService struct {
 	tasks.TasksClient
 	owner *Ctrd
+}
+
+// Create makes a task of a live container as Container.NewTask does; the
+// request is kept in the owner's TaskCreates.
+func (ts taskService) Create(ctx context.Context, r *tasks.CreateTaskRequest, _ ...grpc.CallOption) (*tasks.CreateTaskResponse, error) {
+	ts.owner.Mu.Lock()
+	c := ts.owner.Live[r.GetContainerID()]
+	ts.owner.TaskCreates = append(ts.owner.TaskCreates, r)
+	ts.owner.Mu.Unlock()
+	if c == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	t, err := c.NewTask(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &tasks.CreateTaskResponse{ContainerID: r.GetContainerID(), Pid: t.Pid()}, nil
+}
+
+// Start starts the live task of a container (TaskStartErr fails it).
+func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grpc.CallOption) (*tasks.StartResponse, error) {
+	ts.owner.Mu.Lock()
+	c := ts.owner.Live[r.GetContainerID()]
+	ts.owner.Mu.Unlock()
+	if c == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	c.Mu.Lock()
+	t := c.ActiveTask
+	c.Mu.Unlock()
+	if t == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	if err := t.Start(ctx); err != nil {
+		return nil, err
+	}
+	return &tasks.StartResponse{Pid: t.Pid()}, nil
 }
 
 func (ts taskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, _ ...grpc.CallOption) (*tasks.DeleteResponse, error) {
