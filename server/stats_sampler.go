@@ -16,7 +16,11 @@ import (
 // (stats.Sampler) refreshed every config.StatsSamplePeriod: cgroup readings
 // of running containers, pause tasks and pod cgroups, read in-process from
 // the cgroup filesystem (containerd's task metrics only for what cannot be
-// read so), and the network counters of ready pods. Sampler keys:
+// read so), and the network counters of ready pods. A container that starts
+// and a pod that becomes ready are queued for a first reading in the
+// background (Sampler.Warm, from the event hooks below), so that the stats
+// calls after a burst of starts do not read the new cgroups themselves.
+// Sampler keys:
 const (
 	keyContainer = "container/" // a running container's cgroup (stats.ContainerKey)
 	keyPod       = "sandbox/"   // a ready pod's cgroup parent (stats.SandboxKey)
