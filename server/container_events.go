@@ -67,6 +67,7 @@ func (s *Service) GetContainerEvents(r *runtimeapi.GetEventsRequest, stream runt
 }
 
 func (s *Service) emitSandboxEvent(sb *sandbox.Sandbox, t runtimeapi.ContainerEventType) {
+	s.samplePodEvent(sb, t)
 	if s.events == nil {
 		return
 	}

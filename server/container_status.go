@@ -129,6 +129,7 @@ func (s *Service) sandboxContainerStatuses(sandboxID string) []*runtimeapi.Conta
 }
 
 func (s *Service) emitContainerEvent(c *container.Container, t runtimeapi.ContainerEventType) {
+	s.sampleContainerEvent(c, t)
 	s.nri.containerEvent(c, t)
 	if s.events == nil {
 		return

@@ -16,7 +16,11 @@ import (
 // (stats.Sampler) refreshed every config.StatsSamplePeriod: cgroup readings
 // of running containers, pause tasks and pod cgroups, read in-process from
 // the cgroup filesystem (containerd's task metrics only for what cannot be
-// read so), and the network counters of ready pods. Sampler keys:
+// read so), and the network counters of ready pods. A container that starts
+// and a pod that becomes ready are queued for a first reading in the
+// background (Sampler.Warm, from the event hooks below), so that the stats
+// calls after a burst of starts do not read the new cgroups themselves.
+// Sampler keys:
 const (
 	keyContainer = "container/" // a running container's cgroup (stats.ContainerKey)
 	keyPod       = "sandbox/"   // a ready pod's cgroup parent (stats.SandboxKey)
@@ -33,6 +37,48 @@ func (s *Service) newSamplers() {
 		func(ctx context.Context) { s.cgroupSamples.Run(s.nsCtx(ctx)) },
 		func(ctx context.Context) { s.netSamples.Run(ctx) },
 	)
+}
+
+// sampleContainerEvent keeps the samplers in step with a container's
+// lifecycle (emitContainerEvent): a container that starts running has its
+// first cgroup reading taken in the background at once (batched with the
+// other starts), so that the first stats call after a burst of starts answers
+// from the cache rather than reading every new cgroup in the call; a removed
+// container's reading is dropped.
+func (s *Service) sampleContainerEvent(c *container.Container, t runtimeapi.ContainerEventType) {
+	if s.cgroupSamples == nil {
+		return
+	}
+	switch t {
+	case runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT:
+		s.cgroupSamples.Warm(keyContainer + c.ID)
+	case runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT:
+		s.cgroupSamples.Forget(keyContainer + c.ID)
+	}
+}
+
+// samplePodEvent is sampleContainerEvent for pods (emitSandboxEvent): a pod
+// that became ready has its cgroup (or pause task) and network counters read
+// in the background at once; a removed pod's readings are dropped.
+func (s *Service) samplePodEvent(sb *sandbox.Sandbox, t runtimeapi.ContainerEventType) {
+	switch t {
+	case runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT:
+		md := sb.GetMetadata()
+		if s.cgroupSamples != nil {
+			s.cgroupSamples.Warm(podCgroupKey(md))
+		}
+		if s.netSamples != nil && md.NetNSPath != "" && !md.NetworkTornDown {
+			s.netSamples.Warm(md.ID)
+		}
+	case runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT:
+		if s.cgroupSamples != nil {
+			s.cgroupSamples.Forget(keyPod + sb.ID)
+			s.cgroupSamples.Forget(keyPause + sb.ID)
+		}
+		if s.netSamples != nil {
+			s.netSamples.Forget(sb.ID)
+		}
+	}
 }
 
 // cgroupKeys names what the cgroup sampler reads each period.

@@ -95,6 +95,94 @@ func TestStatsAnswerFromSampler(t *testing.T) {
 	}
 }
 
+// TestStatsWarmOnStart: a container that starts running and a pod that
+// becomes ready are read in the background at once, in one batch, so that
+// the next stats calls answer from the cache without reading; a removed
+// container's reading is dropped.
+func TestStatsWarmOnStart(t *testing.T) {
+	s := statsService(t)
+	var mu sync.Mutex
+	var reads [][]string
+	read := func(_ context.Context, keys []string) map[string]*stats.Sample {
+		mu.Lock()
+		defer mu.Unlock()
+		reads = append(reads, slices.Sorted(slices.Values(keys)))
+		out := map[string]*stats.Sample{}
+		for _, k := range keys {
+			_, id := splitKey(k)
+			out[k] = v1Sample(id, time.Now(), 1e9, 1000, 1)
+		}
+		return out
+	}
+	readsNow := func() [][]string { mu.Lock(); defer mu.Unlock(); return slices.Clone(reads) }
+	s.cgroupSamples = stats.NewSampler(time.Hour, s.cgroupKeys, read,
+		stats.WithOnRead(s.recordCPU), stats.WithWarmDelay[*stats.Sample](10*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.cgroupSamples.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitReads := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); len(readsNow()) < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("reads %v, want %d", readsNow(), n)
+			}
+		}
+	}
+	waitReads(1) // the first period: the two ready pods, no running container
+
+	// A new pod becomes ready and two containers start.
+	sb := sandbox.New(sandbox.Metadata{ID: "pod9zzzz", Config: &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: "pod-pod9zzzz", Namespace: "ns", Uid: "pod9zzzz"},
+	}})
+	sb.SetReady(109)
+	if err := s.sandboxes.Add(sb); err != nil {
+		t.Fatal(err)
+	}
+	s.emitSandboxEvent(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	for _, id := range []string{"ctr1aaaa", "ctr3cccc"} {
+		c, err := s.containers.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.UpdateMemory(func(st *container.Status) { *st = container.Status{Pid: 11, CreatedAt: 1, StartedAt: 2} })
+		s.emitContainerEvent(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	}
+	waitReads(2)
+	time.Sleep(30 * time.Millisecond) // a second batch would show by now
+	want := []string{"container/ctr1aaaa", "container/ctr3cccc", "pause/pod9zzzz"}
+	if got := readsNow(); len(got) != 2 || !slices.Equal(got[1], want) {
+		t.Fatalf("warm-up reads %v, want one of %v", got[1:], want)
+	}
+
+	for range 2 {
+		list, err := s.listContainerStats(ctx, nil)
+		if err != nil || len(list) != 4 {
+			t.Fatalf("ListContainerStats = %d stats, %v", len(list), err)
+		}
+		for _, cs := range list {
+			running := cs.Attributes.Id == "ctr1aaaa" || cs.Attributes.Id == "ctr3cccc"
+			if running != (cs.GetCpu() != nil) {
+				t.Errorf("%s: cpu %v", cs.Attributes.Id, cs.GetCpu())
+			}
+		}
+		if _, err := s.podSandboxStatsList(ctx, s.sandboxesForStats(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readsNow(); len(got) != 2 {
+		t.Errorf("stats calls after the warm-up read: %v", got[2:])
+	}
+
+	// Removal drops the reading.
+	n := s.cgroupSamples.Len()
+	c, _ := s.containers.Get("ctr1aaaa")
+	s.emitContainerEvent(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	if s.cgroupSamples.Len() != n-1 {
+		t.Errorf("entries after removal = %d, want %d", s.cgroupSamples.Len(), n-1)
+	}
+}
+
 // benchStatsService is a service with pods x perPod running containers
 // whose readings come from a fake cgroup read, sampled once.
 func benchStatsService(b testing.TB, pods, perPod int) *Service {

@@ -16,6 +16,8 @@ type fakeSource struct {
 	reads  map[string]int
 	calls  int
 	gate   chan struct{} // if set, read waits on it
+	// batches holds the keys of every read, sorted.
+	batches [][]string
 }
 
 func (f *fakeSource) list() []string {
@@ -31,6 +33,7 @@ func (f *fakeSource) read(_ context.Context, keys []string) map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	f.batches = append(f.batches, slices.Sorted(slices.Values(keys)))
 	out := map[string]int{}
 	for _, k := range keys {
 		f.reads[k]++
