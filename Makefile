@@ -14,7 +14,7 @@ build:
 	@mkdir -p $(OUTPUT_DIR)
 	$(GO) build -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=$$(git rev-parse --short=12 HEAD 2>/dev/null)" \
 		-o $(BIN) ./cmd/cri-containerd
-	$(GO) build -o $(OUTPUT_DIR)/cri-containerd-log-writer ./cmd/cri-containerd-log-writer
+	CGO_ENABLED=0 $(GO) build -o $(OUTPUT_DIR)/cri-containerd-log-writer ./cmd/cri-containerd-log-writer
 
 REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 STATIC_BIN := $(OUTPUT_DIR)/static/cri-containerd

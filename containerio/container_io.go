@@ -13,21 +13,20 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/fifo"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/cri-containerd/cri-containerd/crilog"
 )
 
 var (
-	// ErrClosed is returned when using a closed ContainerIO, ExecIO, LogFile
-	// or CRILogger.
-	ErrClosed = errors.New("containerio: closed")
+	// ErrClosed is returned when using a closed ContainerIO or ExecIO. It
+	// is crilog.ErrClosed, which a closed log file or logger returns: one
+	// error says "closed" whatever was.
+	ErrClosed = crilog.ErrClosed
 	// ErrAlreadyStarted is returned when a ContainerIO is started twice (by
 	// its Creator or its Attacher).
 	ErrAlreadyStarted = errors.New("containerio: already started")
-	// ErrSlowAttacher is why an attached client that does not keep up with
-	// the container output is detached.
-	ErrSlowAttacher = errors.New("containerio: attached client too slow, detached")
 )
 
 // Config describes the IO of one container.
@@ -56,7 +55,7 @@ type Config struct {
 	// written (nil: only logged).
 	LogErrors *LogErrorReporter
 	// AttachBufferSize is how many bytes of one stream may be queued for one
-	// attached client before it is detached (default DefaultAttachBufferSize).
+	// attached client before it is detached (default crilog.DefaultAttachBufferSize).
 	AttachBufferSize int
 	// Remote is the shim-side log writer (see Remote). With UseRemote, a new
 	// task gets Remote's log URI instead of output FIFOs, unless it has
@@ -98,8 +97,8 @@ type AttachOptions struct {
 type ContainerIO struct {
 	cfg    Config
 	clock  clock.PassiveClock
-	stdout *broadcaster
-	stderr *broadcaster
+	stdout *crilog.Fanout
+	stderr *crilog.Fanout
 	done   chan struct{} // closed when the output copying is over (or never started and closed)
 
 	mu         sync.Mutex
@@ -108,7 +107,7 @@ type ContainerIO struct {
 	closed     bool
 	cancelOpen context.CancelFunc
 	readers    []io.Closer
-	logFile    *LogFile
+	logFile    *crilog.LogFile
 	remoteIO   cio.IO // set when the output is handled by cfg.Remote
 	// remoteErrsDone stops following the remote writer's log write errors
 	// (see followRemoteErrors); nil when not followed.
@@ -133,8 +132,8 @@ func New(cfg Config) (*ContainerIO, error) {
 	c := &ContainerIO{
 		cfg:    cfg,
 		clock:  cfg.Clock,
-		stdout: newBroadcaster(cfg.AttachBufferSize),
-		stderr: newBroadcaster(cfg.AttachBufferSize),
+		stdout: crilog.NewFanout(cfg.AttachBufferSize),
+		stderr: crilog.NewFanout(cfg.AttachBufferSize),
 		done:   make(chan struct{}),
 		fifos:  fifoPaths(cfg.FIFODir, cfg.ID, cfg.Stdin, cfg.Tty),
 	}
@@ -247,9 +246,9 @@ func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
 		}
 	}()
 
-	var logFile *LogFile
+	var logFile *crilog.LogFile
 	if c.cfg.LogPath != "" {
-		lf, err := OpenLogFile(c.cfg.LogPath)
+		lf, err := crilog.OpenLogFile(c.cfg.LogPath)
 		if err != nil {
 			return fmt.Errorf("container %s: %w", c.cfg.ID, err)
 		}
@@ -318,22 +317,22 @@ func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
 
 	var wg sync.WaitGroup
 	logErrs := c.cfg.LogErrors.ForContainer(c.cfg.ID)
-	pipe := func(r io.ReadCloser, stream runtimeapi.LogStreamType, b *broadcaster) {
-		var logger *CRILogger
+	pipe := func(r io.ReadCloser, stream crilog.Stream, b *crilog.Fanout) {
+		var logger *crilog.CRILogger
 		if logFile != nil {
-			logger = NewCRILogger(logFile, stream, c.cfg.MaxLineSize, WithClock(c.clock), WithWriteErrors(logErrs))
+			logger = crilog.NewCRILogger(logFile, stream, c.cfg.MaxLineSize, crilog.WithClock(c.clock.Now), WithWriteErrors(logErrs))
 		}
 		wg.Go(func() { c.pipe(r, stream, logger, b) })
 	}
 	if stdout != nil {
-		pipe(stdout, runtimeapi.Stdout, c.stdout)
+		pipe(stdout, crilog.Stdout, c.stdout)
 	} else {
-		c.stdout.close()
+		c.stdout.Close()
 	}
 	if stderr != nil {
-		pipe(stderr, runtimeapi.Stderr, c.stderr)
+		pipe(stderr, crilog.Stderr, c.stderr)
 	} else {
-		c.stderr.close()
+		c.stderr.Close()
 	}
 	go func() {
 		wg.Wait()
@@ -352,7 +351,7 @@ func (c *ContainerIO) start(existing *cio.FIFOSet) (retErr error) {
 
 // pipe copies one output stream into the log and the attached clients until
 // EOF or until the FIFO is closed.
-func (c *ContainerIO) pipe(r io.ReadCloser, stream runtimeapi.LogStreamType, logger *CRILogger, b *broadcaster) {
+func (c *ContainerIO) pipe(r io.ReadCloser, stream crilog.Stream, logger *crilog.CRILogger, b *crilog.Fanout) {
 	buf := make([]byte, copyBufSize)
 	for {
 		n, err := r.Read(buf)
@@ -360,7 +359,7 @@ func (c *ContainerIO) pipe(r io.ReadCloser, stream runtimeapi.LogStreamType, log
 			if logger != nil {
 				_, _ = logger.Write(buf[:n])
 			}
-			b.publish(buf[:n])
+			b.Publish(buf[:n])
 		}
 		if err != nil {
 			switch {
@@ -376,7 +375,7 @@ func (c *ContainerIO) pipe(r io.ReadCloser, stream runtimeapi.LogStreamType, log
 	if logger != nil {
 		_ = logger.Close()
 	}
-	b.close()
+	b.Close()
 	_ = r.Close()
 	klog.V(4).InfoS("Finished copying container output", "containerID", c.cfg.ID, "stream", stream)
 }
@@ -394,7 +393,7 @@ func (c *ContainerIO) isClosed() bool {
 // Attach attaches a client (CRI Attach). It blocks until the container output
 // ends, the client is detached (its stdin ended without StdinOnce, it failed
 // or was too slow) or ctx is done. It returns nil for a normal end, ctx.Err()
-// when ctx is done, and the write error or ErrSlowAttacher when the client was
+// when ctx is done, and the write error or crilog.ErrSlowAttacher when the client was
 // dropped. A client without Stdout and Stderr is attached until its stdin ends.
 func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 	if r := c.activeRemote(); r != nil {
@@ -405,20 +404,18 @@ func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 		return nil
 	default:
 	}
-	type out struct {
-		s *subscriber
-		b *broadcaster
-	}
-	var outs []out
+	var outs []*crilog.Subscription
 	if opts.Stdout != nil {
-		outs = append(outs, out{c.stdout.subscribe(opts.Stdout), c.stdout})
+		outs = append(outs, c.stdout.Subscribe(opts.Stdout))
 	}
 	if opts.Stderr != nil && !opts.Tty && !c.cfg.Tty {
-		outs = append(outs, out{c.stderr.subscribe(opts.Stderr), c.stderr})
+		outs = append(outs, c.stderr.Subscribe(opts.Stderr))
 	}
 	defer func() {
+		// Every subscription has ended by now (or was cancelled):
+		// this only forgets them.
 		for _, o := range outs {
-			o.b.remove(o.s)
+			o.Cancel(nil)
 		}
 	}()
 
@@ -433,7 +430,7 @@ func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 				return
 			}
 			for _, o := range outs {
-				o.b.unsubscribe(o.s)
+				o.Unsubscribe()
 			}
 		}()
 	} else {
@@ -451,16 +448,16 @@ func (c *ContainerIO) Attach(ctx context.Context, opts AttachOptions) error {
 	}
 	for _, o := range outs {
 		select {
-		case <-o.s.ended:
+		case <-o.Done():
 		case <-ctx.Done():
 			for _, o := range outs {
-				o.s.abort(ctx.Err())
+				o.Cancel(ctx.Err())
 			}
 			return ctx.Err()
 		}
 	}
 	for _, o := range outs {
-		if err := o.s.result(); err != nil {
+		if err := o.Err(); err != nil {
 			return fmt.Errorf("attach to container %s: %w", c.cfg.ID, err)
 		}
 	}
@@ -580,6 +577,7 @@ func (c *ContainerIO) ReopenLog() error {
 	if err := lf.Reopen(); err != nil {
 		return fmt.Errorf("reopening log of container %s: %w", c.cfg.ID, err)
 	}
+	klog.V(4).InfoS("Reopened container log file", "containerID", c.cfg.ID, "path", lf.Path())
 	return nil
 }
 
@@ -648,8 +646,8 @@ func (c *ContainerIO) Close() error {
 	}
 
 	if !started {
-		c.stdout.close()
-		c.stderr.close()
+		c.stdout.Close()
+		c.stderr.Close()
 		c.finish()
 		return nil
 	}

@@ -13,6 +13,9 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/cri-containerd/cri-containerd/crilog"
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
 
 type testContainer struct {
@@ -61,7 +64,7 @@ func (tc *testContainer) start(t *testing.T) (*ContainerIO, *fakeShim) {
 
 func (tc *testContainer) logLines(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	return reassemble(parseRecords(t, readFile(t, path)))
+	return crilogtest.Reassemble(crilogtest.Parse(t, crilogtest.ReadFile(t, path)))
 }
 
 func TestNewValidation(t *testing.T) {
@@ -90,14 +93,14 @@ func TestContainerIORoundTrip(t *testing.T) {
 		t.Fatalf("second start: %v", err)
 	}
 
-	out, errOut := newSyncBuf(), newSyncBuf()
+	out, errOut := crilogtest.NewSyncBuf(), crilogtest.NewSyncBuf()
 	inR, inW := io.Pipe()
 	defer inW.Close()
 	attachErr := make(chan error, 1)
 	go func() {
 		attachErr <- c.Attach(context.Background(), AttachOptions{Stdin: inR, Stdout: out, Stderr: errOut})
 	}()
-	eventually(t, "attach subscriptions", func() bool { return subscribers(c.stdout) == 1 && subscribers(c.stderr) == 1 })
+	crilogtest.Eventually(t, "attach subscriptions", func() bool { return c.stdout.Subscribers() == 1 && c.stderr.Subscribers() == 1 })
 
 	shim.write(shim.stdoutW, "hello\n")
 	shim.write(shim.stderrW, "oops\n")
@@ -115,7 +118,7 @@ func TestContainerIORoundTrip(t *testing.T) {
 	if err := waitErr(t, "attach end", attachErr); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
-	waitChan(t, "output done", c.Done())
+	crilogtest.WaitChan(t, "output done", c.Done())
 	if !c.Wait(0) {
 		t.Fatal("Wait(0) returned false")
 	}
@@ -126,20 +129,20 @@ func TestContainerIORoundTrip(t *testing.T) {
 	if got := errOut.String(); got != "oops\n" {
 		t.Fatalf("attached stderr %q", got)
 	}
-	if !out.isClosed() || !errOut.isClosed() {
+	if !out.IsClosed() || !errOut.IsClosed() {
 		t.Fatal("attached streams not closed at the end of the output")
 	}
 
-	recs := parseRecords(t, readFile(t, tc.logPath))
+	recs := crilogtest.Parse(t, crilogtest.ReadFile(t, tc.logPath))
 	var stdoutRecs []string
 	for _, r := range recs {
-		if r.stream == "stdout" {
+		if r.Stream == "stdout" {
 			stdoutRecs = append(stdoutRecs, r.String())
 		} else if r.String() != "stderr F oops" {
 			t.Fatalf("unexpected stderr record %q", r)
 		}
-		if !r.ts.Equal(testTime) {
-			t.Fatalf("timestamp %v", r.ts)
+		if !r.TS.Equal(testTime) {
+			t.Fatalf("timestamp %v", r.TS)
 		}
 	}
 	want := []string{"stdout F hello", "stdout P 0123456789abcdef", "stdout F XYZ", "stdout P no newline"}
@@ -148,7 +151,7 @@ func TestContainerIORoundTrip(t *testing.T) {
 	}
 
 	// Attaching after the end returns at once.
-	if err := c.Attach(context.Background(), AttachOptions{Stdout: newSyncBuf()}); err != nil {
+	if err := c.Attach(context.Background(), AttachOptions{Stdout: crilogtest.NewSyncBuf()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.ReopenLog(); err == nil {
@@ -179,21 +182,21 @@ func TestContainerIOStdinOnce(t *testing.T) {
 	inR, inW := io.Pipe()
 	var closed atomic.Int32
 	attachErr := make(chan error, 1)
-	out := newSyncBuf()
+	out := crilogtest.NewSyncBuf()
 	go func() {
 		attachErr <- c.Attach(context.Background(), AttachOptions{
 			Stdin: inR, Stdout: out,
 			CloseStdin: func() error { closed.Add(1); return nil },
 		})
 	}()
-	eventually(t, "subscription", func() bool { return subscribers(c.stdout) == 1 })
+	crilogtest.Eventually(t, "subscription", func() bool { return c.stdout.Subscribers() == 1 })
 	_, _ = inW.Write([]byte("echo hi\n"))
 	_ = inW.Close()
 	got, eof := shim.readStdin(-1, testTimeout)
 	if got != "echo hi\n" || !eof {
 		t.Fatalf("container stdin got %q eof=%v, want the data then EOF", got, eof)
 	}
-	eventually(t, "CloseStdin", func() bool { return closed.Load() == 1 })
+	crilogtest.Eventually(t, "CloseStdin", func() bool { return closed.Load() == 1 })
 
 	// The client stays attached until the output ends.
 	shim.write(shim.stdoutW, "hi\n")
@@ -216,13 +219,13 @@ func TestContainerIOStdinDetach(t *testing.T) {
 	c, shim := tc.start(t)
 
 	inR, inW := io.Pipe()
-	out := newSyncBuf()
+	out := crilogtest.NewSyncBuf()
 	attachErr := make(chan error, 1)
 	go func() {
 		attachErr <- c.Attach(context.Background(), AttachOptions{Stdin: inR, Stdout: out,
 			CloseStdin: func() error { t.Error("CloseStdin called without StdinOnce"); return nil }})
 	}()
-	eventually(t, "subscription", func() bool { return subscribers(c.stdout) == 1 })
+	crilogtest.Eventually(t, "subscription", func() bool { return c.stdout.Subscribers() == 1 })
 	_, _ = inW.Write([]byte("a\n"))
 	if got, _ := shim.readStdin(2, testTimeout); got != "a\n" {
 		t.Fatalf("container stdin got %q", got)
@@ -231,8 +234,8 @@ func TestContainerIOStdinDetach(t *testing.T) {
 	if err := waitErr(t, "detach", attachErr); err != nil {
 		t.Fatal(err)
 	}
-	waitChan(t, "attached stdout closed", out.closed)
-	if subscribers(c.stdout) != 0 {
+	crilogtest.WaitChan(t, "attached stdout closed", out.Closed)
+	if c.stdout.Subscribers() != 0 {
 		t.Fatal("detached client still subscribed")
 	}
 	// The container stdin stays open, and another client can still write.
@@ -264,12 +267,12 @@ func TestContainerIOTTY(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tc.fifoDir, "c1-stderr")); !os.IsNotExist(err) {
 		t.Fatal("stderr FIFO created with a TTY")
 	}
-	out, errOut := newSyncBuf(), newSyncBuf()
+	out, errOut := crilogtest.NewSyncBuf(), crilogtest.NewSyncBuf()
 	attachErr := make(chan error, 1)
 	go func() {
 		attachErr <- c.Attach(context.Background(), AttachOptions{Stdout: out, Stderr: errOut, Tty: true})
 	}()
-	eventually(t, "subscription", func() bool { return subscribers(c.stdout) == 1 })
+	crilogtest.Eventually(t, "subscription", func() bool { return c.stdout.Subscribers() == 1 })
 	shim.write(shim.stdoutW, "prompt$ ls\r\nfile\r\n")
 	shim.closeOutputs()
 	if err := waitErr(t, "attach end", attachErr); err != nil {
@@ -281,7 +284,7 @@ func TestContainerIOTTY(t *testing.T) {
 	if out.String() != "prompt$ ls\r\nfile\r\n" || errOut.String() != "" {
 		t.Fatalf("attached %q / %q", out.String(), errOut.String())
 	}
-	got := recordStrings(parseRecords(t, readFile(t, tc.logPath)))
+	got := crilogtest.Strings(crilogtest.Parse(t, crilogtest.ReadFile(t, tc.logPath)))
 	if strings.Join(got, "|") != "stdout F prompt$ ls|stdout F file" {
 		t.Fatalf("log records %q", got)
 	}
@@ -293,15 +296,15 @@ func TestContainerIOSlowAttacher(t *testing.T) {
 	tc := newTestContainer(t, func(c *Config) { c.AttachBufferSize = 256 << 10; c.MaxLineSize = -1 })
 	c, shim := tc.start(t)
 
-	slow := newBlockingWriter()
-	defer close(slow.release)
-	fast := newSyncBuf()
+	slow := crilogtest.NewBlockingWriter()
+	defer close(slow.Release)
+	fast := crilogtest.NewSyncBuf()
 	failing := &errWriter{closed: make(chan struct{})}
 	slowErr, fastErr, failErr := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { slowErr <- c.Attach(context.Background(), AttachOptions{Stdout: slow}) }()
 	go func() { fastErr <- c.Attach(context.Background(), AttachOptions{Stdout: fast}) }()
 	go func() { failErr <- c.Attach(context.Background(), AttachOptions{Stdout: failing}) }()
-	eventually(t, "subscriptions", func() bool { return subscribers(c.stdout) == 3 })
+	crilogtest.Eventually(t, "subscriptions", func() bool { return c.stdout.Subscribers() == 3 })
 
 	// Lockstep with the healthy client (so that it never lags, whatever the
 	// scheduling), 2 MiB in all: far more than the pipe and the attach buffer
@@ -330,13 +333,13 @@ func TestContainerIOSlowAttacher(t *testing.T) {
 	}
 	want := strings.Repeat(step, steps)
 
-	if err := waitErr(t, "slow attacher detached", slowErr); !errors.Is(err, ErrSlowAttacher) {
-		t.Fatalf("slow attacher: %v, want ErrSlowAttacher", err)
+	if err := waitErr(t, "slow attacher detached", slowErr); !errors.Is(err, crilog.ErrSlowAttacher) {
+		t.Fatalf("slow attacher: %v, want crilog.ErrSlowAttacher", err)
 	}
 	if err := waitErr(t, "failing attacher dropped", failErr); err == nil || !strings.Contains(err.Error(), "client went away") {
 		t.Fatalf("failing attacher: %v", err)
 	}
-	waitChan(t, "failing writer closed", failing.closed)
+	crilogtest.WaitChan(t, "failing writer closed", failing.closed)
 
 	shim.closeOutputs()
 	if err := waitErr(t, "fast attacher end", fastErr); err != nil {
@@ -369,7 +372,7 @@ func TestContainerIOReopenLog(t *testing.T) {
 	tc := newTestContainer(t, nil)
 	c, shim := tc.start(t)
 	shim.write(shim.stdoutW, "first\n")
-	eventually(t, "first record", func() bool { return fileContains(tc.logPath, "F first") })
+	crilogtest.Eventually(t, "first record", func() bool { return fileContains(tc.logPath, "F first") })
 	if err := os.Rename(tc.logPath, tc.logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +403,7 @@ func TestContainerIORestart(t *testing.T) {
 
 	shim.write(shim.stdoutW, "before\n")
 	shim.write(shim.stderrW, "err before\n")
-	eventually(t, "records before restart", func() bool {
+	crilogtest.Eventually(t, "records before restart", func() bool {
 		return fileContains(tc.logPath, "F before") && fileContains(tc.logPath, "F err before")
 	})
 	shim.write(shim.stdoutW, "par")
@@ -436,7 +439,7 @@ func TestContainerIORestart(t *testing.T) {
 	}
 	shim.write(shim.stdoutW, "after\n")
 	shim.closeOutputs()
-	waitChan(t, "output end after re-attach", c2.Done())
+	crilogtest.WaitChan(t, "output end after re-attach", c2.Done())
 
 	got := tc.logLines(t, tc.logPath)
 	if s := strings.Join(got["stdout"], "|"); s != "before|partial|during 1|during 2|after" {
@@ -471,7 +474,7 @@ func TestContainerIOReattachAfterExit(t *testing.T) {
 	if _, err := c2.Attacher()(cio.NewFIFOSet(stored, nil)); err != nil {
 		t.Fatal(err)
 	}
-	waitChan(t, "output end", c2.Done())
+	crilogtest.WaitChan(t, "output end", c2.Done())
 	if err := c2.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
@@ -489,11 +492,11 @@ func TestContainerIOCancelBeforeShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	attachErr := make(chan error, 1)
-	go func() { attachErr <- c.Attach(context.Background(), AttachOptions{Stdout: newSyncBuf()}) }()
+	go func() { attachErr <- c.Attach(context.Background(), AttachOptions{Stdout: crilogtest.NewSyncBuf()}) }()
 	c.Cancel()
 	waited := make(chan struct{})
 	go func() { c.TaskIO().Wait(); close(waited) }()
-	waitChan(t, "Wait after Cancel", waited)
+	crilogtest.WaitChan(t, "Wait after Cancel", waited)
 	if err := waitErr(t, "attach end", attachErr); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +561,7 @@ func TestRegressionLogWriteErrorsDroppedFullDisk(t *testing.T) {
 	shim.write(shim.stdoutW, "one\ntwo\n")
 	shim.write(shim.stderrW, "three\n")
 	shim.closeOutputs()
-	waitChan(t, "output done", c.Done())
+	crilogtest.WaitChan(t, "output done", c.Done())
 	if got := counter.value(); got != 3 {
 		t.Fatalf("counter = %d after 3 records to a full disk, want 3", got)
 	}

@@ -3,24 +3,10 @@
 //
 // # Log format
 //
-// [CRILogger] turns one output stream into kubelet CRI log records:
-//
-//	<RFC3339Nano timestamp> <stdout|stderr> <P|F> <content>\n
-//
-// A line ending in "\n" (a trailing "\r\n" is dropped as a whole) becomes one
-// "F" record. A line longer than the maximum line size is cut into records of
-// exactly that size tagged "P", followed by the remainder tagged "F". Content
-// still buffered without a newline when the stream ends (Close) is written as a
-// "P" record, as containerd does. A maximum line size <= 0 means unlimited.
-// Every record is handed to the sink in one Write call.
-//
-// [LogFile] is that sink for a container: a log file opened
-// O_CREATE|O_APPEND|O_WRONLY|O_NOFOLLOW with mode 0640 whose Write is
-// serialized by a mutex, so records of stdout and stderr never interleave.
-// [LogFile.Reopen] swaps the file under the same mutex (CRI ReopenContainerLog:
-// kubelet renames the file, then asks for a reopen; every record goes either to
-// the renamed file or to the new one, none is lost). The parent directory must
-// exist.
+// The CRI log records, the log file and the attach fan-out are package
+// crilog's ([crilog.CRILogger], [crilog.LogFile], [crilog.Fanout]), which the
+// shim-side log writer shares; this package accounts their write errors
+// ([LogErrorReporter], [WithWriteErrors]).
 //
 // # Container IO
 //
@@ -38,7 +24,7 @@
 //
 // Each output stream is copied by one goroutine into the CRI log and into every
 // attached stream. Attached streams are fed through a bounded per-attacher
-// queue: a slow attacher is detached ([ErrSlowAttacher]) and a failing one is
+// queue: a slow attacher is detached ([crilog.ErrSlowAttacher]) and a failing one is
 // dropped; neither ever blocks the log.
 //
 // [ContainerIO.Attach] serves CRI Attach: it forwards the client's stdin to the

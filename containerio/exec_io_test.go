@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
 
 func TestExecIORoundTrip(t *testing.T) {
@@ -30,7 +32,7 @@ func TestExecIORoundTrip(t *testing.T) {
 	}
 	shim := openShim(t, cfg)
 
-	out, errOut := newSyncBuf(), newSyncBuf()
+	out, errOut := crilogtest.NewSyncBuf(), crilogtest.NewSyncBuf()
 	inR, inW := io.Pipe()
 	var closed atomic.Int32
 	done := e.Attach(AttachOptions{Stdin: inR, Stdout: out, Stderr: errOut, StdinOnce: true,
@@ -38,7 +40,7 @@ func TestExecIORoundTrip(t *testing.T) {
 	if again := e.Attach(AttachOptions{}); again == nil {
 		t.Fatal("second Attach returned nil")
 	} else {
-		waitChan(t, "second attach", again)
+		crilogtest.WaitChan(t, "second attach", again)
 	}
 
 	_, _ = inW.Write([]byte("stdin data"))
@@ -47,18 +49,18 @@ func TestExecIORoundTrip(t *testing.T) {
 	if got != "stdin data" || !eof {
 		t.Fatalf("exec stdin got %q eof=%v", got, eof)
 	}
-	eventually(t, "CloseStdin", func() bool { return closed.Load() == 1 })
+	crilogtest.Eventually(t, "CloseStdin", func() bool { return closed.Load() == 1 })
 
 	shim.write(shim.stdoutW, "out\n")
 	shim.write(shim.stderrW, "err\n")
 	shim.closeOutputs()
-	waitChan(t, "exec output done", done)
+	crilogtest.WaitChan(t, "exec output done", done)
 	e.Cancel()
 	e.Wait()
 	if out.String() != "out\n" || errOut.String() != "err\n" {
 		t.Fatalf("exec output %q / %q", out.String(), errOut.String())
 	}
-	if !out.isClosed() || !errOut.isClosed() {
+	if !out.IsClosed() || !errOut.IsClosed() {
 		t.Fatal("writers not closed")
 	}
 	if err := e.Close(); err != nil {
@@ -99,8 +101,8 @@ func TestExecIOFailingClientDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	shim.closeOutputs()
-	waitChan(t, "exec output done", done)
-	waitChan(t, "writer closed", w.closed)
+	crilogtest.WaitChan(t, "exec output done", done)
+	crilogtest.WaitChan(t, "writer closed", w.closed)
 }
 
 // TestExecIOCancelBeforeShim: exec creation failed, the shim never opened the
@@ -111,9 +113,9 @@ func TestExecIOCancelBeforeShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := e.Attach(AttachOptions{Stdout: newSyncBuf(), Stderr: newSyncBuf()})
+	done := e.Attach(AttachOptions{Stdout: crilogtest.NewSyncBuf(), Stderr: crilogtest.NewSyncBuf()})
 	e.Cancel()
-	waitChan(t, "attach done after Cancel", done)
+	crilogtest.WaitChan(t, "attach done after Cancel", done)
 	e.Wait()
 	if err := e.Close(); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +13,8 @@ import (
 )
 
 const testTimeout = 10 * time.Second
+
+var testTime = time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
 
 // fakeShim opens the FIFOs the way containerd-shim-runc-v2 does: every output
 // FIFO both O_WRONLY and O_RDONLY (so the pipe survives our side closing),
@@ -101,94 +102,10 @@ func (s *fakeShim) readStdin(want int, d time.Duration) (data string, eof bool) 
 	return buf.String(), false
 }
 
-// syncBuf is an attached stream collecting what it receives.
-type syncBuf struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newSyncBuf() *syncBuf { return &syncBuf{closed: make(chan struct{})} }
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuf) Close() error {
-	b.once.Do(func() { close(b.closed) })
-	return nil
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuf) isClosed() bool {
-	select {
-	case <-b.closed:
-		return true
-	default:
-		return false
-	}
-}
-
-// blockingWriter blocks every Write until released.
-type blockingWriter struct {
-	release chan struct{}
-	closed  chan struct{}
-	once    sync.Once
-}
-
-func newBlockingWriter() *blockingWriter {
-	return &blockingWriter{release: make(chan struct{}), closed: make(chan struct{})}
-}
-
-func (w *blockingWriter) Write(p []byte) (int, error) {
-	<-w.release
-	return len(p), nil
-}
-
-func (w *blockingWriter) Close() error {
-	w.once.Do(func() { close(w.closed) })
-	return nil
-}
-
 type errWriter struct{ closed chan struct{} }
 
 func (w *errWriter) Write([]byte) (int, error) { return 0, errors.New("client went away") }
 func (w *errWriter) Close() error              { close(w.closed); return nil }
-
-// eventually polls cond until it holds or the test times out.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func subscribers(b *broadcaster) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.subs)
-}
-
-func waitChan(t *testing.T, what string, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(testTimeout):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
 
 func waitErr(t *testing.T, what string, ch <-chan error) error {
 	t.Helper()

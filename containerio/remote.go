@@ -120,8 +120,8 @@ func (c *ContainerIO) startRemoteLocked(existing *cio.FIFOSet) error {
 	c.stdin = stdin
 	c.stdinClosed = stdin == nil
 	c.stdinMu.Unlock()
-	c.stdout.close()
-	c.stderr.close()
+	c.stdout.Close()
+	c.stderr.Close()
 	c.remoteErrsDone = c.followRemoteErrors()
 	klog.V(4).InfoS("Container IO handed to the shim log writer", "containerID", c.cfg.ID, "reattach", existing != nil,
 		"stdout", c.fifos.Stdout, "stdin", c.fifos.Stdin)

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2/textlogger"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/cri-containerd/cri-containerd/crilog"
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
 
 type fakeRemote struct {
@@ -214,7 +216,7 @@ func TestRemoteLogWriteErrorsCounted(t *testing.T) {
 		t.Fatalf("Total = %v before any error", got)
 	}
 	// A daemon-side error counts too.
-	NewCRILogger(&failingWriter{}, runtimeapi.Stdout, 0, WithWriteErrors(rep.ForContainer("d"))).Write([]byte("x\n"))
+	crilog.NewCRILogger(&failingWriter{}, crilog.Stdout, 0, WithWriteErrors(rep.ForContainer("d"))).Write([]byte("x\n"))
 	r1.add(5, nil)
 	r2.add(2, nil)
 	if got := rep.Total(); got != 8 {
@@ -394,7 +396,7 @@ func TestRemoteTTYWithStdin(t *testing.T) {
 
 	// TTY attach: the end of the client's stdin detaches it only.
 	var out bytes.Buffer
-	err = c.Attach(context.Background(), AttachOptions{Stdin: strings.NewReader("hello\n"), Stdout: nopWriteCloser{&out}, Tty: true,
+	err = c.Attach(context.Background(), AttachOptions{Stdin: strings.NewReader("hello\n"), Stdout: crilogtest.NopWriteCloser{Writer: &out}, Tty: true,
 		CloseStdin: func() error { t.Error("CloseStdin with a TTY attach"); return nil }})
 	if err != nil {
 		t.Fatalf("TTY attach: %v", err)
@@ -410,11 +412,11 @@ func TestRemoteTTYWithStdin(t *testing.T) {
 	closed := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("once\n"), Stdout: nopWriteCloser{&out},
+		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("once\n"), Stdout: crilogtest.NopWriteCloser{Writer: &out},
 			CloseStdin: func() error { close(closed); return nil }})
 	}()
 	expect("once\n")
-	waitChan(t, "CloseStdin", closed)
+	crilogtest.WaitChan(t, "CloseStdin", closed)
 	if c.hasStdin() {
 		t.Fatal("container stdin still open after StdinOnce")
 	}
@@ -513,7 +515,7 @@ func TestRegressionRemoteAttachStdinBeforeOutput(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("echo hi\n"), Stdout: nopWriteCloser{io.Discard}, Tty: true})
+		done <- c.Attach(ctx, AttachOptions{Stdin: strings.NewReader("echo hi\n"), Stdout: crilogtest.NopWriteCloser{Writer: io.Discard}, Tty: true})
 	}()
 	got := make(chan string, 16)
 	go func() {

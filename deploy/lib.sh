@@ -366,14 +366,14 @@ pull-image-on-create: false
 # build_daemon: go build the daemon; CRI_CONTAINERD_RACE=1 builds it with the
 # race detector (hack/test.sh does, so e2e and critest run a -race daemon).
 build_daemon() {
-	local rev race=()
-	[[ "${CRI_CONTAINERD_RACE:-0}" == 1 ]] && race=(-race)
+	local rev race=() writer_cgo=0
+	[[ "${CRI_CONTAINERD_RACE:-0}" == 1 ]] && race=(-race) && writer_cgo=1
 	log "building cri-containerd ${race[*]} -> $CRI_CONTAINERD_BIN"
 	mkdir -p "$(dirname "$CRI_CONTAINERD_BIN")"
 	rev="$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)"
 	(cd "$REPO_ROOT" && go build "${race[@]}" -ldflags "-X github.com/cri-containerd/cri-containerd/version.Revision=${rev}" \
 		-o "$CRI_CONTAINERD_BIN" ./cmd/cri-containerd &&
-		go build "${race[@]}" -o "$(dirname "$CRI_CONTAINERD_BIN")/cri-containerd-log-writer" ./cmd/cri-containerd-log-writer) ||
+		CGO_ENABLED="$writer_cgo" go build "${race[@]}" -o "$(dirname "$CRI_CONTAINERD_BIN")/cri-containerd-log-writer" ./cmd/cri-containerd-log-writer) ||
 		die "building cri-containerd failed (hack/up.sh --no-daemon brings up the rest)"
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 
 	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/shimlog/logwriter"
 )
 
 // ControlSocketName is the control socket's name in the container's
@@ -33,7 +34,7 @@ type RemoteConfig struct {
 	Dir string
 	// Executable is the daemon's executable, which runs as the writer.
 	Executable string
-	// LogPath, MaxLineSize and TTY: see Options.
+	// LogPath, MaxLineSize and TTY: see logwriter.Options.
 	LogPath     string
 	MaxLineSize int
 	TTY         bool
@@ -43,7 +44,7 @@ type RemoteConfig struct {
 // implements containerio.Remote.
 type Remote struct {
 	cfg    RemoteConfig
-	client Client
+	client logwriter.Client
 	ctx    context.Context // done once the daemon closes its IO
 	cancel context.CancelFunc
 }
@@ -56,11 +57,11 @@ var (
 // NewRemote returns the handle; it touches nothing.
 func NewRemote(cfg RemoteConfig) *Remote {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Remote{cfg: cfg, client: Client{Path: filepath.Join(cfg.Dir, ControlSocketName)}, ctx: ctx, cancel: cancel}
+	return &Remote{cfg: cfg, client: logwriter.Client{Path: filepath.Join(cfg.Dir, ControlSocketName)}, ctx: ctx, cancel: cancel}
 }
 
 // Client returns the control client.
-func (r *Remote) Client() Client { return r.client }
+func (r *Remote) Client() logwriter.Client { return r.client }
 
 // LogURI returns the binary:// log URI that makes the shim start the writer.
 func (r *Remote) LogURI() (string, error) {
@@ -71,20 +72,20 @@ func (r *Remote) LogURI() (string, error) {
 		"--tty":           strconv.FormatBool(r.cfg.TTY),
 		"--errors-file":   r.errorsPath(),
 	}
-	u, err := cio.LogURIGenerator("binary", filepath.Join(r.cfg.Dir, BinaryName), args)
+	u, err := cio.LogURIGenerator("binary", filepath.Join(r.cfg.Dir, logwriter.BinaryName), args)
 	if err != nil {
 		return "", fmt.Errorf("log writer URI: %w", err)
 	}
 	return u.String(), nil
 }
 
-func (r *Remote) errorsPath() string { return filepath.Join(r.cfg.Dir, ErrorsFileName) }
+func (r *Remote) errorsPath() string { return filepath.Join(r.cfg.Dir, logwriter.ErrorsFileName) }
 
 // LogWriteErrors returns the number of log records the writer could not
 // write so far (containerio.RemoteErrorCounter). The count outlives the
 // writer: it is kept in the container's directory until the container is
 // removed.
-func (r *Remote) LogWriteErrors() (int64, error) { return ReadErrorCount(r.errorsPath()) }
+func (r *Remote) LogWriteErrors() (int64, error) { return logwriter.ReadErrorCount(r.errorsPath()) }
 
 // NewTaskIO creates the container directory and the link to the executable,
 // and returns the IO whose Config is the log URI.
@@ -95,7 +96,7 @@ func (r *Remote) NewTaskIO() (cio.IO, error) {
 	if err := os.MkdirAll(r.cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating log writer directory: %w", err)
 	}
-	if err := linkExecutable(filepath.Join(r.cfg.Dir, BinaryName), r.cfg.Executable); err != nil {
+	if err := linkExecutable(filepath.Join(r.cfg.Dir, logwriter.BinaryName), r.cfg.Executable); err != nil {
 		return nil, err
 	}
 	uri, err := r.LogURI()
@@ -158,7 +159,7 @@ func (r *Remote) Attach(ctx context.Context, opts containerio.AttachOptions) err
 		err = r.client.AttachNotify(ctx, stdout, stderr, opts.Attached)
 	}
 	switch {
-	case err == nil, errors.Is(err, ErrNotRunning):
+	case err == nil, errors.Is(err, logwriter.ErrNotRunning):
 		return nil // the output has ended
 	case ctx.Err() != nil && r.ctx.Err() != nil:
 		return nil // the daemon closed the IO
@@ -170,7 +171,7 @@ func (r *Remote) Attach(ctx context.Context, opts containerio.AttachOptions) err
 // ReopenLog asks the writer to reopen the log file.
 func (r *Remote) ReopenLog(ctx context.Context) error {
 	if err := r.client.Reopen(ctx); err != nil {
-		if errors.Is(err, ErrNotRunning) {
+		if errors.Is(err, logwriter.ErrNotRunning) {
 			return fmt.Errorf("%w: %w", containerio.ErrClosed, err)
 		}
 		return err

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cri-containerd/cri-containerd/shimlog"
+	"github.com/cri-containerd/cri-containerd/shimlog/logwriter"
 )
 
 func TestLogWriterArgs(t *testing.T) {
@@ -23,7 +23,7 @@ func TestLogWriterArgs(t *testing.T) {
 	}{
 		{"/usr/bin/cri-containerd", []string{"--socket-path", "x"}, nil, false},
 		{"/usr/bin/cri-containerd", []string{"log-writer", "--control", "c"}, []string{"--control", "c"}, true},
-		{"/run/x/" + shimlog.BinaryName, []string{"--control", "c"}, []string{"--control", "c"}, true},
+		{"/run/x/" + logwriter.BinaryName, []string{"--control", "c"}, []string{"--control", "c"}, true},
 		{"/usr/bin/cri-containerd", nil, nil, false},
 	} {
 		got, ok := logWriterArgs(tc.argv0, tc.args)
@@ -39,7 +39,7 @@ func TestLogWriterOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.TTY || o.MaxLineSize != 16384 || o.ControlPath != "/s" || o.LogPath != "/l" || o.DrainTimeout != shimlog.DefaultDrainTimeout {
+	if !o.TTY || o.MaxLineSize != 16384 || o.ControlPath != "/s" || o.LogPath != "/l" || o.DrainTimeout != logwriter.DefaultDrainTimeout {
 		t.Fatalf("options %+v", o)
 	}
 	for _, bad := range [][]string{
@@ -89,7 +89,7 @@ func TestLogWriterProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := shimlog.Client{Path: ctlPath}.Status(ctx)
+	st, err := logwriter.Client{Path: ctlPath}.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,14 +20,14 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/config"
 	"github.com/cri-containerd/cri-containerd/server"
-	"github.com/cri-containerd/cri-containerd/shimlog"
+	"github.com/cri-containerd/cri-containerd/shimlog/logwriter"
 	"github.com/cri-containerd/cri-containerd/version"
 )
 
 func main() {
 	if args, ok := logWriterArgs(os.Args[0], os.Args[1:]); ok {
 		if err := runLogWriter(args); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", shimlog.BinaryName, err)
+			fmt.Fprintf(os.Stderr, "%s: %v\n", logwriter.BinaryName, err)
 			os.Exit(1)
 		}
 		return

@@ -1,4 +1,4 @@
-package containerio
+package crilog
 
 import (
 	"bytes"
@@ -7,82 +7,17 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2/textlogger"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
 
-var (
-	testTime = time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
-	recordRE = regexp.MustCompile(`^(\S+) (stdout|stderr) (P|F) (.*)$`)
-)
-
-type record struct {
-	ts      time.Time
-	stream  string
-	tag     string
-	content string
-}
-
-func (r record) String() string { return r.stream + " " + r.tag + " " + r.content }
-
-// parseRecords parses CRI log data strictly: every line must be a record.
-func parseRecords(t *testing.T, data string) []record {
-	t.Helper()
-	if data == "" {
-		return nil
-	}
-	if !strings.HasSuffix(data, "\n") {
-		t.Fatalf("log data does not end with a newline: %q", data)
-	}
-	var recs []record
-	for _, line := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
-		m := recordRE.FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("malformed record %q", line)
-		}
-		ts, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil {
-			t.Fatalf("bad timestamp in %q: %v", line, err)
-		}
-		recs = append(recs, record{ts: ts, stream: m[2], tag: m[3], content: m[4]})
-	}
-	return recs
-}
-
-func recordStrings(recs []record) []string {
-	out := []string{}
-	for _, r := range recs {
-		out = append(out, r.String())
-	}
-	return out
-}
-
-// reassemble joins P records with the following records, as kubelet does,
-// and returns the lines of each stream.
-func reassemble(recs []record) map[string][]string {
-	lines := map[string][]string{}
-	cur := map[string]string{}
-	for _, r := range recs {
-		cur[r.stream] += r.content
-		if r.tag == "F" {
-			lines[r.stream] = append(lines[r.stream], cur[r.stream])
-			cur[r.stream] = ""
-		}
-	}
-	for s, rest := range cur {
-		if rest != "" {
-			lines[s] = append(lines[s], rest)
-		}
-	}
-	return lines
-}
+var testTime = time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
 
 func TestCRILoggerFormat(t *testing.T) {
 	for _, tc := range []struct {
@@ -118,7 +53,7 @@ func TestCRILoggerFormat(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			l := NewCRILogger(&buf, runtimeapi.Stdout, tc.max, WithClock(testingclock.NewFakePassiveClock(testTime)))
+			l := NewCRILogger(&buf, Stdout, tc.max, WithClock(testingclock.NewFakePassiveClock(testTime).Now))
 			for _, w := range tc.writes {
 				n, err := l.Write([]byte(w))
 				if err != nil || n != len(w) {
@@ -128,14 +63,14 @@ func TestCRILoggerFormat(t *testing.T) {
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
-			recs := parseRecords(t, buf.String())
-			got := recordStrings(recs)
+			recs := crilogtest.Parse(t, buf.String())
+			got := crilogtest.Strings(recs)
 			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Fatalf("records:\n got %q\nwant %q", got, tc.want)
 			}
 			for _, r := range recs {
-				if !r.ts.Equal(testTime) {
-					t.Errorf("timestamp %v, want %v", r.ts, testTime)
+				if !r.TS.Equal(testTime) {
+					t.Errorf("timestamp %v, want %v", r.TS, testTime)
 				}
 			}
 		})
@@ -145,7 +80,7 @@ func TestCRILoggerFormat(t *testing.T) {
 func TestCRILoggerExactBytes(t *testing.T) {
 	var buf bytes.Buffer
 	clk := testingclock.NewFakePassiveClock(testTime)
-	l := NewCRILogger(&buf, runtimeapi.Stderr, 3, WithClock(clk))
+	l := NewCRILogger(&buf, Stderr, 3, WithClock(clk.Now))
 	_, _ = l.Write([]byte("hello\n"))
 	clk.SetTime(testTime.Add(time.Second))
 	_, _ = l.Write([]byte("\nend"))
@@ -172,7 +107,7 @@ func TestCRILoggerChunking(t *testing.T) {
 		max := rnd.Intn(12) - 1
 		render := func(chunks [][]byte) string {
 			var buf bytes.Buffer
-			l := NewCRILogger(&buf, runtimeapi.Stdout, max, WithClock(testingclock.NewFakePassiveClock(testTime)))
+			l := NewCRILogger(&buf, Stdout, max, WithClock(testingclock.NewFakePassiveClock(testTime).Now))
 			for _, c := range chunks {
 				_, _ = l.Write(c)
 			}
@@ -193,10 +128,10 @@ func TestCRILoggerChunking(t *testing.T) {
 			t.Fatalf("max %d data %q: chunked output\n%q\ndiffers from\n%q", max, data, got, whole)
 		}
 		// Content is preserved: reassembled lines equal the input lines.
-		recs := parseRecords(t, whole)
+		recs := crilogtest.Parse(t, whole)
 		for _, r := range recs {
-			if max > 0 && len(r.content) > max {
-				t.Fatalf("record longer than %d: %q", max, r.content)
+			if max > 0 && len(r.Content) > max {
+				t.Fatalf("record longer than %d: %q", max, r.Content)
 			}
 		}
 		wantLines := strings.Split(string(data), "\n")
@@ -209,7 +144,7 @@ func TestCRILoggerChunking(t *testing.T) {
 				wantLines[i] = l // no newline: CR kept
 			}
 		}
-		got := reassemble(recs)["stdout"]
+		got := crilogtest.Reassemble(recs)["stdout"]
 		if strings.Join(got, "\n") != strings.Join(wantLines, "\n") || len(got) != len(wantLines) {
 			t.Fatalf("max %d data %q: reassembled %q, want %q", max, data, got, wantLines)
 		}
@@ -225,7 +160,7 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 
 func TestCRILoggerSinkErrorKeepsDraining(t *testing.T) {
 	fw := &failingWriter{}
-	l := NewCRILogger(fw, runtimeapi.Stdout, 8)
+	l := NewCRILogger(fw, Stdout, 8)
 	for i := 0; i < 10; i++ {
 		n, err := l.Write([]byte("line\n"))
 		if err != nil || n != 5 {
@@ -256,7 +191,7 @@ func TestCRILoggerInterleaving(t *testing.T) {
 	const lines = 2000
 	want := map[string][]string{}
 	var wg sync.WaitGroup
-	for si, stream := range []runtimeapi.LogStreamType{runtimeapi.Stdout, runtimeapi.Stderr} {
+	for si, stream := range []Stream{Stdout, Stderr} {
 		var data bytes.Buffer
 		for i := 0; i < lines; i++ {
 			l := fmt.Sprintf("%s line %d %s", stream, i, strings.Repeat("z", i%97))
@@ -283,8 +218,8 @@ func TestCRILoggerInterleaving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := parseRecords(t, string(out))
-	got := reassemble(recs)
+	recs := crilogtest.Parse(t, string(out))
+	got := crilogtest.Reassemble(recs)
 	for _, s := range []string{"stdout", "stderr"} {
 		if len(got[s]) != lines {
 			t.Fatalf("%s: %d lines, want %d", s, len(got[s]), lines)
@@ -297,92 +232,14 @@ func TestCRILoggerInterleaving(t *testing.T) {
 	}
 }
 
-type countingCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *countingCounter) Inc() { c.mu.Lock(); c.n++; c.mu.Unlock() }
-
-func (c *countingCounter) value() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
-
-// TestRegressionLogWriteErrorsDropped: a record the log sink refused (a full
-// disk) was dropped without a trace beyond one log line per failure period.
-// Every dropped record must now be counted, and the errors of a container
-// logged at most once per interval (stdout and stderr together), with how
-// many records were dropped since the previous report.
-func TestRegressionLogWriteErrorsDropped(t *testing.T) {
-	clk := testingclock.NewFakePassiveClock(testTime)
-	counter := &countingCounter{}
-	var logBuf bytes.Buffer
-	rep := &LogErrorReporter{
-		Counter:  counter,
-		Interval: time.Minute,
-		Clock:    clk,
-		Logger:   textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&logBuf))),
-	}
-	errs := rep.ForContainer("c1")
+func TestCRILoggerErrorHandler(t *testing.T) {
 	fw := &failingWriter{}
-	stdout := NewCRILogger(fw, runtimeapi.Stdout, 0, WithClock(clk), WithWriteErrors(errs))
-	stderr := NewCRILogger(fw, runtimeapi.Stderr, 0, WithClock(clk), WithWriteErrors(errs))
-	reports := func() []string {
-		var out []string
-		for _, l := range strings.Split(logBuf.String(), "\n") {
-			if strings.Contains(l, "Failed to write container log records") {
-				out = append(out, l)
-			}
-		}
-		return out
-	}
-
-	write := func(l *CRILogger, n int) {
-		for i := 0; i < n; i++ {
-			if _, err := l.Write([]byte("line\n")); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-		}
-	}
-	write(stdout, 5)
-	write(stderr, 5)
-	if got := counter.value(); got != 10 {
-		t.Fatalf("counter = %d after 10 failed records, want 10", got)
-	}
-	r := reports()
-	if len(r) != 1 {
-		t.Fatalf("%d reports in the first interval, want 1:\n%s", len(r), logBuf.String())
-	}
-	for _, want := range []string{`containerID="c1"`, `err="disk full"`, `droppedRecords=1`} {
-		if !strings.Contains(r[0], want) {
-			t.Errorf("first report %q lacks %s", r[0], want)
-		}
-	}
-
-	clk.SetTime(testTime.Add(59 * time.Second))
-	write(stderr, 3)
-	if r := reports(); len(r) != 1 {
-		t.Fatalf("%d reports before the interval elapsed, want 1", len(r))
-	}
-	clk.SetTime(testTime.Add(time.Minute))
-	write(stdout, 2)
-	r = reports()
-	if len(r) != 2 {
-		t.Fatalf("%d reports after one interval, want 2:\n%s", len(r), logBuf.String())
-	}
-	// 12 suppressed (4+5+3) plus the one reported now.
-	if !strings.Contains(r[1], "droppedRecords=13") {
-		t.Errorf("second report %q: want droppedRecords=13", r[1])
-	}
-	if got := counter.value(); got != 15 {
-		t.Fatalf("counter = %d after 15 failed records, want 15", got)
-	}
-
-	// Another container has its own interval.
-	other := NewCRILogger(fw, runtimeapi.Stdout, 0, WithWriteErrors(rep.ForContainer("c2")))
-	write(other, 3)
-	if r := reports(); len(r) != 3 || !strings.Contains(r[2], `containerID="c2"`) {
-		t.Fatalf("reports after a second container failed: %q", r)
-	}
-	if got := counter.value(); got != 18 {
-		t.Fatalf("counter = %d, want 18", got)
+	var got []string
+	l := NewCRILogger(fw, Stderr, 0, WithErrorHandler(func(s Stream, err error) { got = append(got, string(s)+": "+err.Error()) }))
+	_, _ = l.Write([]byte("a\nb\nc"))
+	_ = l.Close()
+	want := []string{"stderr: disk full", "stderr: disk full", "stderr: disk full"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("handler calls %q, want %q", got, want)
 	}
 }

@@ -1,12 +1,10 @@
-package containerio
+package crilog
 
 import (
 	"fmt"
 	"os"
 	"sync"
 	"syscall"
-
-	"k8s.io/klog/v2"
 )
 
 // LogFileMode is the permission of a newly created container log file.
@@ -58,7 +56,8 @@ func (l *LogFile) Write(p []byte) (int, error) {
 
 // Reopen opens the path again (creating a new file when the old one was
 // renamed away) and makes it the target of the next Write. On error the
-// current file is kept.
+// current file is kept. The previous file is closed; an error closing it is
+// ignored (nothing was lost: every Write went through already).
 func (l *LogFile) Reopen() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -71,10 +70,7 @@ func (l *LogFile) Reopen() error {
 	}
 	old := l.f
 	l.f = f
-	if err := old.Close(); err != nil {
-		klog.ErrorS(err, "Failed to close the previous container log file", "path", l.path)
-	}
-	klog.V(4).InfoS("Reopened container log file", "path", l.path)
+	_ = old.Close()
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package shimlog
+package logwriter
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,10 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/cio"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
 
 const testTimeout = 20 * time.Second
@@ -49,8 +47,8 @@ func startWriter(t *testing.T, opts Options) *harness {
 	} else if opts.LogPath == "" {
 		opts.LogPath = filepath.Join(dir, "c.log")
 	}
-	if opts.Clock == nil {
-		opts.Clock = clocktesting.NewFakePassiveClock(testTime)
+	if opts.Now == nil {
+		opts.Now = clocktesting.NewFakePassiveClock(testTime).Now
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -276,7 +274,7 @@ func TestWriterStatusCountsBytes(t *testing.T) {
 // then ReopenContainerLog) while lines are being written: every line is in
 // exactly one of the files, in order.
 func TestWriterReopenLosesNoLine(t *testing.T) {
-	h := startWriter(t, Options{Clock: clocktesting.NewFakePassiveClock(testTime)})
+	h := startWriter(t, Options{Now: clocktesting.NewFakePassiveClock(testTime).Now})
 	const lines = 20000
 	go func() {
 		w := bufio.NewWriterSize(h.stdoutW, 4096)
@@ -351,17 +349,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // attached starts an attach and waits until the writer has subscribed it.
 func attached(t *testing.T, h *harness, stdout, stderr io.Writer) chan error {
 	t.Helper()
@@ -390,10 +377,10 @@ func TestWriterAttachFanOut(t *testing.T) {
 	res2 := attached(t, h, out2, nil)
 	h.write(h.stdoutW, "hello\n")
 	h.write(h.stderrW, "oops\n")
-	waitFor(t, "stdout on both clients", func() bool {
+	crilogtest.Eventually(t, "stdout on both clients", func() bool {
 		return strings.HasSuffix(out1.String(), "hello\n") && strings.HasSuffix(out2.String(), "hello\n")
 	})
-	waitFor(t, "stderr on the first client", func() bool { return err1.String() == "oops\n" })
+	crilogtest.Eventually(t, "stderr on the first client", func() bool { return err1.String() == "oops\n" })
 	h.finish()
 	for i, res := range []chan error{res1, res2} {
 		select {
@@ -602,82 +589,6 @@ func TestWriterReopenFailureKeepsLogging(t *testing.T) {
 	}
 	h.write(h.stdoutW, "still\n")
 	h.waitLog(h.opts.LogPath+".1", 1)
-}
-
-// TestRegressionShimLogWriteErrorsNotInMetric: with container_log_mode =
-// "shim", the records the shim-side writer could not write (a full log file
-// system) were counted only inside the writer, so the daemon's
-// cri_containerd_container_log_write_errors_total stayed 0. The writer now
-// keeps its count in a file of the container's directory, which the
-// daemon's reporter reads (the metric's value), also after the writer has
-// exited.
-func TestRegressionShimLogWriteErrorsNotInMetric(t *testing.T) {
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	remote := NewRemote(RemoteConfig{ID: "c1", Dir: dir, Executable: exe, LogPath: "/dev/full"})
-	rep := &containerio.LogErrorReporter{}
-	ctrIO, err := containerio.New(containerio.Config{ID: "c1", FIFODir: filepath.Join(dir, "io"), LogPath: "/dev/full",
-		Remote: remote, UseRemote: true, LogErrors: rep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio, err := ctrIO.Creator()("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The writer the shim would start from that URI.
-	if !strings.Contains(tio.Config().Stdout, "--errors-file="+url.QueryEscape(filepath.Join(dir, ErrorsFileName))) {
-		t.Fatalf("log URI %q does not name the error count file", tio.Config().Stdout)
-	}
-	h := startWriter(t, Options{LogPath: "/dev/full", ControlPath: remote.Client().Path,
-		ErrorsPath: filepath.Join(dir, ErrorsFileName), ErrorsSyncInterval: 10 * time.Millisecond})
-	h.write(h.stdoutW, "one\ntwo\n")
-	h.write(h.stderrW, "three\n")
-	waitFor(t, "3 errors in the metric", func() bool { return rep.Total() == 3 })
-	st, err := h.client.Status(ctxT(t))
-	if err != nil || st.WriteErrors != 3 {
-		t.Fatalf("status %+v, %v", st, err)
-	}
-	h.write(h.stdoutW, "four\nfive")
-	h.finish() // "five" is written as a partial record at the end
-	// The final count is on disk once the writer is done.
-	if n, err := remote.LogWriteErrors(); err != nil || n != 5 {
-		t.Fatalf("count after the end: %d, %v; want 5", n, err)
-	}
-	if got := rep.Total(); got != 5 {
-		t.Fatalf("metric %v, want 5", got)
-	}
-	// The container exited: the daemon closes its IO; the count stays.
-	if !ctrIO.Wait(time.Second) {
-		t.Fatal("Wait")
-	}
-	if err := ctrIO.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := rep.Total(); got != 5 {
-		t.Fatalf("metric %v after close, want 5", got)
-	}
-	// A restarted daemon re-attaching to the task reads the same count.
-	rep2 := &containerio.LogErrorReporter{}
-	cio2, err := containerio.New(containerio.Config{ID: "c1", FIFODir: filepath.Join(dir, "io"), LogPath: "/dev/full",
-		Remote: remote, LogErrors: rep2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := ctrIO.Config()
-	if _, err := cio2.Attacher()(&cio.FIFOSet{Config: fs}); err != nil {
-		t.Fatal(err)
-	}
-	if got := rep2.Total(); got != 5 {
-		t.Fatalf("metric of a restarted daemon %v, want 5", got)
-	}
-	_ = cio2.Close()
 }
 
 func TestErrorCountFile(t *testing.T) {

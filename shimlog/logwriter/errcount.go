@@ -1,4 +1,4 @@
-package shimlog
+package logwriter
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package shimlog
+package logwriter
 
 import (
 	"bufio"
@@ -14,11 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
-
-	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/crilog"
 )
 
 // DefaultDrainTimeout bounds how long the writer keeps reading for the end of
@@ -44,12 +40,15 @@ type Options struct {
 	// TTY: the container has a terminal; only stdout carries output.
 	TTY bool
 	// AttachBufferSize is how many bytes of one stream may be queued for one
-	// attached client (default containerio.DefaultAttachBufferSize).
+	// attached client (default crilog.DefaultAttachBufferSize).
 	AttachBufferSize int
 	// DrainTimeout: see DefaultDrainTimeout (<= 0: the default).
 	DrainTimeout time.Duration
-	// Clock stamps the records (default: real time).
-	Clock clock.PassiveClock
+	// Now stamps the records (default: time.Now).
+	Now func() time.Time
+	// Logf receives the writer's diagnostics (default: none; the shim gives
+	// the writer no stderr).
+	Logf func(format string, args ...any)
 	// ErrorsPath is a file in which the writer keeps the number of log
 	// records it could not write (see WriteErrorCount); empty: not kept.
 	// The daemon reads it for its log write error metric, also after the
@@ -67,7 +66,7 @@ const DefaultErrorsSyncInterval = time.Second
 // writer is one running log writer.
 type writer struct {
 	opts    Options
-	logFile *containerio.LogFile
+	logFile *crilog.LogFile
 	streams []*stream
 	done    chan struct{} // closed once the output has ended and the log is closed
 
@@ -81,16 +80,17 @@ type writer struct {
 }
 
 type stream struct {
-	name   runtimeapi.LogStreamType
+	logf   func(format string, args ...any)
+	name   crilog.Stream
 	r      io.ReadCloser
-	fan    *containerio.Fanout
-	logger *containerio.CRILogger
+	fan    *crilog.Fanout
+	logger *crilog.CRILogger
 	bytes  atomic.Int64
 }
 
 // countingSink counts the records the log file could not take.
 type countingSink struct {
-	lf *containerio.LogFile
+	lf *crilog.LogFile
 	w  *writer
 }
 
@@ -123,15 +123,18 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
 	}
 	if opts.ErrorsSyncInterval <= 0 {
 		opts.ErrorsSyncInterval = DefaultErrorsSyncInterval
 	}
 	w := &writer{opts: opts, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, errorsDirty: make(chan struct{}, 1)}
 	if opts.LogPath != "" {
-		lf, err := containerio.OpenLogFile(opts.LogPath)
+		lf, err := crilog.OpenLogFile(opts.LogPath)
 		if err != nil {
 			return fmt.Errorf("shimlog: %w", err)
 		}
@@ -145,12 +148,12 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 		return fmt.Errorf("shimlog: %w", err)
 	}
 
-	w.streams = append(w.streams, w.newStream(runtimeapi.Stdout, stdout))
+	w.streams = append(w.streams, w.newStream(crilog.Stdout, stdout))
 	if stderr != nil {
 		if opts.TTY {
 			_ = stderr.Close()
 		} else {
-			w.streams = append(w.streams, w.newStream(runtimeapi.Stderr, stderr))
+			w.streams = append(w.streams, w.newStream(crilog.Stderr, stderr))
 		}
 	}
 	var copies sync.WaitGroup
@@ -176,21 +179,21 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 
 	if ready != nil {
 		if _, err := ready.Write([]byte{1}); err != nil {
-			klog.ErrorS(err, "Writing the ready byte")
+			w.opts.Logf("writing the ready byte: %v", err)
 		}
 		_ = ready.Close()
 	}
-	klog.V(2).InfoS("Log writer ready", "logPath", opts.LogPath, "control", opts.ControlPath, "tty", opts.TTY)
+	opts.Logf("ready: log %q, control %q, tty %v", opts.LogPath, opts.ControlPath, opts.TTY)
 
 	select {
 	case <-copied:
 	case <-ctx.Done():
-		klog.V(2).InfoS("Log writer asked to stop, draining the output", "timeout", opts.DrainTimeout)
+		opts.Logf("asked to stop, draining the output for at most %v", opts.DrainTimeout)
 		t := time.NewTimer(opts.DrainTimeout)
 		select {
 		case <-copied:
 		case <-t.C:
-			klog.InfoS("Output did not end in time, closing the pipes", "timeout", opts.DrainTimeout)
+			opts.Logf("output did not end within %v, closing the pipes", opts.DrainTimeout)
 			for _, s := range w.streams {
 				_ = s.r.Close()
 			}
@@ -201,7 +204,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 
 	if w.logFile != nil {
 		if err := w.logFile.Close(); err != nil {
-			klog.ErrorS(err, "Closing the log file")
+			opts.Logf("closing the log file: %v", err)
 		}
 	}
 	// The final count is on disk before anyone is told the output ended.
@@ -211,7 +214,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 	_ = ln.Close()
 	<-serveDone
 	if err := os.Remove(opts.ControlPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		klog.ErrorS(err, "Removing the control socket", "path", opts.ControlPath)
+		opts.Logf("removing the control socket %s: %v", opts.ControlPath, err)
 	}
 	// Attached clients get what is queued for them; waiters get their answer.
 	conns := make(chan struct{})
@@ -229,14 +232,14 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.ReadCloser, ready 
 		w.connsMu.Unlock()
 		<-conns
 	}
-	klog.V(2).InfoS("Log writer finished")
+	opts.Logf("finished")
 	return nil
 }
 
-func (w *writer) newStream(name runtimeapi.LogStreamType, r io.ReadCloser) *stream {
-	s := &stream{name: name, r: r, fan: containerio.NewFanout(w.opts.AttachBufferSize)}
+func (w *writer) newStream(name crilog.Stream, r io.ReadCloser) *stream {
+	s := &stream{logf: w.opts.Logf, name: name, r: r, fan: crilog.NewFanout(w.opts.AttachBufferSize)}
 	if w.logFile != nil {
-		s.logger = containerio.NewCRILogger(countingSink{w.logFile, w}, name, w.opts.MaxLineSize, containerio.WithClock(w.opts.Clock))
+		s.logger = crilog.NewCRILogger(countingSink{w.logFile, w}, name, w.opts.MaxLineSize, crilog.WithClock(w.opts.Now))
 	}
 	return s
 }
@@ -256,7 +259,7 @@ func (s *stream) copy() {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
-				klog.ErrorS(err, "Reading container output", "stream", s.name)
+				s.logf("reading container %s: %v", s.name, err)
 			}
 			break
 		}
@@ -282,7 +285,7 @@ func (w *writer) syncErrors(stop <-chan struct{}) {
 			return
 		}
 		if err := writeErrorCount(w.opts.ErrorsPath, n); err != nil {
-			klog.ErrorS(err, "Recording the log write error count", "path", w.opts.ErrorsPath)
+			w.opts.Logf("recording the log write error count in %s: %v", w.opts.ErrorsPath, err)
 			return
 		}
 		written = n
@@ -316,9 +319,9 @@ func (w *writer) status() *Status {
 	}
 	for _, s := range w.streams {
 		switch s.name {
-		case runtimeapi.Stdout:
+		case crilog.Stdout:
 			st.StdoutBytes = s.bytes.Load()
-		case runtimeapi.Stderr:
+		case crilog.Stderr:
 			st.StderrBytes = s.bytes.Load()
 		}
 	}
@@ -335,7 +338,7 @@ func (w *writer) serve(ln net.Listener) {
 		conn, err := ln.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				klog.ErrorS(err, "Accepting a control connection")
+				w.opts.Logf("accepting a control connection: %v", err)
 			}
 			return
 		}
@@ -361,7 +364,7 @@ func (w *writer) handle(conn net.Conn) {
 	br := bufio.NewReaderSize(conn, 512)
 	line, err := readLine(br)
 	if err != nil {
-		klog.V(2).InfoS("Reading a control request", "err", err)
+		w.opts.Logf("reading a control request: %v", err)
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -405,12 +408,12 @@ func (w *writer) attach(conn net.Conn, br *bufio.Reader, req request) {
 	// own stdin makes the container print.
 	fc := &frameConn{c: conn}
 	fc.mu.Lock()
-	var subs []*containerio.Subscription
+	var subs []*crilog.Subscription
 	for _, s := range w.streams {
 		switch {
-		case s.name == runtimeapi.Stdout && req.Stdout:
+		case s.name == crilog.Stdout && req.Stdout:
 			subs = append(subs, s.fan.Subscribe(fc.writer(frameStdout)))
-		case s.name == runtimeapi.Stderr && req.Stderr:
+		case s.name == crilog.Stderr && req.Stderr:
 			subs = append(subs, s.fan.Subscribe(fc.writer(frameStderr)))
 		}
 	}
@@ -435,7 +438,7 @@ func (w *writer) attach(conn net.Conn, br *bufio.Reader, req request) {
 	}
 	for _, sub := range subs {
 		if err := sub.Err(); err != nil {
-			klog.V(2).InfoS("Attached client detached", "err", err)
+			w.opts.Logf("attached client detached: %v", err)
 		}
 	}
 }

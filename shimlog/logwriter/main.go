@@ -1,4 +1,4 @@
-package shimlog
+package logwriter
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -73,8 +72,7 @@ func inheritedFile(fd int, name string, nonblock bool) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// Main runs the shim's log writer (see package shimlog) on the
-// descriptors the shim passes.
+// Main runs the shim's log writer on the descriptors the shim passes.
 func Main(args []string) error {
 	opts, err := ParseOptions(args)
 	if err != nil {
@@ -98,23 +96,4 @@ func Main(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return Run(ctx, opts, stdout, stderr, ready)
-}
-
-// WriterExecutable returns the executable that runs as the log writer of a
-// daemon whose executable is daemonExe: the dedicated writer (BinaryName,
-// cmd/cri-containerd-log-writer) when one is installed next to it, which
-// starts faster, and the daemon's own executable otherwise (it runs as the
-// writer when started under BinaryName).
-func WriterExecutable(daemonExe string) string {
-	if daemonExe == "" {
-		return daemonExe
-	}
-	w := filepath.Join(filepath.Dir(daemonExe), BinaryName)
-	if w == daemonExe {
-		return daemonExe
-	}
-	if st, err := os.Stat(w); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-		return w
-	}
-	return daemonExe
 }

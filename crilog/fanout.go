@@ -1,4 +1,4 @@
-package containerio
+package crilog
 
 import (
 	"bytes"
@@ -12,28 +12,33 @@ import (
 // detached.
 const DefaultAttachBufferSize = 1 << 20
 
-// broadcaster fans one output stream out to attached writers without ever
+// Fanout fans one output stream out to attached writers without ever
 // blocking the publisher: each subscriber has its own bounded queue and
-// writer goroutine.
-type broadcaster struct {
+// writer goroutine, and one that falls more than the limit behind is detached
+// with ErrSlowAttacher.
+type Fanout struct {
 	limit int
 
 	mu     sync.Mutex
-	subs   map[*subscriber]struct{}
+	subs   map[*Subscription]struct{}
 	closed bool
 }
 
-func newBroadcaster(limit int) *broadcaster {
+// NewFanout returns a fan-out whose subscribers may each queue up to limit
+// bytes (<= 0: DefaultAttachBufferSize).
+func NewFanout(limit int) *Fanout {
 	if limit <= 0 {
 		limit = DefaultAttachBufferSize
 	}
-	return &broadcaster{limit: limit, subs: map[*subscriber]struct{}{}}
+	return &Fanout{limit: limit, subs: map[*Subscription]struct{}{}}
 }
 
-// subscribe starts delivering the stream to w. When the stream has already
-// ended, the subscriber ends at once (and w is closed).
-func (b *broadcaster) subscribe(w io.WriteCloser) *subscriber {
-	s := &subscriber{
+// Subscribe starts delivering the stream to w; w is closed when the
+// subscription ends. When the stream has already ended, the subscription
+// ends at once.
+func (b *Fanout) Subscribe(w io.WriteCloser) *Subscription {
+	s := &Subscription{
+		fan:   b,
 		w:     w,
 		limit: b.limit,
 		wake:  make(chan struct{}, 1),
@@ -50,24 +55,23 @@ func (b *broadcaster) subscribe(w io.WriteCloser) *subscriber {
 	return s
 }
 
-// unsubscribe stops delivering to s; data already queued is still written.
-func (b *broadcaster) unsubscribe(s *subscriber) {
+// Subscribers returns the number of subscriptions being fed.
+func (b *Fanout) Subscribers() int {
 	b.mu.Lock()
-	delete(b.subs, s)
-	b.mu.Unlock()
-	s.finish()
+	defer b.mu.Unlock()
+	return len(b.subs)
 }
 
 // remove forgets s without touching it.
-func (b *broadcaster) remove(s *subscriber) {
+func (b *Fanout) remove(s *Subscription) {
 	b.mu.Lock()
 	delete(b.subs, s)
 	b.mu.Unlock()
 }
 
-// publish queues a copy of p for every subscriber. A subscriber whose queue
-// would exceed the limit is aborted with ErrSlowAttacher and removed.
-func (b *broadcaster) publish(p []byte) {
+// Publish queues a copy of p for every subscriber. A subscriber whose queue
+// would exceed the limit is ended with ErrSlowAttacher and removed.
+func (b *Fanout) Publish(p []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.subs) == 0 || len(p) == 0 {
@@ -81,12 +85,12 @@ func (b *broadcaster) publish(p []byte) {
 	}
 }
 
-// close marks the end of the stream: every subscriber writes what it has
-// queued, then ends.
-func (b *broadcaster) close() {
+// Close marks the end of the stream: every subscriber writes what it has
+// queued, then ends (its writer is closed). Later subscribers end at once.
+func (b *Fanout) Close() {
 	b.mu.Lock()
 	subs := b.subs
-	b.subs = map[*subscriber]struct{}{}
+	b.subs = map[*Subscription]struct{}{}
 	b.closed = true
 	b.mu.Unlock()
 	for s := range subs {
@@ -94,8 +98,9 @@ func (b *broadcaster) close() {
 	}
 }
 
-// subscriber is one attached writer of one stream.
-type subscriber struct {
+// Subscription is one writer attached to a Fanout.
+type Subscription struct {
+	fan   *Fanout
 	w     io.WriteCloser
 	limit int
 
@@ -111,7 +116,7 @@ type subscriber struct {
 	endOnce sync.Once
 }
 
-func (s *subscriber) enqueue(data []byte) bool {
+func (s *Subscription) enqueue(data []byte) bool {
 	s.mu.Lock()
 	if s.aborted || s.finishing {
 		s.mu.Unlock()
@@ -129,15 +134,36 @@ func (s *subscriber) enqueue(data []byte) bool {
 	return true
 }
 
-func (s *subscriber) signal() {
+func (s *Subscription) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
+// Done is closed when the subscription has ended (stream over and queue
+// written, writer failed, too slow, or cancelled).
+func (s *Subscription) Done() <-chan struct{} { return s.ended }
+
+// Err returns why the subscription ended early (nil for a normal end).
+func (s *Subscription) Err() error { return s.result() }
+
+// Cancel ends the subscription now, dropping what is queued, with err as its
+// result (unless it has ended with another one already).
+func (s *Subscription) Cancel(err error) {
+	s.fan.remove(s)
+	s.abort(err)
+}
+
+// Unsubscribe stops delivering the stream to s: what is queued is still
+// written, then the subscription ends.
+func (s *Subscription) Unsubscribe() {
+	s.fan.remove(s)
+	s.finish()
+}
+
 // finish ends the subscriber after its queue is written.
-func (s *subscriber) finish() {
+func (s *Subscription) finish() {
 	s.mu.Lock()
 	s.finishing = true
 	s.mu.Unlock()
@@ -146,7 +172,7 @@ func (s *subscriber) finish() {
 
 // abort ends the subscriber now with err (the first reason wins). A Write in
 // progress is not interrupted; the writer is closed when it returns.
-func (s *subscriber) abort(err error) {
+func (s *Subscription) abort(err error) {
 	s.mu.Lock()
 	if !s.aborted {
 		s.aborted = true
@@ -159,16 +185,16 @@ func (s *subscriber) abort(err error) {
 	s.end()
 }
 
-func (s *subscriber) end() { s.endOnce.Do(func() { close(s.ended) }) }
+func (s *Subscription) end() { s.endOnce.Do(func() { close(s.ended) }) }
 
 // result returns why the subscriber ended (nil for a normal end).
-func (s *subscriber) result() error {
+func (s *Subscription) result() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
 }
 
-func (s *subscriber) run() {
+func (s *Subscription) run() {
 	defer func() {
 		_ = s.w.Close()
 		s.end()

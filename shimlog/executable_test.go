@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cri-containerd/cri-containerd/shimlog/logwriter"
 )
 
 func TestWriterExecutable(t *testing.T) {
@@ -12,7 +14,7 @@ func TestWriterExecutable(t *testing.T) {
 	if err := os.WriteFile(daemon, []byte("x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writer := filepath.Join(dir, BinaryName)
+	writer := filepath.Join(dir, logwriter.BinaryName)
 
 	if got := WriterExecutable(daemon); got != daemon {
 		t.Errorf("no writer installed: got %q, want the daemon %q", got, daemon)

@@ -1,4 +1,4 @@
-package containerio
+package crilog
 
 import (
 	"errors"
@@ -12,17 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 func TestOpenLogFile(t *testing.T) {
 	dir := t.TempDir()
@@ -41,7 +32,7 @@ func TestOpenLogFile(t *testing.T) {
 	if _, err := lf.Write([]byte("new\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, path); got != "old\nnew\n" {
+	if got := crilogtest.ReadFile(t, path); got != "old\nnew\n" {
 		t.Fatalf("appending: %q", got)
 	}
 	if err := lf.Close(); err != nil {
@@ -89,7 +80,7 @@ func TestLogFileReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := NewCRILogger(lf, runtimeapi.Stdout, -1)
+	l := NewCRILogger(lf, Stdout, -1)
 	_, _ = l.Write([]byte("one\ntw"))
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
@@ -102,8 +93,8 @@ func TestLogFileReopen(t *testing.T) {
 	_ = l.Close()
 	_ = lf.Close()
 
-	old := reassemble(parseRecords(t, readFile(t, path+".1")))["stdout"]
-	cur := reassemble(parseRecords(t, readFile(t, path)))["stdout"]
+	old := crilogtest.Reassemble(crilogtest.Parse(t, crilogtest.ReadFile(t, path+".1")))["stdout"]
+	cur := crilogtest.Reassemble(crilogtest.Parse(t, crilogtest.ReadFile(t, path)))["stdout"]
 	if strings.Join(old, ",") != "one,two" || strings.Join(cur, ",") != "three" {
 		t.Fatalf("rotated %q, current %q", old, cur)
 	}
@@ -129,7 +120,7 @@ func TestLogFileReopenFailureKeepsFile(t *testing.T) {
 	if _, err := lf.Write([]byte("kept\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, path+".1"); got != "kept\n" {
+	if got := crilogtest.ReadFile(t, path+".1"); got != "kept\n" {
 		t.Fatalf("old file has %q", got)
 	}
 }
@@ -147,7 +138,7 @@ func TestLogFileReopenConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	counts := map[string]int{}
 	var cmu sync.Mutex
-	for _, stream := range []runtimeapi.LogStreamType{runtimeapi.Stdout, runtimeapi.Stderr} {
+	for _, stream := range []Stream{Stdout, Stderr} {
 		wg.Go(func() {
 			l := NewCRILogger(lf, stream, 8)
 			i := 0
@@ -173,12 +164,12 @@ func TestLogFileReopenConcurrent(t *testing.T) {
 	wg.Wait()
 	_ = lf.Close()
 
-	var all []record
+	var all []crilogtest.Record
 	for r := 1; r <= rotations; r++ {
-		all = append(all, parseRecords(t, readFile(t, fmt.Sprintf("%s.%02d", path, r)))...)
+		all = append(all, crilogtest.Parse(t, crilogtest.ReadFile(t, fmt.Sprintf("%s.%02d", path, r)))...)
 	}
-	all = append(all, parseRecords(t, readFile(t, path))...)
-	lines := reassemble(all)
+	all = append(all, crilogtest.Parse(t, crilogtest.ReadFile(t, path))...)
+	lines := crilogtest.Reassemble(all)
 	for s, n := range counts {
 		if len(lines[s]) != n {
 			t.Fatalf("%s: %d lines in the files, %d written", s, len(lines[s]), n)

@@ -1,4 +1,4 @@
-package containerio
+package crilog
 
 import (
 	"bytes"
@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"github.com/cri-containerd/cri-containerd/crilog/crilogtest"
 )
+
+// chunkSize is the size of the reads of container output in the writers.
+const chunkSize = 32 << 10
 
 // benchInput returns at least size bytes of lines of lineLen bytes (newline
 // included).
@@ -28,7 +31,7 @@ func benchmarkLogger(b *testing.B, lineLen, maxLine int, file bool) {
 		defer lf.Close()
 		sink = lf
 	}
-	l := NewCRILogger(sink, runtimeapi.Stdout, maxLine)
+	l := NewCRILogger(sink, Stdout, maxLine)
 	// 256 KiB per op, written in 32 KiB pieces like the FIFO reads, so
 	// lines are cut at arbitrary places.
 	data := benchInput(lineLen, 256<<10)
@@ -37,7 +40,7 @@ func benchmarkLogger(b *testing.B, lineLen, maxLine int, file bool) {
 	b.ResetTimer()
 	for b.Loop() {
 		for p := data; len(p) > 0; {
-			n := min(len(p), copyBufSize)
+			n := min(len(p), chunkSize)
 			if _, err := l.Write(p[:n]); err != nil {
 				b.Fatal(err)
 			}
@@ -66,19 +69,15 @@ func BenchmarkCRILogger(b *testing.B) {
 // BenchmarkBroadcast measures the fan-out cost per 32 KiB chunk with four
 // attached clients that keep up.
 func BenchmarkBroadcast(b *testing.B) {
-	br := newBroadcaster(64 << 20)
+	br := NewFanout(64 << 20)
 	for i := 0; i < 4; i++ {
-		br.subscribe(nopWriteCloser{io.Discard})
+		br.Subscribe(crilogtest.NopWriteCloser{Writer: io.Discard})
 	}
-	data := benchInput(80, copyBufSize)
+	data := benchInput(80, chunkSize)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		br.publish(data)
+		br.Publish(data)
 	}
-	br.close()
+	br.Close()
 }
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
