@@ -89,9 +89,12 @@ func DaemonBinary(t testing.TB, env StackEnv) string {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
-		// The shim log writer, next to the daemon (shimlog.WriterExecutable).
-		args[2] = filepath.Join(dir, "cri-containerd-log-writer")
-		cmd = exec.Command("go", append(args, "./cmd/cri-containerd-log-writer")...)
+		// The shim log writer, next to the daemon (shimlog.WriterExecutable),
+		// never with -race: a race-enabled binary sleeps 1 s at exit (GORACE
+		// atexit_sleep_ms) and the shim waits for the writer at every task
+		// delete.
+		cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "cri-containerd-log-writer"), "./cmd/cri-containerd-log-writer")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = RepoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
