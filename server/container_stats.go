@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -193,25 +192,18 @@ func (s *Service) containerSnapshotter(c *container.Container) string {
 }
 
 // writableLayer returns the usage of the container's writable layer (its
-// snapshot key is its ID), or nil when it is unknown. A nil lookup knows nothing.
+// snapshot key is its ID). A nil lookup knows nothing (nil).
 func (l *fsLookup) writableLayer(ctx context.Context, c *container.Container) *layerUsage {
 	if l == nil {
 		return nil
 	}
 	sn := l.s.containerSnapshotter(c)
 	u := &layerUsage{mountpoint: l.mounts[sn], at: time.Now()}
-	if size, inodes, ok := l.s.images.SnapshotUsage(sn, c.ID); ok {
-		u.size, u.inodes = size, inodes
-		return u
-	}
-	usage, err := l.s.deps.Containerd.SnapshotService(sn).Usage(ctx, c.ID)
-	if err != nil {
-		if !errdefs.IsNotFound(err) {
-			klog.V(4).InfoS("Writable layer usage not available", "containerID", c.ID, "snapshotter", sn, "err", err)
-		}
-		return nil
-	}
-	u.size, u.inodes = uint64(max(usage.Size, 0)), uint64(max(usage.Inodes, 0))
+	// From the image service's periodic walk only: a container made since
+	// the last walk reports zero until the next one, as containerd's CRI
+	// does. Asking containerd here (a walk of the layer per container) made
+	// the first stats call after a burst of creates take hundreds of ms.
+	u.size, u.inodes, _ = l.s.images.SnapshotUsage(sn, c.ID)
 	return u
 }
 
