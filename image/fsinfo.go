@@ -53,9 +53,20 @@ func newFsCache(name string) *fsCache {
 // only the first call (or one after invalidation, e.g. a pull or removal)
 // waits for the walk.
 func (s *Service) FsInfo(ctx context.Context) ([]FsUsage, error) {
+	return s.fsInfo(ctx, true)
+}
+
+// FsInfoCached is FsInfo for callers that can do with the last measurement
+// even after an invalidation (the stats RPCs, which want the snapshotters'
+// mount points): only the very first call waits for a walk.
+func (s *Service) FsInfoCached(ctx context.Context) ([]FsUsage, error) {
+	return s.fsInfo(ctx, false)
+}
+
+func (s *Service) fsInfo(ctx context.Context, waitInvalidated bool) ([]FsUsage, error) {
 	var out []FsUsage
 	for i, name := range s.snapshotters() {
-		u, err := s.fsUsage(ctx, s.fsCacheFor(name))
+		u, err := s.fsUsage(ctx, s.fsCacheFor(name), waitInvalidated)
 		if err != nil {
 			if i == 0 {
 				return nil, err
@@ -123,7 +134,7 @@ func (s *Service) invalidateFsInfo() {
 	}
 }
 
-func (s *Service) fsUsage(ctx context.Context, c *fsCache) (FsUsage, error) {
+func (s *Service) fsUsage(ctx context.Context, c *fsCache, waitInvalidated bool) (FsUsage, error) {
 	ttl := s.opts.StatsCollectPeriod
 	if ttl <= 0 {
 		ttl = 10 * time.Second
@@ -141,7 +152,7 @@ func (s *Service) fsUsage(ctx context.Context, c *fsCache) (FsUsage, error) {
 		go s.refreshFs(context.WithoutCancel(ctx), c, running)
 	}
 	c.mu.Unlock()
-	if fresh || (haveValue && !c.invalidated()) {
+	if fresh || (haveValue && (!waitInvalidated || !c.invalidated())) {
 		return total, nil
 	}
 	select {

@@ -167,7 +167,7 @@ func (s *Service) newFsLookup(ctx context.Context) *fsLookup {
 	l := &fsLookup{s: s, mounts: map[string]string{}, fs: map[string]fsInfo{}}
 	fctx, cancel := context.WithTimeout(ctx, fsInfoWait)
 	defer cancel()
-	infos, err := s.images.FsInfo(fctx)
+	infos, err := s.images.FsInfoCached(fctx)
 	if err != nil {
 		klog.V(4).InfoS("Snapshotter filesystem info not available for stats", "err", err)
 	}
