@@ -36,6 +36,11 @@ func (s *Service) ctrs() *container.Controller {
 			ReapShims: func(c *container.Container) {
 				handler := "" // the default runtime, if the pod is gone
 				if sb, err := s.sandboxes.Get(c.SandboxID); err == nil {
+					if sb.GetMetadata().ShimGroup {
+						// containerd made its task in the pause's shim: no
+						// shim process was ever started for its ID.
+						return
+					}
 					handler = sb.RuntimeHandler
 				}
 				s.reapShims(c.ID, handler)

@@ -24,6 +24,13 @@ type Generator struct {
 	host hostDeps
 	// cdi resolves CDI devices (nil: CDI disabled); see cdi.go.
 	cdi *cdi.Cache
+	// hostCgroupOpts caches the options kept from the host's /sys/fs/cgroup
+	// mount (cgroupMountOptions): reading the mount table costs a parse of
+	// every mount of the host (~1 ms, more with many pods) per create.
+	hostCgroupOpts struct {
+		once sync.Once
+		opts []string
+	}
 }
 
 // NewGenerator returns a Generator that probes the real host. The daemon's

@@ -281,14 +281,17 @@ func (g *Generator) cgroupMountOptions(cgroupNS bool) []string {
 	if cgroupNS {
 		return opts
 	}
-	if info, err := g.host.lookupMount("/sys/fs/cgroup"); err == nil && info.Mountpoint == "/sys/fs/cgroup" {
-		for o := range strings.SplitSeq(info.VFSOptions, ",") {
-			if o == "nsdelegate" || o == "memory_recursiveprot" {
-				opts = append(opts, o)
+	c := &g.hostCgroupOpts
+	c.once.Do(func() {
+		if info, err := g.host.lookupMount("/sys/fs/cgroup"); err == nil && info.Mountpoint == "/sys/fs/cgroup" {
+			for o := range strings.SplitSeq(info.VFSOptions, ",") {
+				if o == "nsdelegate" || o == "memory_recursiveprot" {
+					c.opts = append(c.opts, o)
+				}
 			}
 		}
-	}
-	return opts
+	})
+	return append(opts, c.opts...)
 }
 
 // withContainerMounts adds the /sys/fs/cgroup mount, drops the default
