@@ -109,7 +109,7 @@ type cdiDirWatch struct {
 // sync watches every spec dir that exists, and the nearest existing parent
 // of each that does not. It reports whether a dir became watched.
 func (w *cdiDirWatch) sync() bool {
-	added, missing := false, false
+	added, missing, newParent := false, false, false
 	for _, d := range w.dirs {
 		if w.watched[d] {
 			continue
@@ -124,13 +124,18 @@ func (w *cdiDirWatch) sync() bool {
 				break
 			}
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() && w.fsw.Add(p) == nil {
-				w.parents[p] = true
+				w.parents[p], newParent = true, true
 				break
 			}
 			if p == filepath.Dir(p) {
 				break
 			}
 		}
+	}
+	if newParent && w.sync() {
+		// What was created below a parent before its watch existed sent no
+		// event: look again now that the watch is in place.
+		added = true
 	}
 	if !missing {
 		for p := range w.parents {
