@@ -31,21 +31,31 @@ func CleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // NewContainer creates a containerd container under a temporary lease of
 // ours (labelled, so that the next start deletes it if the daemon is killed
 // meanwhile; the client's own lease would pin the snapshot for 24 h). The
-// context survives the caller giving up, so the lease is always released.
-func NewContainer(ctx context.Context, c Containerd, id string, opts ...containerd.NewContainerOpts) (containerd.Container, error) {
+// context survives the caller giving up. Once the container exists its
+// record holds the snapshot and the lease is no longer needed: the caller
+// calls release (e.g. after its reply); on failure the lease is released
+// before NewContainer returns.
+func NewContainer(ctx context.Context, c Containerd, id string, opts ...containerd.NewContainerOpts) (_ containerd.Container, release func(), _ error) {
 	nctx, cancel := CleanupCtx(ctx)
 	defer cancel()
 	lm := c.LeasesService()
 	l, err := lm.Create(nctx, image.TemporaryLeaseOpts("create", time.Hour)...)
 	if err != nil {
-		return nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
+		return nil, nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
 	}
-	defer func() {
-		if err := lm.Delete(nctx, l); err != nil && !errdefs.IsNotFound(err) {
+	release = func() {
+		rctx, cancel := CleanupCtx(context.WithoutCancel(ctx))
+		defer cancel()
+		if err := lm.Delete(rctx, l); err != nil && !errdefs.IsNotFound(err) {
 			klog.ErrorS(err, "Releasing the create lease", "id", id, "lease", l.ID)
 		}
-	}()
-	return c.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
+	}
+	ctr, err := c.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return ctr, release, nil
 }
 
 // RollbackContainer deletes a container (and its snapshot) that a failed

@@ -166,6 +166,14 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	return ctrObj, nil
 }
 
+// imageRecord is the name of the image's containerd record.
+func (cc *createCtx) imageRecord() string {
+	if cc.cimg != nil {
+		return cc.cimg.Name()
+	}
+	return cc.img.ID
+}
+
 // resolveImage finds the container's image in the image store and its
 // record in containerd.
 func (c *Controller) resolveImage(ctx context.Context, cc *createCtx) error {
@@ -174,11 +182,18 @@ func (c *Controller) resolveImage(ctx context.Context, cc *createCtx) error {
 	if err != nil {
 		return fmt.Errorf("resolving image %q: %w", ref, err)
 	}
-	cimg, err := backend.FindImage(ctx, c.o.Deps.Containerd, []string{img.ID}, img.RepoTags, img.RepoDigests)
-	if err != nil {
-		return fmt.Errorf("loading image %q from containerd: %w", ref, err)
+	cc.img = img
+	// containerd's image record is needed only to resolve what the image
+	// store does not know (a chain ID) or for an ID-remapped snapshot;
+	// otherwise the container names the record the image store made under
+	// the image's ID, without a round trip.
+	if img.ChainID == "" || len(spec.RemapSnapshotOpts(cc.cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())) > 0 {
+		cimg, err := backend.FindImage(ctx, c.o.Deps.Containerd, []string{img.ID}, img.RepoTags, img.RepoDigests)
+		if err != nil {
+			return fmt.Errorf("loading image %q from containerd: %w", ref, err)
+		}
+		cc.cimg = cimg
 	}
-	cc.img, cc.cimg = img, cimg
 	cc.imageName = cc.cfg.GetImage().GetUserSpecifiedImage()
 	if cc.imageName == "" {
 		cc.imageName = ref
@@ -268,7 +283,7 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 	opts := []containerd.NewContainerOpts{
 		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, rootfs, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
 		withImageVolumeContent(rootfs, spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
-		containerd.WithImageName(cc.cimg.Name()),
+		containerd.WithImageName(cc.imageRecord()),
 		containerd.WithRuntime(cc.rt.Type, c.o.Config.RuncOptions(cc.rt)),
 		containerd.WithContainerLabels(map[string]string{
 			sandbox.LabelKind:      sandbox.KindContainer,
@@ -281,9 +296,13 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 		// Its task is made in the pause's shim (sandbox.Metadata.ShimGroup).
 		opts = append(opts, containerd.WithSandbox(cc.sb.ID))
 	}
-	ctr, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id, opts...)
+	ctr, release, err := backend.NewContainer(ctx, c.o.Deps.Containerd, cc.id, opts...)
 	if err != nil {
 		return md, nil, nil, fmt.Errorf("creating containerd container: %w", err)
+	}
+	// The record holds the snapshot now: the lease goes after the reply.
+	if !c.o.Go(func(context.Context) { release() }) {
+		release()
 	}
 	return md, ctr, rootfs.mounts, nil
 }
@@ -343,7 +362,6 @@ func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image, root
 		rootfs.set(snapshotter, id, mounts)
 		c.Snapshotter = snapshotter
 		c.SnapshotKey = id
-		c.Image = img.Name()
 		return nil
 	}
 }

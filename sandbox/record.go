@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	ctrdsandbox "github.com/containerd/containerd/v2/core/sandbox"
@@ -16,6 +17,9 @@ import (
 // of every StartContainer). The record carries no state of ours: it exists
 // from RunPodSandbox to RemovePodSandbox, and recovery removes the records
 // of sandboxes it does not know.
+
+// errNoRecord: no record was asked for.
+var errNoRecord = errors.New("no containerd sandbox record")
 
 // createRecord makes the containerd sandbox record of sandbox id.
 func (c *Controller) createRecord(ctx context.Context, id, runtimeType string) error {

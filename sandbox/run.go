@@ -165,7 +165,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", fmt.Errorf("generating sandbox spec: %w", err)
 	}
-	ctr, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
+	ctr, releaseLease, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
 		containerd.WithSnapshotter(s.Config.SnapshotterFor(rt)),
 		containerd.WithNewSnapshot(id, cimg, spec.RemapSnapshotOpts(nsOpts)...),
 		containerd.WithImageName(cimg.Name()),
@@ -237,18 +237,20 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// The containerd sandbox record, made while containerd starts the
 	// shim. Without it (containerd 1.x, or a refusal) the pod works the
 	// same, its containers' tasks just find the shim the slower way.
-	var recErr error
-	var recDone chan struct{}
-	if s.ShimGroups {
-		recDone = make(chan struct{})
-		go func() {
-			defer close(recDone)
+	// The create's lease (the container record holds the snapshot now) goes
+	// meanwhile too.
+	recErr := errNoRecord
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		releaseLease()
+		if s.ShimGroups {
 			recErr = c.createRecord(ctx, id, rt.Type)
-		}()
-	}
+		}
+	}()
 	task, taskErr := ctr.NewTask(ctx, cio.NullIO)
-	if recDone != nil {
-		<-recDone
+	<-recDone
+	if s.ShimGroups {
 		if recErr == nil {
 			md.ShimGroup = true
 			defer func() {

@@ -217,6 +217,10 @@ func TestDoctorFindsAndRepairsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// On containerd 2.x the victim pod has a containerd sandbox record.
+	_, recErr := cli.SandboxStore().Get(ctx, victim)
+	victimRecord := recErr == nil
+
 	// The audit: everything orphaned is found, and nothing of the healthy pod.
 	r = runDoctor(t, d, "--grace", "0s")
 	if r.code != 1 {
@@ -242,6 +246,10 @@ func TestDoctorFindsAndRepairsOrphans(t *testing.T) {
 		"fifo " + stray[:12]:       1,
 		"ipam " + strayPod[:12]:    1,
 		"lease " + strayPod[:12]:   1,
+	}
+	if victimRecord {
+		// containerd 2.x: the victim pod's containerd sandbox record.
+		want["sandbox-record "+victim[:12]] = 1
 	}
 	for k, n := range want {
 		if got[k] != n {
