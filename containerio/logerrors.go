@@ -1,6 +1,7 @@
 package containerio
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,29 @@ func (r *LogErrorReporter) Total() float64 {
 		total += re.refresh()
 	}
 	return float64(total)
+}
+
+// RemotePollInterval is how often PollRemotes reads the remote writers'
+// counts by default.
+const RemotePollInterval = 10 * time.Second
+
+// PollRemotes reads the counts of the tracked remote writers every interval
+// (<= 0: RemotePollInterval), reporting their new errors in the log, until
+// ctx ends: one loop for every container of the daemon.
+func (r *LogErrorReporter) PollRemotes(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = RemotePollInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Total()
+		}
+	}
 }
 
 // RemoteErrorCounter is implemented by a Remote whose writer counts the log

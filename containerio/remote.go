@@ -238,44 +238,20 @@ func (c *ContainerIO) waitRemote(r Remote, timeout time.Duration) bool {
 	return true
 }
 
-// remoteErrorPollInterval is how often the log write errors of a remote
-// writer are read to report them in the daemon's log (the metric reads them
-// when it is collected).
-const remoteErrorPollInterval = 10 * time.Second
-
 // followRemoteErrors accounts the log write errors of the remote writer in
 // cfg.LogErrors (when the Remote counts them): they are part of its Total
 // (the daemon's metric) from now on, and reported in the daemon's log like
-// its own, at most once per container per interval. The returned function
-// stops the polling and keeps the last count in the Total.
+// its own, at most once per container per interval, whenever the reporter
+// reads them (LogErrorReporter.PollRemotes, one loop for every container).
+// The returned function stops the accounting and keeps the last count in
+// the Total.
 func (c *ContainerIO) followRemoteErrors() func() {
 	src, ok := c.cfg.Remote.(RemoteErrorCounter)
 	if !ok {
 		return nil
 	}
-	refresh, untrack := c.cfg.LogErrors.trackRemote(c.cfg.LogErrors.ForContainer(c.cfg.ID), src)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(remoteErrorPollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				refresh()
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			<-stopped
-			untrack()
-		})
-	}
+	_, untrack := c.cfg.LogErrors.trackRemote(c.cfg.LogErrors.ForContainer(c.cfg.ID), src)
+	return untrack
 }
 
 func (c *ContainerIO) closeRemote() error {

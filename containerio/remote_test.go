@@ -553,3 +553,53 @@ func TestRegressionRemoteAttachStdinBeforeOutput(t *testing.T) {
 		t.Fatalf("attach: %v", err)
 	}
 }
+
+// TestPollRemotesReportsEveryContainer: one PollRemotes loop reads the
+// counts of every tracked remote writer (their errors reach the log without
+// the metric being collected), and it ends with its context.
+func TestPollRemotesReportsEveryContainer(t *testing.T) {
+	var logBuf syncLogBuffer
+	rep := &LogErrorReporter{Interval: time.Minute,
+		Logger: textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&logBuf)))}
+	var remotes []*countingRemote
+	for _, id := range []string{"p1", "p2", "p3"} {
+		r := &countingRemote{}
+		remotes = append(remotes, r)
+		c, err := New(Config{ID: id, FIFODir: filepath.Join(t.TempDir(), "io"), LogPath: filepath.Join(t.TempDir(), "l"),
+			Remote: r, UseRemote: true, LogErrors: rep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Creator()(id); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep.PollRemotes(ctx, 10*time.Millisecond)
+	}()
+	for _, r := range remotes {
+		r.add(1, nil)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		for _, id := range []string{"p1", "p2", "p3"} {
+			if strings.Contains(logBuf.String(), `containerID="`+id+`"`) {
+				n++
+			}
+		}
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 containers' remote errors reported:\n%s", n, logBuf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}

@@ -196,6 +196,11 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	}
 	s.newSamplers()
 	s.watchCDI(cdiCache)
+	if le := s.logErrors(); le != nil {
+		// The shim log writers' error counts, read for every container in
+		// one loop (they reach the metric when it is collected anyway).
+		s.watchers = append(s.watchers, func(ctx context.Context) { le.PollRemotes(ctx, 0) })
+	}
 	fail := func(err error) (*Service, error) {
 		s.shutdown()
 		_ = cli.Close()
