@@ -106,7 +106,7 @@ chaos:
 .PHONY: fuzz
 fuzz: build
 	for t in server:FuzzValidateRequest spec:FuzzContainerSpecOpts spec:FuzzSandboxSpecOpts config:FuzzLoadFile; do \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(or $(FUZZTIME),20s) ./$${t%%:*}/ || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(or $(FUZZTIME),20s) -fuzzminimizetime $(or $(FUZZMINIMIZETIME),1s) ./$${t%%:*}/ || exit 1; \
 	done
 	bash -c 'set -a; source <(bash -c "source deploy/lib.sh; stack_env"); set +a; \
 		CRI_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),2000) CRI_FUZZ_SEED=$(FUZZ_SEED) CRI_FUZZ_WORKERS=$(or $(FUZZ_WORKERS),4) CRI_FUZZ_MAX_DURATION=$(FUZZ_MAX_DURATION) CRI_FUZZ_ONLY=$(FUZZ_ONLY) CRI_FUZZ_KEEP_DIR=$(FUZZ_KEEP_DIR) $(GO) test -count=1 -v -timeout 0 -run TestLiveFuzz ./test/fuzz/'
