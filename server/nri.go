@@ -2,9 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"sync"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/nri/pkg/api"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -22,10 +23,6 @@ import (
 type nriHost struct {
 	s *Service
 	n *nri.NRI
-	// specs are the OCI specs of the containers as made (after NRI's
-	// adjustment), loaded from containerd for recovered ones: the events
-	// tell plugins about them.
-	specs sync.Map // container ID → *oci.Spec
 }
 
 // newNRIHost makes the NRI host of s (not started); nil when disabled.
@@ -84,21 +81,28 @@ func (h *nriHost) podOf(c *container.Container) *api.PodSandbox {
 	return &api.PodSandbox{Id: c.SandboxID}
 }
 
-// spec is a container's OCI spec: the one it was made with, else the one
-// containerd keeps (loaded once), else nil.
+// spec is a container's OCI spec as made (after NRI's adjustment), which the
+// events tell plugins about: decoded from the containerd record the client
+// holds (no round trip), or read from containerd when an update changed it
+// since; nil when unknown. It is not kept: with hundreds of containers the
+// decoded specs were a tenth of the daemon's heap.
 func (h *nriHost) spec(ctx context.Context, c *container.Container) *oci.Spec {
-	if v, ok := h.specs.Load(c.ID); ok {
-		return v.(*oci.Spec)
-	}
 	if c.Container == nil {
 		return nil
+	}
+	if !c.Status().SpecUpdated {
+		if rec, err := c.Container.Info(ctx, containerd.WithoutRefreshedMetadata); err == nil && rec.Spec != nil {
+			var spec oci.Spec
+			if err := json.Unmarshal(rec.Spec.GetValue(), &spec); err == nil {
+				return &spec
+			}
+		}
 	}
 	spec, err := c.Container.Spec(h.s.nsCtx(ctx))
 	if err != nil {
 		klog.V(2).InfoS("NRI: container spec not loaded", "containerID", c.ID, "err", err)
 		return nil
 	}
-	h.specs.Store(c.ID, spec)
 	return spec
 }
 
@@ -189,7 +193,6 @@ func (k nriContainerHooks) Create(ctx context.Context, md container.Metadata, sp
 	if err := nri.Adjust(spec, adj, k.h.s.specGen.InjectCDIDevices); err != nil {
 		return fmt.Errorf("NRI CreateContainer: %w", err)
 	}
-	k.h.specs.Store(md.ID, spec)
 	return nil
 }
 
@@ -198,7 +201,6 @@ func (k nriContainerHooks) CreateFailed(ctx context.Context, md container.Metada
 	if !k.h.enabled() {
 		return
 	}
-	k.h.specs.Delete(md.ID)
 	pod := &api.PodSandbox{Id: md.SandboxID}
 	if sb, err := k.h.s.sandboxes.Get(md.SandboxID); err == nil {
 		pod = k.h.pod(sb)
@@ -243,7 +245,6 @@ func (h *nriHost) containerEvent(c *container.Container, t runtimeapi.ContainerE
 		}
 	case runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT:
 		err = h.n.RemoveContainer(ctx, h.podOf(c), h.ctr(ctx, c))
-		h.specs.Delete(c.ID)
 	}
 	if err != nil {
 		klog.ErrorS(err, "NRI container event", "containerID", c.ID, "event", t)

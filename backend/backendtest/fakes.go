@@ -411,6 +411,13 @@ func (c *Container) Task(context.Context, cio.Attach) (containerd.Task, error) {
 	return c.ActiveTask, nil
 }
 
+// Info returns the record (what Update wrote).
+func (c *Container) Info(context.Context, ...containerd.InfoOpts) (containers.Container, error) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	return c.Record, nil
+}
+
 func (c *Container) Spec(context.Context) (*oci.Spec, error) {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
