@@ -104,7 +104,10 @@ start_bg() {
 	printf '\n==== %s starting: %s\n' "$(date -Is)" "$*" >>"$logfile"
 	# Without job control the background child is no process-group leader,
 	# so setsid(1) calls setsid(2) and execs in place: $! stays the pid.
-	setsid "$@" </dev/null >>"$logfile" 2>&1 &
+	# fd 9 is the scripts' flock (node-e2e, benchmark, compat): a daemon that
+	# inherited it would hold the lock after the script ends (the node-e2e
+	# registry did, and every later node-e2e run refused to start).
+	setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
 	pid=$!
 	printf '%s\n%s\n' "$pid" "$exe" >"$(pid_file "$name")"
 	sleep 0.2
