@@ -44,8 +44,11 @@ func TestKubeletImageGC(t *testing.T) {
 	framework.KubeletBinary(t)
 	d := framework.StartDaemon(t, env, framework.DaemonOptions{RegistryConfigPath: env.CertsD})
 	usage, mp := imageFsUsagePercent(t, d)
-	// A margin of 3 points for other users of the shared disk freeing space.
-	high := max(1, usage-3)
+	// A margin of 10 points for other users of the shared disk freeing space
+	// during the 5 minutes before kubelet's second pass (with 3 points, one
+	// CI run saw the images kept: 7.5 GB of this disk). Kubelet frees down to
+	// the low threshold, far more than the test's images either way.
+	high := max(1, usage-10)
 	t.Logf("image filesystem %s is %d%% used: imageGCHighThresholdPercent %d, low %d", mp, usage, high, high-1)
 	k := framework.StartKubelet(t, d, framework.KubeletOptions{
 		Config: map[string]any{
