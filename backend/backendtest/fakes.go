@@ -196,19 +196,28 @@ func (ts taskService) Create(ctx context.Context, r *tasks.CreateTaskRequest, _ 
 	return &tasks.CreateTaskResponse{ContainerID: r.GetContainerID(), Pid: t.Pid()}, nil
 }
 
-// Start starts the live task of a container (TaskStartErr fails it).
-func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grpc.CallOption) (*tasks.StartResponse, error) {
+// activeTask is the live task of live container id, or a gRPC NotFound.
+func (ts taskService) activeTask(id string) (*Task, error) {
 	ts.owner.Mu.Lock()
-	c := ts.owner.Live[r.GetContainerID()]
+	c := ts.owner.Live[id]
 	ts.owner.Mu.Unlock()
 	if c == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound))
 	}
 	c.Mu.Lock()
 	t := c.ActiveTask
 	c.Mu.Unlock()
 	if t == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", id, errdefs.ErrNotFound))
+	}
+	return t, nil
+}
+
+// Start starts the live task of a container (TaskStartErr fails it).
+func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grpc.CallOption) (*tasks.StartResponse, error) {
+	t, err := ts.activeTask(r.GetContainerID())
+	if err != nil {
+		return nil, err
 	}
 	if err := t.Start(ctx); err != nil {
 		return nil, err
@@ -217,17 +226,9 @@ func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grp
 }
 
 func (ts taskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, _ ...grpc.CallOption) (*tasks.DeleteResponse, error) {
-	ts.owner.Mu.Lock()
-	c := ts.owner.Live[r.GetContainerID()]
-	ts.owner.Mu.Unlock()
-	if c == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
-	}
-	c.Mu.Lock()
-	t := c.ActiveTask
-	c.Mu.Unlock()
-	if t == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	t, err := ts.activeTask(r.GetContainerID())
+	if err != nil {
+		return nil, err
 	}
 	if _, err := t.Delete(ctx); err != nil {
 		return nil, errgrpc.ToGRPC(err)
