@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -35,6 +36,8 @@ type Containerd interface {
 	LeasesService() leases.Manager
 	// Subscribe streams containerd's events matching the filters.
 	Subscribe(ctx context.Context, filters ...string) (ch <-chan *events.Envelope, errs <-chan error)
+	// ContainerService is the raw container record store (DeleteContainer).
+	ContainerService() containers.Store
 	// TaskService is the raw task API (metrics, pids).
 	TaskService() tasks.TasksClient
 	// SandboxStore is containerd's sandbox records (containerd 1.7+).

@@ -84,6 +84,21 @@ func FindImage(ctx context.Context, c Containerd, names ...[]string) (containerd
 	return nil, lastErr
 }
 
+// SetExtension replaces one extension of container id's record with one
+// call (the client's Container.Update reads the whole record first and
+// writes it all back).
+func SetExtension(ctx context.Context, c Containerd, id, name string, v any) error {
+	a, err := typeurl.MarshalAny(v)
+	if err != nil {
+		return fmt.Errorf("marshalling extension %s: %w", name, err)
+	}
+	rec := containers.Container{ID: id, Extensions: map[string]typeurl.Any{name: a}}
+	if _, err := c.ContainerService().Update(ctx, rec, "extensions."+name); err != nil {
+		return fmt.Errorf("updating extension %s of container %s: %w", name, id, FromGRPC(err))
+	}
+	return nil
+}
+
 // UpdateExtension replaces one extension of a containerd container.
 func UpdateExtension(name string, v any) containerd.UpdateContainerOpts {
 	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {

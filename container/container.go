@@ -118,6 +118,13 @@ type Container struct {
 	// handler may read it: use IO and SetIO.
 	io atomic.Pointer[containerio.ContainerIO]
 
+	// noTask is true while containerd is known to hold no task of the
+	// container: from its create until its start, and once the exit
+	// handler deleted the task. Remove then deletes the record and the
+	// snapshot without asking (backend.DeleteContainer). False when not
+	// known (a container recovery loaded).
+	noTask atomic.Bool
+
 	statusPath string
 	mu         sync.RWMutex
 	status     Status
@@ -146,6 +153,10 @@ func (c *Container) LockRemove(ctx context.Context) error {
 
 // UnlockRemove releases the lock LockRemove took.
 func (c *Container) UnlockRemove() { <-c.removeLock }
+
+// NoTask reports whether containerd is known to hold no task of the
+// container.
+func (c *Container) NoTask() bool { return c.noTask.Load() }
 
 // IO returns the container's IO, or nil when it has none (never started, a
 // start that failed, or a task not found again after a restart). Safe for

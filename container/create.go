@@ -10,10 +10,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/image-spec/identity"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -123,6 +121,12 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	// paths there (in a copy of the config, which is persisted).
 	cc.cfg = proto.Clone(cc.cfg).(*runtimeapi.ContainerConfig)
 	paths := sandbox.PathsFor(c.o.Config.RootDir, c.o.Config.StateDir, sb.ID)
+	for _, m := range cc.cfg.GetMounts() {
+		if m.GetImage() != nil {
+			sb.MarkImageVolumes() // the pod's removal releases them
+			break
+		}
+	}
 	if err := imagevolume.Mount(ctx, c.o.Deps.Containerd, c.o.Deps.Images, imagevolume.Dir(paths.StateDir), sb.ID, c.o.Config.SnapshotterFor(cc.rt), cc.cfg.GetMounts()); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,7 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	ctrObj := New(md, cc.rootDir, Status{})
 	ctrObj.Container = ctr
 	ctrObj.rootfs = rootfs
+	ctrObj.noTask.Store(true)
 	if err := ctrObj.Update(func(st *Status) error {
 		st.CreatedAt = md.CreatedAt
 		st.Resources = CloneResources(cc.cfg.GetLinux().GetResources())
@@ -281,7 +286,8 @@ func (c *Controller) newContainerdContainer(ctx context.Context, cc *createCtx, 
 	// which fills in the user the spec resolved, so that the record is
 	// complete when made (no read of the spec and update afterwards).
 	opts := []containerd.NewContainerOpts{
-		snapshotOpt(cc.id, snapshotter, cc.img.ChainID, cc.cimg, rootfs, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())),
+		backend.WithNewSnapshot(cc.id, snapshotter, cc.img.ChainID, cc.cimg, spec.RemapSnapshotOpts(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()),
+			func(m []mount.Mount) { rootfs.set(snapshotter, cc.id, m) }),
 		withImageVolumeContent(rootfs, spec.ImageVolumes(cc.img.Config, cfg.GetMounts(), imageVolumeDir(cc.rootDir))),
 		containerd.WithImageName(cc.imageRecord()),
 		containerd.WithRuntime(cc.rt.Type, c.o.Config.RuncOptions(cc.rt)),
@@ -320,48 +326,6 @@ func withUserOf(md *Metadata) oci.SpecOpts {
 		for _, g := range s.Process.User.AdditionalGids {
 			md.SupplementalGroups = append(md.SupplementalGroups, int64(g))
 		}
-		return nil
-	}
-}
-
-// snapshotOpt makes the container's rootfs snapshot: with ID-remapping
-// options (user namespaces), containerd.WithNewSnapshot resolves them;
-// without, withNewSnapshot saves its round trips.
-func snapshotOpt(id, snapshotter, chainID string, img containerd.Image, rootfs *preparedRootfs, opts []snapshots.Opt) containerd.NewContainerOpts {
-	if len(opts) > 0 {
-		return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
-			c.Snapshotter = snapshotter
-			return containerd.WithNewSnapshot(id, img, opts...)(ctx, client, c)
-		}
-	}
-	return withNewSnapshot(id, snapshotter, chainID, img, rootfs)
-}
-
-// withNewSnapshot prepares the container's writable rootfs snapshot on the
-// image's chain ID, as containerd.WithNewSnapshot does, without its two
-// kinds of round trips: the image store already knows the chain ID (no
-// reading of the manifest and config again), and no snapshotter
-// capabilities are asked for (containerd only needs them for ID-remapped
-// snapshots, which are not requested here). The snapshot is made under the
-// create's lease, like the container. The mounts Prepare returns are
-// recorded in rootfs for the later steps of the create.
-func withNewSnapshot(id, snapshotter, chainID string, img containerd.Image, rootfs *preparedRootfs) containerd.NewContainerOpts {
-	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
-		parent := chainID
-		if parent == "" {
-			diffIDs, err := img.RootFS(ctx)
-			if err != nil {
-				return err
-			}
-			parent = identity.ChainID(diffIDs).String()
-		}
-		mounts, err := client.SnapshotService(snapshotter).Prepare(ctx, id, parent)
-		if err != nil {
-			return err
-		}
-		rootfs.set(snapshotter, id, mounts)
-		c.Snapshotter = snapshotter
-		c.SnapshotKey = id
 		return nil
 	}
 }

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -89,22 +87,25 @@ func (c *Controller) Finish(ctx context.Context, ctr *Container, code uint32, at
 // (none can enter it any more). Then the task is deleted in one call.
 func (c *Controller) deleteExitedTask(ctx context.Context, ctr *Container) {
 	if nothingLeft(ctr) {
-		_, err := c.o.Deps.Containerd.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: ctr.ID})
-		if err == nil {
-			return
-		}
-		if err = errgrpc.ToNative(err); errdefs.IsNotFound(err) {
+		err := backend.DeleteTask(ctx, c.o.Deps.Containerd, ctr.ID)
+		if err == nil || errdefs.IsNotFound(err) {
+			ctr.noTask.Store(true)
 			return
 		}
 		klog.V(2).InfoS("Deleting exited task directly failed; killing what is left first", "containerID", ctr.ID, "err", err)
 	}
 	task, err := ctr.Container.Task(ctx, nil)
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			ctr.noTask.Store(true)
+		}
 		return
 	}
 	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		klog.ErrorS(err, "Deleting exited task", "containerID", ctr.ID)
+		return
 	}
+	ctr.noTask.Store(true)
 }
 
 // nothingLeft reports whether no process of ctr can be left after its init

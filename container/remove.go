@@ -9,6 +9,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/backend"
 )
 
 // Remove force-stops the container if needed and removes it, its snapshot,
@@ -34,21 +36,9 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 	if starting {
 		return fmt.Errorf("container %s is starting: %w", ctr.ID, errdefs.ErrFailedPrecondition)
 	}
-	// Usually the exit handler already deleted the task; containerd refuses
-	// to delete a container that still has one (FailedPrecondition).
-	err := ctr.Container.Delete(ctx, containerd.WithSnapshotCleanup)
-	if errdefs.IsFailedPrecondition(err) {
-		if task, terr := ctr.Container.Task(ctx, nil); terr == nil {
-			if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
-				ctr.UpdateMemory(func(st *Status) { st.Removing = false })
-				return fmt.Errorf("deleting task of %s: %w", ctr.ID, derr)
-			}
-		}
-		err = ctr.Container.Delete(ctx, containerd.WithSnapshotCleanup)
-	}
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err := c.deleteContainerd(ctx, ctr); err != nil {
 		ctr.UpdateMemory(func(st *Status) { st.Removing = false })
-		return fmt.Errorf("deleting containerd container %s: %w", ctr.ID, err)
+		return err
 	}
 	// No task can legitimately exist now: kill shims containerd forgot.
 	// A container's tasks run in its pod's shim, so one serving its own ID
@@ -67,6 +57,31 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 	c.o.Store.Delete(ctr.ID)
 	c.o.Names.ReleaseByID(ctr.ID)
 	c.o.OnEvent(ctr, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// deleteContainerd deletes the containerd container with its snapshot. When
+// no task is known to exist (the exit handler deleted it, or the container
+// never started) the record and the snapshot go in two concurrent calls;
+// otherwise through the client, which finds a task left (containerd
+// refuses to delete a container that has one: FailedPrecondition) and
+// deletes it first.
+func (c *Controller) deleteContainerd(ctx context.Context, ctr *Container) error {
+	if ctr.NoTask() {
+		return backend.DeleteContainer(ctx, c.o.Deps.Containerd, ctr.Container)
+	}
+	err := ctr.Container.Delete(ctx, containerd.WithSnapshotCleanup)
+	if errdefs.IsFailedPrecondition(err) {
+		if task, terr := ctr.Container.Task(ctx, nil); terr == nil {
+			if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
+				return fmt.Errorf("deleting task of %s: %w", ctr.ID, derr)
+			}
+		}
+		err = ctr.Container.Delete(ctx, containerd.WithSnapshotCleanup)
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("deleting containerd container %s: %w", ctr.ID, err)
+	}
 	return nil
 }
 

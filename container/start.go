@@ -78,6 +78,7 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 	}()
 
 	// The task.
+	ctr.noTask.Store(false)
 	startTask, err := c.createTask(ctx, ctr, cio.Creator())
 	if err != nil {
 		return fmt.Errorf("creating task for container %s: %w", ctr.ID, err)

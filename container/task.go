@@ -3,8 +3,6 @@ package container
 import (
 	"context"
 
-	"github.com/containerd/containerd/api/services/tasks/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/pkg/cio"
 
 	"github.com/cri-containerd/cri-containerd/backend"
@@ -36,26 +34,10 @@ func (c *Controller) createTask(ctx context.Context, ctr *Container, creator cio
 	if err != nil {
 		return nil, err
 	}
-	cfg := io.Config()
-	req := &tasks.CreateTaskRequest{
-		ContainerID: ctr.ID,
-		Terminal:    cfg.Terminal,
-		Stdin:       cfg.Stdin,
-		Stdout:      cfg.Stdout,
-		Stderr:      cfg.Stderr,
-	}
-	for _, m := range ctr.rootfs {
-		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	ts := c.o.Deps.Containerd.TaskService()
-	if _, err := ts.Create(ctx, req); err != nil {
-		return nil, backend.FromGRPC(err)
+	if err := backend.CreateTask(ctx, c.o.Deps.Containerd, ctr.ID, ctr.rootfs, io.Config()); err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context) (uint32, error) {
-		resp, err := ts.Start(ctx, &tasks.StartRequest{ContainerID: ctr.ID})
-		if err != nil {
-			return 0, backend.FromGRPC(err)
-		}
-		return resp.GetPid(), nil
+		return backend.StartTask(ctx, c.o.Deps.Containerd, ctr.ID)
 	}, nil
 }

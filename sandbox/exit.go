@@ -25,10 +25,20 @@ func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, a
 	// Bounded: a hung shim must not hold up the event monitor for good.
 	dctx, cancel := context.WithTimeout(ctx, backend.CleanupTimeout)
 	defer cancel()
-	if task, err := sb.Container.Task(dctx, nil); err == nil {
-		if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
+	// One call: the pause container runs nothing but the exited pause
+	// process. containerd refuses (FailedPrecondition) if a process still
+	// runs: then the client kills what is left first.
+	err := backend.DeleteTask(dctx, c.o.Deps.Containerd, sb.ID)
+	if errdefs.IsFailedPrecondition(err) {
+		var task containerd.Task
+		if task, err = sb.Container.Task(dctx, nil); err == nil {
+			_, err = task.Delete(dctx, containerd.WithProcessKill)
 		}
+	}
+	if err == nil || errdefs.IsNotFound(err) {
+		sb.noTask.Store(true)
+	} else {
+		klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
 	}
 }
 

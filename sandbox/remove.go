@@ -8,6 +8,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/backend"
 )
 
 // Remove removes the sandbox's own resources: it stops the sandbox first
@@ -26,10 +28,14 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	defer sb.UnlockStop()
-	if _, rt, err := c.o.Config.RuntimeFor(sb.RuntimeHandler); err == nil {
+	if _, rt, err := c.o.Config.RuntimeFor(sb.RuntimeHandler); err == nil && sb.imageVolumes.Load() {
 		c.o.ImageVolumes.Remove(ctx, sb.ID, c.o.Config.SnapshotterFor(rt))
 	}
-	if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+	if sb.NoTask() {
+		if err := backend.DeleteContainer(ctx, c.o.Deps.Containerd, sb.Container); err != nil {
+			return fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
+		}
+	} else if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}
 	if sb.GetMetadata().ShimGroup {

@@ -47,6 +47,7 @@ func TestControllerRemove(t *testing.T) {
 	}
 	e.c = NewController(e.o)
 	sb := e.run(t, "web")
+	sb.MarkImageVolumes() // as a container with an image volume does
 
 	// Not stopped first: Remove stops it (pause task, network, shm).
 	if err := e.c.Remove(context.Background(), sb); err != nil {
@@ -165,5 +166,33 @@ func TestControllerRemoveRetriesAfterDeleteFailure(t *testing.T) {
 	}
 	if _, removes := e.net.Calls(); len(removes) != 1 {
 		t.Errorf("CNI DELs %+v, want one", removes)
+	}
+}
+
+// TestRemoveReleasesImageVolumesOnlyWhenMaybeMounted: the removal of a pod
+// none of whose containers mounted an image volume skips their release (a
+// listing of every snapshot and a lease deletion); a sandbox recovery
+// loaded may have some, and releases them.
+func TestRemoveReleasesImageVolumesOnlyWhenMaybeMounted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prepare func(sb *Sandbox)
+		want    bool
+	}{
+		{"none mounted", func(*Sandbox) {}, false},
+		{"a container mounted one", func(sb *Sandbox) { sb.MarkImageVolumes() }, true},
+		{"not known (recovered)", func(sb *Sandbox) { sb.imageVolumes.Store(true) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, iv := newLifecycleEnv(t)
+			sb := e.run(t, "web")
+			tc.prepare(sb)
+			if err := e.c.Remove(context.Background(), sb); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+			if got := len(iv.removes) == 1; got != tc.want {
+				t.Errorf("image volumes released: %v (%v), want %v", got, iv.removes, tc.want)
+			}
+		})
 	}
 }

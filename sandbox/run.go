@@ -9,6 +9,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -53,16 +54,21 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", fmt.Errorf("getting sandbox image %q: %w", s.Config.SandboxImage, err)
 	}
-	cimg, err := s.Deps.Containerd.GetImage(ctx, img.ID)
-	if err != nil {
-		cimg, err = backend.FindImage(ctx, s.Deps.Containerd, img.RepoTags, img.RepoDigests)
+	paths := PathsFor(s.Config.RootDir, s.Config.StateDir, id)
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	// containerd's image record is read only when the image store does not
+	// know the chain ID or the snapshot is ID-remapped (as for containers);
+	// otherwise the container names the record the image store made under
+	// the image's ID.
+	var cimg containerd.Image
+	imageRecord := img.ID
+	if img.ChainID == "" || len(spec.RemapSnapshotOpts(nsOpts)) > 0 {
+		cimg, err = backend.FindImage(ctx, s.Deps.Containerd, []string{img.ID}, img.RepoTags, img.RepoDigests)
 		if err != nil {
 			return "", fmt.Errorf("loading sandbox image %q from containerd: %w", s.Config.SandboxImage, err)
 		}
+		imageRecord = cimg.Name()
 	}
-
-	paths := PathsFor(s.Config.RootDir, s.Config.StateDir, id)
-	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNetwork := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
 	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
 
@@ -165,10 +171,13 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", fmt.Errorf("generating sandbox spec: %w", err)
 	}
+	// The mounts of the pause's rootfs, as Prepare returned them: the task
+	// is then created with one call (backend.CreateTask).
+	var rootfs []mount.Mount
 	ctr, releaseLease, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
-		containerd.WithSnapshotter(s.Config.SnapshotterFor(rt)),
-		containerd.WithNewSnapshot(id, cimg, spec.RemapSnapshotOpts(nsOpts)...),
-		containerd.WithImageName(cimg.Name()),
+		backend.WithNewSnapshot(id, s.Config.SnapshotterFor(rt), img.ChainID, cimg, spec.RemapSnapshotOpts(nsOpts),
+			func(m []mount.Mount) { rootfs = m }),
+		containerd.WithImageName(imageRecord),
 		containerd.WithRuntime(rt.Type, s.Config.RuncOptions(rt)),
 		containerd.WithContainerLabels(map[string]string{LabelKind: KindSandbox}),
 		containerd.WithContainerExtension(MetadataExtension, &md),
@@ -248,7 +257,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			recErr = c.createRecord(ctx, id, rt.Type)
 		}
 	}()
-	task, taskErr := ctr.NewTask(ctx, cio.NullIO)
+	task, taskErr := c.newPauseTask(ctx, ctr, rootfs)
 	<-recDone
 	if s.ShimGroups {
 		if recErr == nil {
@@ -271,7 +280,11 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			if retErr != nil {
 				cctx, cancel := backend.CleanupCtx(ctx)
 				defer cancel()
-				if _, err := task.Delete(cctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				t, err := ctr.Task(cctx, nil)
+				if err == nil {
+					_, err = t.Delete(cctx, containerd.WithProcessKill)
+				}
+				if err != nil && !errdefs.IsNotFound(err) {
 					log.Error(err, "Rollback: deleting pause task")
 				}
 			}
@@ -293,6 +306,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// arguments (recovery), which need no result.
 	sb := New(md)
 	sb.Container = ctr
+	sb.imageVolumes.Store(false) // none mounted yet
 	if err := c.hooks().Run(ctx, sb); err != nil {
 		return "", fmt.Errorf("NRI RunPodSandbox: %w", err)
 	}
@@ -311,18 +325,49 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			s.Store.Delete(id)
 		}
 	}()
-	if err := task.Start(ctx); err != nil {
+	pid, err := task.start(ctx)
+	if err != nil {
 		return "", fmt.Errorf("starting pause task: %w", err)
 	}
-	sb.SetReady(task.Pid())
+	sb.SetReady(pid)
 	md = sb.UpdateMetadata(func(m *Metadata) { m.Phase = PhaseCreated })
-	if err := ctr.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil {
+	if err := backend.SetExtension(ctx, s.Deps.Containerd, id, MetadataExtension, &md); err != nil {
 		return "", fmt.Errorf("persisting sandbox state: %w", err)
 	}
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
-	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", task.Pid())
+	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", pid)
 	return id, nil
+}
+
+// pauseTask is a created pause task; start starts it and returns its pid.
+type pauseTask struct {
+	start func(context.Context) (uint32, error)
+}
+
+// newPauseTask creates the pause task of ctr (no stdio). With the rootfs
+// mounts the create prepared it is one call (backend.CreateTask); without
+// (an ID-remapped snapshot) containerd's client makes it, reading the
+// record and the mounts first.
+func (c *Controller) newPauseTask(ctx context.Context, ctr containerd.Container, rootfs []mount.Mount) (pauseTask, error) {
+	if len(rootfs) == 0 {
+		task, err := ctr.NewTask(ctx, cio.NullIO)
+		if err != nil {
+			return pauseTask{}, err
+		}
+		return pauseTask{start: func(ctx context.Context) (uint32, error) {
+			if err := task.Start(ctx); err != nil {
+				return 0, err
+			}
+			return task.Pid(), nil
+		}}, nil
+	}
+	if err := backend.CreateTask(ctx, c.o.Deps.Containerd, ctr.ID(), rootfs, cio.Config{}); err != nil {
+		return pauseTask{}, err
+	}
+	return pauseTask{start: func(ctx context.Context) (uint32, error) {
+		return backend.StartTask(ctx, c.o.Deps.Containerd, ctr.ID())
+	}}, nil
 }
 
 // keepUntornSandbox keeps a sandbox whose RunPodSandbox failed and whose

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -101,11 +102,30 @@ type Sandbox struct {
 	// stopLock serialises stop/remove on this sandbox (LockStop): a
 	// channel, not a mutex, so that waiting for it ends with the request.
 	stopLock chan struct{}
+	// noTask is true once containerd is known to hold no pause task (the
+	// stop or the exit handler deleted it, or found none): the removal then
+	// deletes the record and the snapshot without asking
+	// (backend.DeleteContainer), and a stop asks nothing.
+	noTask atomic.Bool
+	// imageVolumes is true once a container of the pod mounted (or tried
+	// to mount) image volumes, or when not known (a sandbox recovery
+	// loaded): the removal then releases them (two containerd calls,
+	// one a listing of every snapshot).
+	imageVolumes atomic.Bool
 }
+
+// MarkImageVolumes records that a container of the pod mounts image
+// volumes (before it mounts them).
+func (s *Sandbox) MarkImageVolumes() { s.imageVolumes.Store(true) }
+
+// NoTask reports whether containerd is known to hold no pause task.
+func (s *Sandbox) NoTask() bool { return s.noTask.Load() }
 
 // New returns a sandbox in StateUnknown.
 func New(md Metadata) *Sandbox {
-	return &Sandbox{Metadata: md, stopped: make(chan struct{}), stopLock: make(chan struct{}, 1)}
+	s := &Sandbox{Metadata: md, stopped: make(chan struct{}), stopLock: make(chan struct{}, 1)}
+	s.imageVolumes.Store(true) // not known; Run clears it
+	return s
 }
 
 // LockStop takes the sandbox's stop/remove lock, or returns ctx's error

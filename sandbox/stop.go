@@ -56,11 +56,16 @@ func (c *Controller) Stop(ctx context.Context, sb *Sandbox) error {
 // stopPause kills the pause task and waits for the exit to be recorded.
 func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 	state, _ := sb.State()
+	if sb.NoTask() {
+		sb.SetNotReady(0, c.now())
+		return nil
+	}
 	task, err := sb.Container.Task(ctx, nil)
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
 			return fmt.Errorf("loading pause task of %s: %w", sb.ID, err)
 		}
+		sb.noTask.Store(true)
 		sb.SetNotReady(0, c.now())
 		return nil
 	}
@@ -100,9 +105,10 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 	// The exit handler deletes the task; make sure it is gone even if the event was missed.
-	if err := deletePauseTask(ctx, sb, task); err != nil {
+	if err := c.deletePauseTask(ctx, sb, task); err != nil {
 		return err
 	}
+	sb.noTask.Store(true)
 	sb.SetNotReady(0, c.now())
 	return nil
 }
@@ -113,8 +119,17 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 // closing under it (ttrpc: closed), which is no failure once the task is
 // gone. The task is looked up again a few times, briefly, before the
 // error counts.
-func deletePauseTask(ctx context.Context, sb *Sandbox, task containerd.Task) error {
-	_, err := task.Delete(ctx, containerd.WithProcessKill)
+//
+// The pause container runs nothing but the pause process, which is dead
+// here (or was killed with the rest of its container): the task is deleted
+// with one call (backend.DeleteTask); the client's WithProcessKill (a wait,
+// a kill and a status read first) only when containerd says a process
+// still runs.
+func (c *Controller) deletePauseTask(ctx context.Context, sb *Sandbox, task containerd.Task) error {
+	err := backend.DeleteTask(ctx, c.o.Deps.Containerd, sb.ID)
+	if errdefs.IsFailedPrecondition(err) {
+		_, err = task.Delete(ctx, containerd.WithProcessKill)
+	}
 	if err == nil || errdefs.IsNotFound(err) {
 		return nil
 	}
@@ -168,7 +183,7 @@ func (c *Controller) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 	}
 	_ = os.RemoveAll(netnsDir)
 	md = sb.UpdateMetadata(func(m *Metadata) { m.NetworkTornDown = true })
-	if err := sb.Container.Update(ctx, backend.UpdateExtension(MetadataExtension, &md)); err != nil && !errdefs.IsNotFound(err) {
+	if err := backend.SetExtension(ctx, c.o.Deps.Containerd, md.ID, MetadataExtension, &md); err != nil && !errdefs.IsNotFound(err) {
 		klog.ErrorS(err, "Persisting network teardown", "podSandboxID", md.ID)
 	}
 	return nil

@@ -13,8 +13,17 @@
 package backendtest
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/containerd/containerd/api/services/tasks/v1"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -28,6 +37,73 @@ func NewImages() *Images { return &Images{images: map[string]image.Image{}} }
 type CtrdWithState struct {
 	*Ctrd
 	*State
+}
+
+// ContainerService deletes the records of State's containers and Ctrd's.
+func (c CtrdWithState) ContainerService() containers.Store {
+	return stateContainerStore{Store: c.Ctrd.ContainerService(), state: c.State}
+}
+
+type stateContainerStore struct {
+	containers.Store
+	state *State
+}
+
+func (s stateContainerStore) Update(ctx context.Context, rec containers.Container, fieldpaths ...string) (containers.Container, error) {
+	if c := s.state.Lookup(rec.ID); c != nil && !c.IsDeleted() {
+		if err := c.Update(ctx, withExtensions(rec, fieldpaths)); err != nil {
+			return containers.Container{}, err
+		}
+		return c.Info(ctx)
+	}
+	return s.Store.Update(ctx, rec, fieldpaths...)
+}
+
+func (s stateContainerStore) Delete(ctx context.Context, id string) error {
+	if c := s.state.Lookup(id); c != nil && !c.IsDeleted() {
+		c.Mu.Lock()
+		defer c.Mu.Unlock()
+		if c.ActiveTask != nil {
+			return fmt.Errorf("fake: record of container %q deleted under its live task: %w", id, errdefs.ErrFailedPrecondition)
+		}
+		c.Deleted = true
+		return nil
+	}
+	return s.Store.Delete(ctx, id)
+}
+
+// TaskService deletes the tasks of State's containers (refusing a running
+// one, as containerd does) and serves Ctrd's.
+func (c CtrdWithState) TaskService() tasks.TasksClient {
+	return stateTaskService{TasksClient: c.Ctrd.TaskService(), state: c.State}
+}
+
+type stateTaskService struct {
+	tasks.TasksClient
+	state *State
+}
+
+func (s stateTaskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, opts ...grpc.CallOption) (*tasks.DeleteResponse, error) {
+	c := s.state.Lookup(r.GetContainerID())
+	if c == nil {
+		return s.TasksClient.Delete(ctx, r, opts...)
+	}
+	c.Mu.Lock()
+	t := c.ActiveTask
+	c.Mu.Unlock()
+	if t == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	t.Mu.Lock()
+	running := t.ProcStatus == containerd.Running
+	t.Mu.Unlock()
+	if running {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s is running: %w", r.GetContainerID(), errdefs.ErrFailedPrecondition))
+	}
+	if _, err := t.Delete(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &tasks.DeleteResponse{ID: r.GetContainerID()}, nil
 }
 
 var (

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -108,7 +109,7 @@ func (f *Ctrd) NewContainer(ctx context.Context, id string, opts ...containerd.N
 	if _, ok := f.Live[id]; ok {
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
 	}
-	c := &Container{owner: f, id: id, NOpts: len(opts), Record: containers.Container{ID: id}}
+	c := &Container{owner: f, id: id, NOpts: len(opts), Record: containers.Container{ID: id, Snapshotter: "overlayfs", SnapshotKey: id}}
 	if f.Configure != nil {
 		f.Configure(c)
 	}
@@ -248,7 +249,60 @@ func (f *Ctrd) GetImage(ctx context.Context, ref string) (containerd.Image, erro
 	return nil, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 }
 
-func (f *Ctrd) SnapshotService(string) snapshots.Snapshotter { return Snapshotter{} }
+func (f *Ctrd) SnapshotService(string) snapshots.Snapshotter { return Snapshotter{owner: f} }
+
+// ContainerService is the container record store (Delete only).
+func (f *Ctrd) ContainerService() containers.Store { return containerStore{owner: f} }
+
+type containerStore struct {
+	containers.Store
+	owner *Ctrd
+}
+
+// Update replaces the extensions the field paths name
+// ("extensions.<name>"), as Container.Update does (UpdateErrAt counts it).
+func (s containerStore) Update(ctx context.Context, rec containers.Container, fieldpaths ...string) (containers.Container, error) {
+	s.owner.Mu.Lock()
+	c := s.owner.Live[rec.ID]
+	s.owner.Mu.Unlock()
+	if c == nil {
+		return containers.Container{}, fmt.Errorf("container %q: %w", rec.ID, errdefs.ErrNotFound)
+	}
+	if err := c.Update(ctx, withExtensions(rec, fieldpaths)); err != nil {
+		return containers.Container{}, err
+	}
+	return c.Info(ctx)
+}
+
+// withExtensions copies the extensions of rec that fieldpaths name.
+func withExtensions(rec containers.Container, fieldpaths []string) containerd.UpdateContainerOpts {
+	return func(_ context.Context, _ *containerd.Client, c *containers.Container) error {
+		for _, p := range fieldpaths {
+			name, ok := strings.CutPrefix(p, "extensions.")
+			if !ok {
+				return fmt.Errorf("fake: field path %q: %w", p, errdefs.ErrNotImplemented)
+			}
+			if c.Extensions == nil {
+				c.Extensions = map[string]typeurl.Any{}
+			}
+			c.Extensions[name] = rec.Extensions[name]
+		}
+		return nil
+	}
+}
+
+// Delete deletes the record of a container as containerd does, without a
+// look at its task; a record deleted under a live task fails with
+// FailedPrecondition here so that tests catch the caller's mistake.
+func (s containerStore) Delete(ctx context.Context, id string) error {
+	s.owner.Mu.Lock()
+	c := s.owner.Live[id]
+	s.owner.Mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+	}
+	return c.delete(ctx, false, true)
+}
 
 func (f *Ctrd) LeasesService() leases.Manager { return &Leases{owner: f} }
 
@@ -274,8 +328,30 @@ func (f *Ctrd) LiveIDs() []string {
 	return out
 }
 
-// Snapshotter is an empty snapshotter.
-type Snapshotter struct{ snapshots.Snapshotter }
+// Snapshotter is an empty snapshotter whose Remove marks the snapshot
+// cleanup of the container whose snapshot key it names.
+type Snapshotter struct {
+	snapshots.Snapshotter
+	owner *Ctrd
+}
+
+func (s Snapshotter) Remove(_ context.Context, key string) error {
+	s.owner.Mu.Lock()
+	created := append([]*Container(nil), s.owner.Created...)
+	s.owner.Mu.Unlock() // never held with a container's Mu: delete takes them the other way round
+	for _, c := range created {
+		c.Mu.Lock()
+		found := c.Record.SnapshotKey == key && !c.SnapshotCleanup
+		if found {
+			c.SnapshotCleanup = true
+		}
+		c.Mu.Unlock()
+		if found {
+			return nil
+		}
+	}
+	return fmt.Errorf("snapshot %q: %w", key, errdefs.ErrNotFound)
+}
 
 func (Snapshotter) Walk(context.Context, snapshots.WalkFunc, ...string) error { return nil }
 
@@ -333,6 +409,9 @@ type Container struct {
 	Tasks           []*Task
 	Deleted         bool
 	SnapshotCleanup bool
+	// RawDelete is set when the record went through ContainerService().Delete
+	// (backend.DeleteContainer), not the client's Delete.
+	RawDelete bool
 }
 
 func (c *Container) ID() string { return c.id }
@@ -359,6 +438,18 @@ func (c *Container) Update(ctx context.Context, opts ...containerd.UpdateContain
 }
 
 func (c *Container) Delete(ctx context.Context, opts ...containerd.DeleteOpts) error {
+	cleanup := false
+	for _, o := range opts {
+		if SameFunc(o, containerd.WithSnapshotCleanup) {
+			cleanup = true
+		}
+	}
+	return c.delete(ctx, cleanup, false)
+}
+
+// delete is Delete (the client's, cleaning the snapshot up when asked) or,
+// raw, the container service's.
+func (c *Container) delete(ctx context.Context, cleanup, raw bool) error {
 	c.Mu.Lock()
 	hook := c.OnDelete
 	c.Mu.Unlock()
@@ -374,13 +465,15 @@ func (c *Container) Delete(ctx context.Context, opts ...containerd.DeleteOpts) e
 		return fmt.Errorf("container %q: %w", c.id, errdefs.ErrNotFound)
 	}
 	if c.ActiveTask != nil {
+		if raw {
+			return fmt.Errorf("fake: record of container %q deleted under its live task: %w", c.id, errdefs.ErrFailedPrecondition)
+		}
 		return fmt.Errorf("container %q has a task: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	for _, o := range opts {
-		if SameFunc(o, containerd.WithSnapshotCleanup) {
-			c.SnapshotCleanup = true
-		}
+	if cleanup {
+		c.SnapshotCleanup = true
 	}
+	c.RawDelete = raw
 	c.Deleted = true
 	c.owner.Mu.Lock()
 	delete(c.owner.Live, c.id)
