@@ -189,6 +189,21 @@ func (f *countingRemote) add(n int64, fail error) {
 	f.fail = fail
 }
 
+// newRemoteIO is the IO of container id whose log writer is the remote r,
+// reporting its errors to rep, with its FIFOs created.
+func newRemoteIO(t *testing.T, id string, r Remote, rep *LogErrorReporter) *ContainerIO {
+	t.Helper()
+	c, err := New(Config{ID: id, FIFODir: filepath.Join(t.TempDir(), "io"), LogPath: filepath.Join(t.TempDir(), "l"),
+		Remote: r, UseRemote: true, LogErrors: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Creator()(id); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestRemoteLogWriteErrorsCounted: the log write errors of a shim-side writer
 // are part of the reporter's Total (the daemon's metric) while its IO is
 // open, are kept once it is closed, and are reported in the daemon's log at
@@ -199,19 +214,8 @@ func TestRemoteLogWriteErrorsCounted(t *testing.T) {
 	var logBuf syncLogBuffer
 	rep := &LogErrorReporter{Interval: time.Minute, Clock: clk,
 		Logger: textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&logBuf)))}
-	newIO := func(id string, r Remote) *ContainerIO {
-		c, err := New(Config{ID: id, FIFODir: filepath.Join(t.TempDir(), "io"), LogPath: filepath.Join(t.TempDir(), "l"),
-			Remote: r, UseRemote: true, LogErrors: rep})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Creator()(id); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
 	r1, r2 := &countingRemote{}, &countingRemote{}
-	c1, c2 := newIO("c1", r1), newIO("c2", r2)
+	c1, c2 := newRemoteIO(t, "c1", r1, rep), newRemoteIO(t, "c2", r2, rep)
 	if got := rep.Total(); got != 0 {
 		t.Fatalf("Total = %v before any error", got)
 	}
@@ -565,14 +569,7 @@ func TestPollRemotesReportsEveryContainer(t *testing.T) {
 	for _, id := range []string{"p1", "p2", "p3"} {
 		r := &countingRemote{}
 		remotes = append(remotes, r)
-		c, err := New(Config{ID: id, FIFODir: filepath.Join(t.TempDir(), "io"), LogPath: filepath.Join(t.TempDir(), "l"),
-			Remote: r, UseRemote: true, LogErrors: rep})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Creator()(id); err != nil {
-			t.Fatal(err)
-		}
+		c := newRemoteIO(t, id, r, rep)
 		t.Cleanup(func() { _ = c.Close() })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
