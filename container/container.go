@@ -124,6 +124,10 @@ type Container struct {
 	// snapshot without asking (backend.DeleteContainer). False when not
 	// known (a container recovery loaded).
 	noTask atomic.Bool
+	// finishing is set by the first exit handler (Controller.Finish) of
+	// the container's task: the stop that saw the exit and the event
+	// monitor both call it, and only one deletes the task.
+	finishing atomic.Bool
 
 	statusPath string
 	mu         sync.RWMutex

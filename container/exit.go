@@ -61,6 +61,12 @@ func (c *Controller) Finish(ctx context.Context, ctr *Container, code uint32, at
 	if ctr.Status().FinishedAt != 0 {
 		return
 	}
+	// Another handler is recording this exit (it records it whatever
+	// happens: waiters watch Stopped): a second task deletion would only
+	// be refused.
+	if !ctr.finishing.CompareAndSwap(false, true) {
+		return
+	}
 	// The exit code is checkpointed before the task (the only other holder
 	// of it) is deleted: a daemon killed from here on finds it at start.
 	if err := ctr.Update(func(st *Status) error {
