@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
 )
 
 // TaskRunning reports whether the container's task runs, and its exit if
@@ -62,45 +63,81 @@ func FromGRPC(err error) error {
 	return errgrpc.ToNative(err)
 }
 
-// CreateTask creates the task of container id with one call to containerd's
-// task service, given the rootfs mounts its create prepared and the paths
-// of its stdio (empty: none). containerd's client (Container.NewTask)
-// reads the container record and the snapshot's mounts first. The task is
-// started with StartTask.
-func CreateTask(ctx context.Context, c Containerd, id string, rootfs []mount.Mount, io cio.Config) error {
+// StartTaskFunc starts a created task and returns its pid.
+type StartTaskFunc func(ctx context.Context) (uint32, error)
+
+// NewTask creates the task of ctr with the IO creator makes and returns
+// what starts it. Given the rootfs mounts its create prepared, it is one
+// call to containerd's task service (and one to start it); without them (a
+// container created before a restart, an ID-remapped snapshot)
+// containerd's client makes it, reading the container record and the
+// snapshot's mounts first. The IO is started either way; closing it on
+// failure is the caller's.
+func NewTask(ctx context.Context, c Containerd, ctr containerd.Container, rootfs []mount.Mount, creator cio.Creator) (StartTaskFunc, error) {
+	if len(rootfs) == 0 {
+		task, err := ctr.NewTask(ctx, creator)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (uint32, error) {
+			if err := task.Start(ctx); err != nil {
+				return 0, err
+			}
+			return task.Pid(), nil
+		}, nil
+	}
+	id := ctr.ID()
+	io, err := creator(id)
+	if err != nil {
+		return nil, err
+	}
+	cfg := io.Config()
 	req := &tasks.CreateTaskRequest{
 		ContainerID: id,
-		Terminal:    io.Terminal,
-		Stdin:       io.Stdin,
-		Stdout:      io.Stdout,
-		Stderr:      io.Stderr,
+		Terminal:    cfg.Terminal,
+		Stdin:       cfg.Stdin,
+		Stdout:      cfg.Stdout,
+		Stderr:      cfg.Stderr,
 	}
 	for _, m := range rootfs {
 		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
-	if _, err := c.TaskService().Create(ctx, req); err != nil {
-		return FromGRPC(err)
+	ts := c.TaskService()
+	if _, err := ts.Create(ctx, req); err != nil {
+		return nil, FromGRPC(err)
 	}
-	return nil
+	return func(ctx context.Context) (uint32, error) {
+		resp, err := ts.Start(ctx, &tasks.StartRequest{ContainerID: id})
+		if err != nil {
+			return 0, FromGRPC(err)
+		}
+		return resp.GetPid(), nil
+	}, nil
 }
 
-// StartTask starts the created task of container id (one call) and
-// returns its pid.
-func StartTask(ctx context.Context, c Containerd, id string) (uint32, error) {
-	resp, err := c.TaskService().Start(ctx, &tasks.StartRequest{ContainerID: id})
-	if err != nil {
-		return 0, FromGRPC(err)
+// DeleteExitedTask deletes the task of ctr, whose init exited. When direct
+// (the caller knows no process of the container can be left), one call to
+// the task service deletes it; when containerd refuses or fails that, or
+// when not direct, containerd's client does, with WithProcessKill (a wait,
+// a kill of every process of the container and a status read first). A
+// task already gone is no error.
+func DeleteExitedTask(ctx context.Context, c Containerd, ctr containerd.Container, direct bool) error {
+	if direct {
+		_, err := c.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: ctr.ID()})
+		if err == nil {
+			return nil
+		}
+		if err = FromGRPC(err); errdefs.IsNotFound(err) {
+			return nil
+		}
+		klog.V(2).InfoS("Deleting exited task directly failed; killing what is left first", "id", ctr.ID(), "err", err)
 	}
-	return resp.GetPid(), nil
-}
-
-// DeleteTask deletes the task of container id with one call, without
-// killing anything first: for a task whose processes are known to be gone
-// (containerd's client Delete with WithProcessKill kills and waits for
-// them). NotFound is returned as is.
-func DeleteTask(ctx context.Context, c Containerd, id string) error {
-	if _, err := c.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: id}); err != nil {
-		return FromGRPC(err)
+	task, err := ctr.Task(ctx, nil)
+	if err == nil {
+		_, err = task.Delete(ctx, containerd.WithProcessKill)
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
 	}
 	return nil
 }

@@ -121,11 +121,8 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	// paths there (in a copy of the config, which is persisted).
 	cc.cfg = proto.Clone(cc.cfg).(*runtimeapi.ContainerConfig)
 	paths := sandbox.PathsFor(c.o.Config.RootDir, c.o.Config.StateDir, sb.ID)
-	for _, m := range cc.cfg.GetMounts() {
-		if m.GetImage() != nil {
-			sb.MarkImageVolumes() // the pod's removal releases them
-			break
-		}
+	if imagevolume.Needed(cc.cfg.GetMounts()) {
+		sb.MarkImageVolumes() // the pod's removal releases them
 	}
 	if err := imagevolume.Mount(ctx, c.o.Deps.Containerd, c.o.Deps.Images, imagevolume.Dir(paths.StateDir), sb.ID, c.o.Config.SnapshotterFor(cc.rt), cc.cfg.GetMounts()); err != nil {
 		return nil, err

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -92,22 +90,7 @@ func (c *Controller) Finish(ctx context.Context, ctr *Container, code uint32, at
 // it before it reported the init's exit), or its cgroup has no process left
 // (none can enter it any more). Then the task is deleted in one call.
 func (c *Controller) deleteExitedTask(ctx context.Context, ctr *Container) {
-	if nothingLeft(ctr) {
-		err := backend.DeleteTask(ctx, c.o.Deps.Containerd, ctr.ID)
-		if err == nil || errdefs.IsNotFound(err) {
-			ctr.noTask.Store(true)
-			return
-		}
-		klog.V(2).InfoS("Deleting exited task directly failed; killing what is left first", "containerID", ctr.ID, "err", err)
-	}
-	task, err := ctr.Container.Task(ctx, nil)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			ctr.noTask.Store(true)
-		}
-		return
-	}
-	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	if err := backend.DeleteExitedTask(ctx, c.o.Deps.Containerd, ctr.Container, nothingLeft(ctr)); err != nil {
 		klog.ErrorS(err, "Deleting exited task", "containerID", ctr.ID)
 		return
 	}

@@ -79,7 +79,7 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 
 	// The task.
 	ctr.noTask.Store(false)
-	startTask, err := c.createTask(ctx, ctr, cio.Creator())
+	startTask, err := backend.NewTask(ctx, c.o.Deps.Containerd, ctr.Container, ctr.rootfs, cio.Creator())
 	if err != nil {
 		return fmt.Errorf("creating task for container %s: %w", ctr.ID, err)
 	}

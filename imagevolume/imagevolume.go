@@ -39,18 +39,22 @@ func SnapshotKey(sandboxID, digest string) string {
 	return "cri-containerd-imagevolume-" + sandboxID + "-" + digest
 }
 
+// Needed reports whether any of mounts is an image volume.
+func Needed(mounts []*runtimeapi.Mount) bool {
+	for _, m := range mounts {
+		if m.GetImage() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Mount resolves every CRI mount of kind "image" in mounts: the image is
 // unpacked, a read-only view of its rootfs is mounted once per sandbox under
 // dir (see Dir), and the mount's host path is pointed at it (or at the
 // requested sub path). The mounts are changed in place.
 func Mount(ctx context.Context, ctrd backend.Containerd, images backend.Images, dir, sandboxID, snapshotter string, mounts []*runtimeapi.Mount) error {
-	var needed bool
-	for _, m := range mounts {
-		if m.GetImage() != nil {
-			needed = true
-		}
-	}
-	if !needed {
+	if !Needed(mounts) {
 		return nil
 	}
 	if _, err := ctrd.LeasesService().Create(ctx, leases.WithID(LeaseID(sandboxID))); err != nil && !errdefs.IsAlreadyExists(err) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -26,20 +24,12 @@ func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, a
 	dctx, cancel := context.WithTimeout(ctx, backend.CleanupTimeout)
 	defer cancel()
 	// One call: the pause container runs nothing but the exited pause
-	// process. containerd refuses (FailedPrecondition) if a process still
-	// runs: then the client kills what is left first.
-	err := backend.DeleteTask(dctx, c.o.Deps.Containerd, sb.ID)
-	if errdefs.IsFailedPrecondition(err) {
-		var task containerd.Task
-		if task, err = sb.Container.Task(dctx, nil); err == nil {
-			_, err = task.Delete(dctx, containerd.WithProcessKill)
-		}
-	}
-	if err == nil || errdefs.IsNotFound(err) {
-		sb.noTask.Store(true)
-	} else {
+	// process (the client kills what is left if containerd refuses).
+	if err := backend.DeleteExitedTask(dctx, c.o.Deps.Containerd, sb.Container, true); err != nil {
 		klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
+		return
 	}
+	sb.noTask.Store(true)
 }
 
 // recordExit makes the sandbox NotReady with the pause exit and emits

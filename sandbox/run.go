@@ -172,7 +172,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		return "", fmt.Errorf("generating sandbox spec: %w", err)
 	}
 	// The mounts of the pause's rootfs, as Prepare returned them: the task
-	// is then created with one call (backend.CreateTask).
+	// is then created with one call (backend.NewTask).
 	var rootfs []mount.Mount
 	ctr, releaseLease, err := backend.NewContainer(ctx, s.Deps.Containerd, id,
 		backend.WithNewSnapshot(id, s.Config.SnapshotterFor(rt), img.ChainID, cimg, spec.RemapSnapshotOpts(nsOpts),
@@ -257,7 +257,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			recErr = c.createRecord(ctx, id, rt.Type)
 		}
 	}()
-	task, taskErr := c.newPauseTask(ctx, ctr, rootfs)
+	startPause, taskErr := backend.NewTask(ctx, s.Deps.Containerd, ctr, rootfs, cio.NullIO)
 	<-recDone
 	if s.ShimGroups {
 		if recErr == nil {
@@ -325,7 +325,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			s.Store.Delete(id)
 		}
 	}()
-	pid, err := task.start(ctx)
+	pid, err := startPause(ctx)
 	if err != nil {
 		return "", fmt.Errorf("starting pause task: %w", err)
 	}
@@ -338,36 +338,6 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	log.V(2).Info("Pod sandbox running", "ip", md.IP, "pid", pid)
 	return id, nil
-}
-
-// pauseTask is a created pause task; start starts it and returns its pid.
-type pauseTask struct {
-	start func(context.Context) (uint32, error)
-}
-
-// newPauseTask creates the pause task of ctr (no stdio). With the rootfs
-// mounts the create prepared it is one call (backend.CreateTask); without
-// (an ID-remapped snapshot) containerd's client makes it, reading the
-// record and the mounts first.
-func (c *Controller) newPauseTask(ctx context.Context, ctr containerd.Container, rootfs []mount.Mount) (pauseTask, error) {
-	if len(rootfs) == 0 {
-		task, err := ctr.NewTask(ctx, cio.NullIO)
-		if err != nil {
-			return pauseTask{}, err
-		}
-		return pauseTask{start: func(ctx context.Context) (uint32, error) {
-			if err := task.Start(ctx); err != nil {
-				return 0, err
-			}
-			return task.Pid(), nil
-		}}, nil
-	}
-	if err := backend.CreateTask(ctx, c.o.Deps.Containerd, ctr.ID(), rootfs, cio.Config{}); err != nil {
-		return pauseTask{}, err
-	}
-	return pauseTask{start: func(ctx context.Context) (uint32, error) {
-		return backend.StartTask(ctx, c.o.Deps.Containerd, ctr.ID())
-	}}, nil
 }
 
 // keepUntornSandbox keeps a sandbox whose RunPodSandbox failed and whose

@@ -105,7 +105,7 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 	// The exit handler deletes the task; make sure it is gone even if the event was missed.
-	if err := c.deletePauseTask(ctx, sb, task); err != nil {
+	if err := c.deletePauseTask(ctx, sb); err != nil {
 		return err
 	}
 	sb.noTask.Store(true)
@@ -122,15 +122,11 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 //
 // The pause container runs nothing but the pause process, which is dead
 // here (or was killed with the rest of its container): the task is deleted
-// with one call (backend.DeleteTask); the client's WithProcessKill (a wait,
-// a kill and a status read first) only when containerd says a process
-// still runs.
-func (c *Controller) deletePauseTask(ctx context.Context, sb *Sandbox, task containerd.Task) error {
-	err := backend.DeleteTask(ctx, c.o.Deps.Containerd, sb.ID)
-	if errdefs.IsFailedPrecondition(err) {
-		_, err = task.Delete(ctx, containerd.WithProcessKill)
-	}
-	if err == nil || errdefs.IsNotFound(err) {
+// with one call (backend.DeleteExitedTask; the client's kill-and-wait only
+// when containerd says a process still runs).
+func (c *Controller) deletePauseTask(ctx context.Context, sb *Sandbox) error {
+	err := backend.DeleteExitedTask(ctx, c.o.Deps.Containerd, sb.Container, true)
+	if err == nil {
 		return nil
 	}
 	for i := 0; i < 10; i++ {
