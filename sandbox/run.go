@@ -275,21 +275,22 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			log.V(2).Info("No containerd sandbox record: the pod's containers start their shim binary", "err", recErr)
 		}
 	}
-	if taskErr == nil {
-		defer func() {
-			if retErr != nil {
-				cctx, cancel := backend.CleanupCtx(ctx)
-				defer cancel()
-				t, err := ctr.Task(cctx, nil)
-				if err == nil {
-					_, err = t.Delete(cctx, containerd.WithProcessKill)
-				}
-				if err != nil && !errdefs.IsNotFound(err) {
-					log.Error(err, "Rollback: deleting pause task")
-				}
+	// Registered even when the create failed: a create the request's
+	// cancellation cut short may still have made the task in containerd,
+	// and the container's rollback cannot delete a container with a task.
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := backend.CleanupCtx(ctx)
+			defer cancel()
+			t, err := ctr.Task(cctx, nil)
+			if err == nil {
+				_, err = t.Delete(cctx, containerd.WithProcessKill)
 			}
-		}()
-	}
+			if err != nil && !errdefs.IsNotFound(err) {
+				log.Error(err, "Rollback: deleting pause task")
+			}
+		}
+	}()
 	if netDone != nil {
 		<-netDone
 		if netErr != nil {
