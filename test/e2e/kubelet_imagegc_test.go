@@ -32,6 +32,18 @@ func imageFsUsagePercent(t *testing.T, d *framework.Daemon) (int, string) {
 	return 100 - int(avail*100/capacity), mp
 }
 
+// logImageGC logs what kubelet said of its image garbage collection since
+// it started (the passes, their usage figures, the removals).
+func logImageGC(t *testing.T, k *framework.Kubelet) {
+	t.Helper()
+	for _, l := range strings.Split(k.LogSinceStart(), "\n") {
+		if strings.Contains(l, "mage garbage collection") || strings.Contains(l, "Removing image") || strings.Contains(l, "over the high threshold") ||
+			strings.Contains(l, "image_gc_manager") || strings.Contains(l, "mage filesystem") {
+			t.Logf("kubelet: %s", l)
+		}
+	}
+}
+
 // TestKubeletImageGC: kubelet's image garbage collection through our daemon.
 // The thresholds are set just below the real usage of the filesystem our
 // ImageFsInfo reports, so kubelet (which reads that usage from ImageFsInfo
@@ -96,16 +108,13 @@ func TestKubeletImageGC(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			logImageGC(t, k)
 			k.DumpLog(100)
 			t.Fatalf("%d of the unused images %v still present (kubelet started %s ago)", left, unused, time.Since(started))
 		}
 		time.Sleep(time.Second)
 	}
-	for _, l := range strings.Split(k.LogSinceStart(), "\n") {
-		if strings.Contains(l, "mage garbage collection") || strings.Contains(l, "Removing image") || strings.Contains(l, "over the high threshold") {
-			t.Logf("kubelet: %s", l)
-		}
-	}
+	logImageGC(t, k)
 	for _, ref := range unused {
 		k.WaitLogCount(t, 1, time.Minute, `"Removing image to free bytes"`, fmt.Sprintf("imageID=%q", ids[ref]))
 	}
