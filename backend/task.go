@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/api/services/tasks/v1"
@@ -140,4 +142,32 @@ func DeleteExitedTask(ctx context.Context, c Containerd, ctr containerd.Containe
 		return err
 	}
 	return nil
+}
+
+// KillTask sends sig to the init process of container id's task (to every
+// process of the container with all) in one call: the client's Task.Kill
+// needs the task loaded first (a Tasks/Get).
+func KillTask(ctx context.Context, c Containerd, id string, sig syscall.Signal, all bool) error {
+	_, err := c.TaskService().Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(sig), All: all})
+	if err != nil {
+		return fmt.Errorf("signalling task %s: %w", id, FromGRPC(err))
+	}
+	return nil
+}
+
+// WaitTask waits for the exit of container id's task, as the client's
+// Task.Wait does, without loading the task first. The channel gets the exit
+// status, or one whose Error is set when the wait fails (the task is gone,
+// ctx ended).
+func WaitTask(ctx context.Context, c Containerd, id string) <-chan containerd.ExitStatus {
+	ch := make(chan containerd.ExitStatus, 1)
+	go func() {
+		r, err := c.TaskService().Wait(ctx, &tasks.WaitRequest{ContainerID: id})
+		if err != nil {
+			ch <- *containerd.NewExitStatus(containerd.UnknownExitStatus, time.Time{}, fmt.Errorf("waiting for task %s: %w", id, FromGRPC(err)))
+			return
+		}
+		ch <- *containerd.NewExitStatus(r.GetExitStatus(), r.GetExitedAt().AsTime(), nil)
+	}()
+	return ch
 }

@@ -7,11 +7,12 @@ import (
 	"syscall"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/signal"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-containerd/cri-containerd/backend"
 )
 
 // killWaitTimeout bounds the wait for a SIGKILLed container to be reported exited.
@@ -34,30 +35,14 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 	if state != runtimeapi.ContainerState_CONTAINER_RUNNING && state != runtimeapi.ContainerState_CONTAINER_UNKNOWN {
 		return nil
 	}
-	task, err := ctr.Container.Task(ctx, nil)
-	if err != nil {
-		if !errdefs.IsNotFound(err) {
-			return fmt.Errorf("loading task of %s: %w", ctr.ID, err)
-		}
-		// The exit handler deletes the task before it records the exit
-		// (draining the output in between): give it time to record the
-		// real exit code.
-		if stoppedWithin(ctx, ctr, exitRecordWait) {
-			return nil
-		}
-		// The task is gone without us seeing the exit.
-		c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
-		return nil
-	}
-	// The task is waited on directly, not only through the exit event: an
-	// exit whose event comes late or was lost (the stream re-subscribing)
-	// is handled here, and the stop does not wait out its deadline.
+	// The task is addressed by the container's ID on containerd's task
+	// service (no Tasks/Get to load it first). It is waited on directly,
+	// not only through the exit event: an exit whose event comes late or
+	// was lost (the stream re-subscribing) is handled here, and the stop
+	// does not wait out its deadline.
 	wctx, cancelWait := context.WithCancel(ctx)
 	defer cancelWait()
-	exitCh, werr := task.Wait(wctx)
-	if werr != nil {
-		exitCh = nil // the exit event still tells
-	}
+	exitCh := backend.WaitTask(wctx, c.o.Deps.Containerd, ctr.ID)
 	// stopped waits up to d for the exit to be recorded.
 	stopped := func(d <-chan time.Time) (bool, error) {
 		for {
@@ -79,13 +64,29 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 		}
 	}
 	// kill sends sig; an error because the container exited meanwhile (its
-	// task deleted, its shim gone) is not one.
-	kill := func(sig syscall.Signal, opts ...containerd.KillOpts) error {
-		err := task.Kill(ctx, sig, opts...)
-		if err == nil || errdefs.IsNotFound(err) || stoppedWithin(ctx, ctr, exitRecordWait) {
-			return nil
+	// task deleted, its shim gone) is not one. gone reports a task not
+	// found by the first signal: it was deleted before the stop began.
+	first := true
+	kill := func(sig syscall.Signal, all bool) (gone bool, err error) {
+		err = backend.KillTask(ctx, c.o.Deps.Containerd, ctr.ID, sig, all)
+		wasFirst := first
+		first = false
+		switch {
+		case err == nil:
+			return false, nil
+		case errdefs.IsNotFound(err) && wasFirst:
+			// The exit handler deletes the task before it records the
+			// exit (draining the output in between): give it time to
+			// record the real exit code.
+			if !stoppedWithin(ctx, ctr, exitRecordWait) {
+				// The task is gone without us seeing the exit.
+				c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
+			}
+			return true, nil
+		case errdefs.IsNotFound(err) || stoppedWithin(ctx, ctr, exitRecordWait):
+			return false, nil
 		}
-		return err
+		return false, err
 	}
 	if timeout > 0 {
 		sig := syscall.SIGTERM
@@ -96,8 +97,11 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 				klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", ctr.ID, "signal", ctr.StopSignal)
 			}
 		}
-		if err := kill(sig); err != nil {
-			return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
+		if gone, err := kill(sig, false); err != nil || gone {
+			if err != nil {
+				return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
+			}
+			return nil
 		}
 		grace := time.NewTimer(timeout)
 		defer grace.Stop()
@@ -105,8 +109,11 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 			return err
 		}
 	}
-	if err := kill(syscall.SIGKILL, containerd.WithKillAll); err != nil {
-		return fmt.Errorf("killing %s: %w", ctr.ID, err)
+	if gone, err := kill(syscall.SIGKILL, true); err != nil || gone {
+		if err != nil {
+			return fmt.Errorf("killing %s: %w", ctr.ID, err)
+		}
+		return nil
 	}
 	killWait := time.NewTimer(killWaitTimeout)
 	defer killWait.Stop()

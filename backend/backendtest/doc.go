@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -81,6 +82,21 @@ func (c CtrdWithState) TaskService() tasks.TasksClient {
 type stateTaskService struct {
 	tasks.TasksClient
 	state *State
+}
+
+// Kill and Wait reach State's containers' tasks (their Hang included) and Ctrd's.
+func (s stateTaskService) Kill(ctx context.Context, r *tasks.KillRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	if c := s.state.Lookup(r.GetContainerID()); c != nil {
+		return killVia(ctx, c, r)
+	}
+	return s.TasksClient.Kill(ctx, r, opts...)
+}
+
+func (s stateTaskService) Wait(ctx context.Context, r *tasks.WaitRequest, opts ...grpc.CallOption) (*tasks.WaitResponse, error) {
+	if c := s.state.Lookup(r.GetContainerID()); c != nil {
+		return waitVia(ctx, c, r)
+	}
+	return s.TasksClient.Wait(ctx, r, opts...)
 }
 
 func (s stateTaskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, opts ...grpc.CallOption) (*tasks.DeleteResponse, error) {

@@ -29,6 +29,8 @@ import (
 	"github.com/containerd/typeurl/v2"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/image"
@@ -224,6 +226,66 @@ func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grp
 		return nil, err
 	}
 	return &tasks.StartResponse{Pid: t.Pid()}, nil
+}
+
+// Kill signals the live task of a container, as the container's Task's Kill.
+func (ts taskService) Kill(ctx context.Context, r *tasks.KillRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
+	ts.owner.Mu.Lock()
+	c := ts.owner.Live[r.GetContainerID()]
+	ts.owner.Mu.Unlock()
+	return killVia(ctx, c, r)
+}
+
+// Wait waits for the live task of a container, as the container's Task's Wait.
+func (ts taskService) Wait(ctx context.Context, r *tasks.WaitRequest, _ ...grpc.CallOption) (*tasks.WaitResponse, error) {
+	ts.owner.Mu.Lock()
+	c := ts.owner.Live[r.GetContainerID()]
+	ts.owner.Mu.Unlock()
+	return waitVia(ctx, c, r)
+}
+
+// taskOwner is a fake container whose task the raw task service reaches.
+type taskOwner interface {
+	Task(context.Context, cio.Attach) (containerd.Task, error)
+}
+
+// killVia is the task service's Kill through c's task (c nil: no such container).
+func killVia(ctx context.Context, c taskOwner, r *tasks.KillRequest) (*emptypb.Empty, error) {
+	if c == nil || reflect.ValueOf(c).IsNil() {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	t, err := c.Task(ctx, nil)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	var opts []containerd.KillOpts
+	if r.GetAll() {
+		opts = append(opts, containerd.WithKillAll)
+	}
+	if err := t.Kill(ctx, syscall.Signal(r.GetSignal()), opts...); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// waitVia is the task service's Wait through c's task.
+func waitVia(ctx context.Context, c taskOwner, r *tasks.WaitRequest) (*tasks.WaitResponse, error) {
+	if c == nil || reflect.ValueOf(c).IsNil() {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+	}
+	t, err := c.Task(ctx, nil)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	ch, err := t.Wait(ctx)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	st := <-ch
+	if err := st.Error(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &tasks.WaitResponse{ExitStatus: st.ExitCode(), ExitedAt: timestamppb.New(st.ExitTime())}, nil
 }
 
 func (ts taskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, _ ...grpc.CallOption) (*tasks.DeleteResponse, error) {
