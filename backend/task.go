@@ -149,10 +149,7 @@ func DeleteExitedTask(ctx context.Context, c Containerd, ctr containerd.Containe
 // needs the task loaded first (a Tasks/Get).
 func KillTask(ctx context.Context, c Containerd, id string, sig syscall.Signal, all bool) error {
 	_, err := c.TaskService().Kill(ctx, &tasks.KillRequest{ContainerID: id, Signal: uint32(sig), All: all})
-	if err != nil {
-		return fmt.Errorf("signalling task %s: %w", id, FromGRPC(err))
-	}
-	return nil
+	return FromGRPC(err)
 }
 
 // WaitTask waits for the exit of container id's task, as the client's

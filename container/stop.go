@@ -63,57 +63,35 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 			}
 		}
 	}
-	// kill sends sig; an error because the container exited meanwhile (its
-	// task deleted, its shim gone) is not one. gone reports a task not
-	// found by the first signal: it was deleted before the stop began.
-	first := true
-	kill := func(sig syscall.Signal, all bool) (gone bool, err error) {
-		err = backend.KillTask(ctx, c.o.Deps.Containerd, ctr.ID, sig, all)
-		wasFirst := first
-		first = false
-		switch {
-		case err == nil:
-			return false, nil
-		case errdefs.IsNotFound(err) && wasFirst:
-			// The exit handler deletes the task before it records the
-			// exit (draining the output in between): give it time to
-			// record the real exit code.
-			if !stoppedWithin(ctx, ctr, exitRecordWait) {
-				// The task is gone without us seeing the exit.
-				c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
-			}
-			return true, nil
-		case errdefs.IsNotFound(err) || stoppedWithin(ctx, ctr, exitRecordWait):
-			return false, nil
+	// The first signal: the image's stop signal when there is a grace
+	// period, else SIGKILL to every process of the container.
+	sig, all := syscall.SIGKILL, true
+	if timeout > 0 {
+		sig, all = stopSignal(ctr), false
+	}
+	if err := c.signal(ctx, ctr, sig, all); err != nil {
+		if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
 		}
-		return false, err
+		// The task was deleted before the stop began. The exit handler
+		// deletes it before it records the exit (draining the output in
+		// between): give it time to record the real exit code.
+		if !stoppedWithin(ctx, ctr, exitRecordWait) {
+			// The task is gone without us seeing the exit.
+			c.RecordExit(ctr, 255, c.now(), "Unknown", "container task disappeared")
+		}
+		return nil
 	}
 	if timeout > 0 {
-		sig := syscall.SIGTERM
-		if ctr.StopSignal != "" {
-			if parsed, err := signal.ParseSignal(ctr.StopSignal); err == nil {
-				sig = parsed
-			} else {
-				klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", ctr.ID, "signal", ctr.StopSignal)
-			}
-		}
-		if gone, err := kill(sig, false); err != nil || gone {
-			if err != nil {
-				return fmt.Errorf("sending %v to %s: %w", sig, ctr.ID, err)
-			}
-			return nil
-		}
 		grace := time.NewTimer(timeout)
 		defer grace.Stop()
 		if ok, err := stopped(grace.C); ok || err != nil {
 			return err
 		}
-	}
-	if gone, err := kill(syscall.SIGKILL, true); err != nil || gone {
-		if err != nil {
+		// A task gone by now exited meanwhile: its exit is awaited below.
+		if err := c.signal(ctx, ctr, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("killing %s: %w", ctr.ID, err)
 		}
-		return nil
 	}
 	killWait := time.NewTimer(killWaitTimeout)
 	defer killWait.Stop()
@@ -121,6 +99,31 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 		return err
 	}
 	return fmt.Errorf("container %s did not exit after SIGKILL: %w", ctr.ID, context.DeadlineExceeded)
+}
+
+// signal sends sig to the task of ctr (to every process of the container
+// with all). An error because the container exited meanwhile (its exit
+// recorded within exitRecordWait) is not one; NotFound is returned as is.
+func (c *Controller) signal(ctx context.Context, ctr *Container, sig syscall.Signal, all bool) error {
+	err := backend.KillTask(ctx, c.o.Deps.Containerd, ctr.ID, sig, all)
+	if err == nil || errdefs.IsNotFound(err) || !stoppedWithin(ctx, ctr, exitRecordWait) {
+		return err
+	}
+	return nil
+}
+
+// stopSignal is the image's stop signal, SIGTERM when it has none or an
+// unknown one.
+func stopSignal(ctr *Container) syscall.Signal {
+	if ctr.StopSignal == "" {
+		return syscall.SIGTERM
+	}
+	sig, err := signal.ParseSignal(ctr.StopSignal)
+	if err != nil {
+		klog.ErrorS(err, "Unknown stop signal; using SIGTERM", "containerID", ctr.ID, "signal", ctr.StopSignal)
+		return syscall.SIGTERM
+	}
+	return sig
 }
 
 // stoppedWithin reports whether the container's exit is recorded within d.

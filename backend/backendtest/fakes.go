@@ -201,9 +201,7 @@ func (ts taskService) Create(ctx context.Context, r *tasks.CreateTaskRequest, _ 
 
 // activeTask is the live task of live container id, or a gRPC NotFound.
 func (ts taskService) activeTask(id string) (*Task, error) {
-	ts.owner.Mu.Lock()
-	c := ts.owner.Live[id]
-	ts.owner.Mu.Unlock()
+	c := ts.live(id)
 	if c == nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound))
 	}
@@ -230,18 +228,19 @@ func (ts taskService) Start(ctx context.Context, r *tasks.StartRequest, _ ...grp
 
 // Kill signals the live task of a container, as the container's Task's Kill.
 func (ts taskService) Kill(ctx context.Context, r *tasks.KillRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
-	ts.owner.Mu.Lock()
-	c := ts.owner.Live[r.GetContainerID()]
-	ts.owner.Mu.Unlock()
-	return killVia(ctx, c, r)
+	return killVia(ctx, ts.live(r.GetContainerID()), r)
 }
 
 // Wait waits for the live task of a container, as the container's Task's Wait.
 func (ts taskService) Wait(ctx context.Context, r *tasks.WaitRequest, _ ...grpc.CallOption) (*tasks.WaitResponse, error) {
+	return waitVia(ctx, ts.live(r.GetContainerID()), r)
+}
+
+// live is the owner's live container id (nil: none).
+func (ts taskService) live(id string) *Container {
 	ts.owner.Mu.Lock()
-	c := ts.owner.Live[r.GetContainerID()]
-	ts.owner.Mu.Unlock()
-	return waitVia(ctx, c, r)
+	defer ts.owner.Mu.Unlock()
+	return ts.owner.Live[id]
 }
 
 // taskOwner is a fake container whose task the raw task service reaches.
@@ -249,14 +248,24 @@ type taskOwner interface {
 	Task(context.Context, cio.Attach) (containerd.Task, error)
 }
 
-// killVia is the task service's Kill through c's task (c nil: no such container).
-func killVia(ctx context.Context, c taskOwner, r *tasks.KillRequest) (*emptypb.Empty, error) {
+// taskOf is the task of fake container c (nil: no container id), or the
+// gRPC error the task service would return.
+func taskOf(ctx context.Context, c taskOwner, id string) (containerd.Task, error) {
 	if c == nil || reflect.ValueOf(c).IsNil() {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
+		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound))
 	}
 	t, err := c.Task(ctx, nil)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
+	}
+	return t, nil
+}
+
+// killVia is the task service's Kill through c's task (c nil: no such container).
+func killVia(ctx context.Context, c taskOwner, r *tasks.KillRequest) (*emptypb.Empty, error) {
+	t, err := taskOf(ctx, c, r.GetContainerID())
+	if err != nil {
+		return nil, err
 	}
 	var opts []containerd.KillOpts
 	if r.GetAll() {
@@ -270,12 +279,9 @@ func killVia(ctx context.Context, c taskOwner, r *tasks.KillRequest) (*emptypb.E
 
 // waitVia is the task service's Wait through c's task.
 func waitVia(ctx context.Context, c taskOwner, r *tasks.WaitRequest) (*tasks.WaitResponse, error) {
-	if c == nil || reflect.ValueOf(c).IsNil() {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("container %s: %w", r.GetContainerID(), errdefs.ErrNotFound))
-	}
-	t, err := c.Task(ctx, nil)
+	t, err := taskOf(ctx, c, r.GetContainerID())
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	ch, err := t.Wait(ctx)
 	if err != nil {
