@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
 
@@ -60,28 +59,23 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		sb.SetNotReady(0, c.now())
 		return nil
 	}
-	task, err := sb.Container.Task(ctx, nil)
-	if err != nil {
-		if !errdefs.IsNotFound(err) {
-			return fmt.Errorf("loading pause task of %s: %w", sb.ID, err)
-		}
-		sb.noTask.Store(true)
-		sb.SetNotReady(0, c.now())
-		return nil
-	}
 	if state == StateReady {
-		// Waited on directly, not only through the exit event: an event
-		// that comes late (the event monitor busy, re-subscribing) or not
-		// at all must not hold the stop until its deadline.
+		// The task is addressed by the pause container's ID on containerd's
+		// task service (no Tasks/Get to load it first). It is waited on
+		// directly, not only through the exit event: an event that comes
+		// late (the event monitor busy, re-subscribing) or not at all must
+		// not hold the stop until its deadline.
 		wctx, cancelWait := context.WithCancel(ctx)
 		defer cancelWait()
-		exitCh, werr := task.Wait(wctx)
-		if werr != nil {
-			klog.ErrorS(werr, "Waiting for the pause task; relying on its exit event", "podSandboxID", sb.ID)
-			exitCh = nil
-		}
-		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
+		exitCh := backend.WaitTask(wctx, c.o.Deps.Containerd, sb.ID)
+		if err := backend.KillTask(ctx, c.o.Deps.Containerd, sb.ID, syscall.SIGKILL, true); err != nil {
+			if !errdefs.IsNotFound(err) {
+				return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
+			}
+			// No task: it was never started or is already deleted.
+			sb.noTask.Store(true)
+			sb.SetNotReady(0, c.now())
+			return nil
 		}
 		timeout := time.NewTimer(PauseStopTimeout)
 		defer timeout.Stop()
