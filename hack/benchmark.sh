@@ -50,6 +50,12 @@
 #                        what it must do by hand on the same containerd (netns + CNI ADD +
 #                        pause task create + start), and reports the ratio (issue 9: <= 1.15x
 #                        for cri-containerd)
+#   BENCH_IDLE_WAIT      at most this many seconds (default 120) to wait before each timed
+#                        section for the CPUs to be idle (busy < BENCH_IDLE_BUSY percent,
+#                        default 15, over two consecutive 2 s windows): a section that starts
+#                        right after a build, a teardown or the other runtime's run would
+#                        otherwise pay for their leftover load, and the two runtimes would not
+#                        be timed under the same conditions
 #   BENCH_KEEP=1         keep the private daemons' dirs and logs (not the processes)
 #
 # critest's benchmark pods use no host ports and no host network (unlike the
@@ -69,6 +75,8 @@ BENCH_KEEP="${BENCH_KEEP:-0}"
 BENCH_SCALE="${BENCH_SCALE:-100x5}"
 BENCH_SCALE_CLIENTS="${BENCH_SCALE_CLIENTS:-4}"
 BENCH_FLOOR_ROUNDS="${BENCH_FLOOR_ROUNDS:-20}"
+BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-120}"
+BENCH_IDLE_BUSY="${BENCH_IDLE_BUSY:-15}"
 BUSYBOX_REF="${BUSYBOX_REF:-registry.k8s.io/e2e-test-images/busybox:1.29-2}"
 BENCH_OUT="${BENCH_OUT:-${OUTPUT_DIR}/benchmark}"
 BENCH_TABLE="${BENCH_TABLE:-${OUTPUT_DIR}/benchmark.txt}"
@@ -193,12 +201,45 @@ remove_dir() {
 
 declare -A R=() # results: R[target.key]
 
+# cpu_busy_percent SECONDS: the share of all CPUs' time not idle (nor
+# iowait) over the next SECONDS, from /proc/stat.
+cpu_busy_percent() {
+	local a b
+	read -r -a a < <(head -1 /proc/stat)
+	sleep "$1"
+	read -r -a b < <(head -1 /proc/stat)
+	local total=0 idle i
+	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+	idle=$((b[4] - a[4] + b[5] - a[5]))
+	((total > 0)) || { echo 0; return; }
+	echo $(((total - idle) * 100 / total))
+}
+
+# wait_idle WHAT: waits (at most BENCH_IDLE_WAIT seconds) until the CPUs
+# are idle, so that WHAT starts under the same conditions for both runtimes;
+# records the busy share it started at.
+wait_idle() {
+	local what="$1" t0=$SECONDS busy calm=0
+	while ((SECONDS - t0 < BENCH_IDLE_WAIT)); do
+		busy="$(cpu_busy_percent 2)"
+		if ((busy < BENCH_IDLE_BUSY)); then
+			calm=$((calm + 1))
+			((calm >= 2)) && break
+		else
+			calm=0
+		fi
+	done
+	((calm >= 2)) || log "WARNING: CPUs still ${busy}% busy after ${BENCH_IDLE_WAIT}s; starting ${what} anyway"
+	R[$what.busy_before]="${busy}%"
+}
+
 # run_scale TARGET ENDPOINT PID [METRICS_URL]: the scale section (test/scale)
 # into $BENCH_OUT/TARGET/scale.json; its failure is reported, not fatal.
 run_scale() {
 	local target=$1 endpoint=$2 pid=$3 metrics=${4:-} dir="${BENCH_OUT}/${target}"
 	[[ "$BENCH_SCALE" == 0 ]] && return 0
 	local pods="${BENCH_SCALE%x*}" ctrs="${BENCH_SCALE#*x}"
+	wait_idle "$target.scale"
 	log "[$target] scale: ${pods} pods x ${ctrs} containers, ${BENCH_SCALE_CLIENTS} clients (log ${dir}/scale.log)"
 	if "$SCALE_BIN" run --name "$target" --endpoint "$endpoint" --pid "$pid" ${metrics:+--metrics-url "$metrics"} \
 		--pods "$pods" --containers "$ctrs" --clients "$BENCH_SCALE_CLIENTS" --image "$BUSYBOX_REF" \
@@ -218,6 +259,7 @@ run_scale() {
 run_floor() {
 	local target="$1" endpoint="$2" ctrd="$3" ns="$4" dir="${BENCH_OUT}/$1"
 	[[ "$BENCH_FLOOR_ROUNDS" == 0 ]] && return 0
+	wait_idle "$target.floor"
 	log "[$target] pod start floor: ${BENCH_FLOOR_ROUNDS} rounds (log ${dir}/floor.log)"
 	if "$SCALE_BIN" floor --name "$target" --endpoint "$endpoint" --containerd "$ctrd" --namespace "$ns" \
 		--sandbox-image "$SANDBOX_IMAGE" --runc "$RUNC_BINARY" --cni-conf-dir "$CNI_CONF_DIR" \
@@ -241,6 +283,7 @@ run_critest() {
 		# shellcheck disable=SC2206 # word splitting intended
 		args+=($BENCH_CRITEST_ARGS)
 	fi
+	wait_idle "$target.critest"
 	log "[$target] critest ${args[*]} (log ${dir}/critest.log)"
 	R[$target.load_before]="$(cut -d' ' -f1-3 /proc/loadavg)"
 	local t0=$SECONDS
@@ -548,6 +591,7 @@ v() { echo "${R[$1]:--}"; }
 	row2 "critest" "$(v cri-containerd.summary) (exit $(v cri-containerd.rc))" "$(v reference.summary) (exit $(v reference.rc))"
 	row2 "critest wall time (s)" "$(v cri-containerd.secs)" "$(v reference.secs)"
 	row2 "load average before / after" "$(v cri-containerd.load_before) / $(v cri-containerd.load_after)" "$(v reference.load_before) / $(v reference.load_after)"
+	row2 "CPU busy before critest/scale/floor" "$(v cri-containerd.critest.busy_before) / $(v cri-containerd.scale.busy_before) / $(v cri-containerd.floor.busy_before)" "$(v reference.critest.busy_before) / $(v reference.scale.busy_before) / $(v reference.floor.busy_before)"
 	read -r ar0 _ <<<"$(v cri-containerd.mem_before)"
 	read -r br0 _ <<<"$(v reference.mem_before)"
 	read -r ar ah <<<"$(v cri-containerd.mem_after)"

@@ -144,7 +144,11 @@ func (r *runner) up(ctx context.Context, i int) (*pod, error) {
 			Command:  []string{"sleep", "3600"},
 			LogPath:  name + ".log",
 			Labels:   map[string]string{"io.kubernetes.container.name": name},
-			Linux:    &runtimeapi.LinuxContainerConfig{},
+			// kubelet gives each container its own PID namespace unless
+			// the pod shares one (shareProcessNamespace).
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			}},
 		}
 		var id string
 		if err := r.rec.time("CreateContainer", func() error {
@@ -169,15 +173,32 @@ func (r *runner) up(ctx context.Context, i int) (*pod, error) {
 	return p, nil
 }
 
-// down stops and removes one pod's containers, then the pod, as kubelet does.
+// down tears one pod down as kubelet does: its containers are stopped
+// concurrently (kubelet's pod kill runs one goroutine per container), then
+// the sandbox is stopped; the containers and the sandbox are removed after
+// that (kubelet's garbage collection).
 func (r *runner) down(ctx context.Context, p *pod) {
+	var wg sync.WaitGroup
 	for _, id := range p.ctrs {
-		_ = r.rec.time("StopContainer", func() error {
+		wg.Go(func() {
+			_ = r.rec.time("StopContainer", func() error {
+				c, cancel := r.call(ctx)
+				defer cancel()
+				_, err := r.rc.StopContainer(c, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 0})
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	if p.id != "" {
+		_ = r.rec.time("StopPodSandbox", func() error {
 			c, cancel := r.call(ctx)
 			defer cancel()
-			_, err := r.rc.StopContainer(c, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 0})
+			_, err := r.rc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
 			return err
 		})
+	}
+	for _, id := range p.ctrs {
 		_ = r.rec.time("RemoveContainer", func() error {
 			c, cancel := r.call(ctx)
 			defer cancel()
@@ -188,12 +209,6 @@ func (r *runner) down(ctx context.Context, p *pod) {
 	if p.id == "" {
 		return
 	}
-	_ = r.rec.time("StopPodSandbox", func() error {
-		c, cancel := r.call(ctx)
-		defer cancel()
-		_, err := r.rc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
-		return err
-	})
 	_ = r.rec.time("RemovePodSandbox", func() error {
 		c, cancel := r.call(ctx)
 		defer cancel()
