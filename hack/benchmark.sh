@@ -43,7 +43,11 @@
 #                        that many running containers each from BENCH_SCALE_CLIENTS
 #                        (default 4) concurrent clients, times the stats/list/status
 #                        RPCs with everything running, tears it all down, and reports
-#                        per-RPC latencies, pods/s, RSS, goroutines and CPU seconds;
+#                        per-RPC latencies, pods/s, RSS, goroutines and CPU seconds,
+#                        and the machine's CPU by owner (the CRI daemon, containerd,
+#                        what each started: shims, runc, CNI plugins; the rest), from
+#                        cgroup v1 cpuacct groups the processes are moved into for the
+#                        section (accounting only; moved back after);
 #                        the chart of both runtimes goes to _output/benchmark-scale.svg
 #   BENCH_FLOOR_ROUNDS   rounds of the pod start floor section (default 20; 0 skips it):
 #                        test/scale's `floor` times, interleaved, RunPodSandbox alone and
@@ -233,15 +237,18 @@ wait_idle() {
 	R[$what.busy_before]="${busy}%"
 }
 
-# run_scale TARGET ENDPOINT PID [METRICS_URL]: the scale section (test/scale)
-# into $BENCH_OUT/TARGET/scale.json; its failure is reported, not fatal.
+# run_scale TARGET ENDPOINT PID METRICS_URL [ACCOUNT...]: the scale section
+# (test/scale) into $BENCH_OUT/TARGET/scale.json; each ACCOUNT (NAME=PID)
+# has its CPU and its children's split out. Its failure is reported, not
+# fatal.
 run_scale() {
-	local target=$1 endpoint=$2 pid=$3 metrics=${4:-} dir="${BENCH_OUT}/${target}"
+	local target=$1 endpoint=$2 pid=$3 metrics=${4:-} dir="${BENCH_OUT}/${target}" a accounts=()
+	for a in "${@:5}"; do accounts+=(--account "$a"); done
 	[[ "$BENCH_SCALE" == 0 ]] && return 0
 	local pods="${BENCH_SCALE%x*}" ctrs="${BENCH_SCALE#*x}"
 	wait_idle "$target.scale"
 	log "[$target] scale: ${pods} pods x ${ctrs} containers, ${BENCH_SCALE_CLIENTS} clients (log ${dir}/scale.log)"
-	if "$SCALE_BIN" run --name "$target" --endpoint "$endpoint" --pid "$pid" ${metrics:+--metrics-url "$metrics"} \
+	if "$SCALE_BIN" run --name "$target" --endpoint "$endpoint" --pid "$pid" ${metrics:+--metrics-url "$metrics"} "${accounts[@]}" \
 		--pods "$pods" --containers "$ctrs" --clients "$BENCH_SCALE_CLIENTS" --image "$BUSYBOX_REF" \
 		--out "${dir}/scale.json" >"${dir}/scale.log" 2>&1; then
 		log "[$target] scale OK"
@@ -388,7 +395,9 @@ bench_cri_containerd() {
 	R[$t.mem_before]="$(mem_of "$pid")"
 
 	run_critest "$t" "$A_ENDPOINT"
-	run_scale "$t" "$A_ENDPOINT" "$pid" "http://127.0.0.1:${port}/metrics"
+	local ctrd_pid
+	if [[ "$BENCH_CONTAINERD" == private ]]; then ctrd_pid="$(pid_of bench-containerd)"; else ctrd_pid="$(pid_of containerd)"; fi
+	run_scale "$t" "$A_ENDPOINT" "$pid" "http://127.0.0.1:${port}/metrics" "cri-containerd=$pid" ${ctrd_pid:+"containerd=$ctrd_pid"}
 	run_floor "$t" "$A_ENDPOINT" "$A_CTRD_ADDRESS" "$BENCH_NAMESPACE"
 
 	sleep "$BENCH_SETTLE"
@@ -455,7 +464,7 @@ bench_reference() {
 	R[$t.mem_before]="$(mem_of "$pid")"
 
 	run_critest "$t" "$B_ENDPOINT"
-	run_scale "$t" "$B_ENDPOINT" "$pid"
+	run_scale "$t" "$B_ENDPOINT" "$pid" "" "containerd=$pid"
 	run_floor "$t" "$B_ENDPOINT" "$B_SOCKET" k8s.io
 
 	sleep "$BENCH_SETTLE"

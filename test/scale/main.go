@@ -53,6 +53,8 @@ func runCmd(args []string) error {
 	fs.IntVar(&cfg.PID, "pid", 0, "the daemon's pid (RSS, threads, CPU seconds)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "the daemon's Prometheus endpoint (goroutines)")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "pod log directories root (default: a temporary directory)")
+	var accounts accountFlag
+	fs.Var(&accounts, "account", "NAME=PID: split out the CPU of this process and of what it starts during the run (cgroup v1 cpuacct; repeatable)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", 4*time.Minute, "deadline of each call")
 	seed := fs.Int64("seed", time.Now().UnixNano(), "seed (pod UIDs, status targets)")
 	fs.StringVar(&out, "out", "", "write the result as JSON here")
@@ -61,6 +63,7 @@ func runCmd(args []string) error {
 		return fmt.Errorf("--endpoint, --pods >= 1, --clients >= 1 needed")
 	}
 	cfg.Seed = uint64(*seed)
+	cfg.Accounts = accounts
 	if cfg.LogDir == "" {
 		d, err := os.MkdirTemp("", "scale-logs-")
 		if err != nil {

@@ -129,6 +129,72 @@ func WriteTable(w io.Writer, results []*Result) {
 			val("idle", gor), val("running", gor), val("after", gor))
 	}
 	tw.Flush()
+	writeCPUSplit(w, results)
+}
+
+// anyCPU reports whether owner k used CPU in any of the results (a column
+// of zeros, like the scale tool's children, is left out).
+func anyCPU(results []*Result, k string) bool {
+	for _, r := range results {
+		if r.CPUSplit["up"][k]+r.CPUSplit["down"][k] >= 0.05 {
+			return true
+		}
+	}
+	return false
+}
+
+// writeCPUSplit prints, for the runs that have one, the machine's CPU
+// seconds over the up and down phases by owner, and each owner's share.
+func writeCPUSplit(w io.Writer, results []*Result) {
+	var owners []string
+	seen := map[string]bool{}
+	for _, r := range results {
+		for _, phase := range []string{"up", "down"} {
+			var names []string
+			for k := range r.CPUSplit[phase] {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				if k != "all" && k != "rest" && !seen[k] && anyCPU(results, k) {
+					seen[k] = true
+					owners = append(owners, k)
+				}
+			}
+		}
+	}
+	if len(owners) == 0 {
+		return
+	}
+	cols := append(append([]string{"all"}, owners...), "rest")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "  CPU seconds by owner, up + down phases (cgroup cpuacct; \"children\" = the processes it started: shims, runc, CNI plugins; rest = containers, kernel):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "runtime\t"+strings.Join(cols, "\t")+"\t")
+	for _, r := range results {
+		if r.CPUSplit == nil {
+			continue
+		}
+		sum := func(k string) float64 { return r.CPUSplit["up"][k] + r.CPUSplit["down"][k] }
+		all := sum("all")
+		row := []string{r.Name}
+		for _, c := range cols {
+			if c != "all" && c != "rest" {
+				if _, ok := r.CPUSplit["up"][c]; !ok {
+					row = append(row, "-")
+					continue
+				}
+			}
+			v := sum(c)
+			if c == "all" || all <= 0 {
+				row = append(row, fmt.Sprintf("%.1f", v))
+			} else {
+				row = append(row, fmt.Sprintf("%.1f (%.0f%%)", v, v/all*100))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
 }
 
 func rate(n int, secs float64) float64 {

@@ -42,6 +42,8 @@ type Config struct {
 	LogDir      string
 	CallTimeout time.Duration
 	Seed        uint64
+	Accounts    []accountSpec // processes whose CPU (and their children's) is split out
+	CPUAcctRoot string        // the cgroup v1 cpuacct hierarchy (default /sys/fs/cgroup/cpuacct)
 }
 
 // Result of one run.
@@ -56,6 +58,7 @@ type Result struct {
 	Errors      map[string]int       `json:"errors"`
 	Process     []ProcSample         `json:"process,omitempty"`
 	CPUSeconds  map[string]float64   `json:"cpuSeconds,omitempty"` // per phase
+	CPUSplit    map[string]CPUSplit  `json:"cpuSplit,omitempty"`   // per phase: CPU seconds by owner
 }
 
 // recorder collects latencies and errors per RPC.
@@ -312,6 +315,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("pulling %s: %w", cfg.Image, err)
 	}
 	sample("idle")
+	root := cfg.CPUAcctRoot
+	if root == "" {
+		root = cpuacctRoot
+	}
+	accounts := cfg.Accounts
+	if len(accounts) > 0 {
+		accounts = append(slices.Clone(accounts), accountSpec{name: "client", pid: os.Getpid()}) // this tool
+	}
+	acct, err := newCPUAccount(root, "/proc", accounts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := acct.close(); err != nil {
+			fmt.Fprintln(os.Stderr, "scale: CPU accounting:", err)
+		}
+	}()
+	split := func(phase string, r0 cpuReading) cpuReading {
+		r1 := acct.read()
+		if s := acct.split(r0, r1); s != nil {
+			if res.CPUSplit == nil {
+				res.CPUSplit = map[string]CPUSplit{}
+			}
+			res.CPUSplit[phase] = s
+		}
+		return r1
+	}
 
 	// Up: N clients take pods from a queue.
 	pods := make([]*pod, cfg.Pods)
@@ -319,6 +349,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var mu sync.Mutex
 	start := time.Now()
 	cpu0 := proc.cpu()
+	acct0 := acct.read()
 	queue := make(chan int, cfg.Pods)
 	for i := range cfg.Pods {
 		queue <- i
@@ -342,12 +373,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.UpSeconds = time.Since(start).Seconds()
 	cpu1 := proc.cpu()
 	res.CPUSeconds["up"] = cpu1 - cpu0
+	acct1 := split("up", acct0)
 	sample("running")
 
 	live := slices.DeleteFunc(slices.Clone(pods), func(p *pod) bool { return p == nil })
 	if upErr == nil {
 		r.poll(ctx, live, rand.New(rand.NewPCG(cfg.Seed, 99)))
 		res.CPUSeconds["poll"] = proc.cpu() - cpu1
+		acct1 = split("poll", acct1)
 		sample("polled")
 	}
 
@@ -369,6 +402,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Wait()
 	res.DownSeconds = time.Since(start).Seconds()
 	res.CPUSeconds["down"] = proc.cpu() - cpu2
+	split("down", acct1)
 	sample("after")
 
 	r.rec.mu.Lock()
