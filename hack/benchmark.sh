@@ -4,12 +4,15 @@
 # the same machine, with the same images, registry mirror, CNI config and
 # sandbox image, then prints a table of medians and p90s per operation.
 #
-#   (a) a PRIVATE cri-containerd (freshly built _output/cri-containerd) on the
-#       stack's containerd, with its own socket, root/state dirs, containerd
-#       namespace ($BENCH_NAMESPACE), metrics port and pprof socket; with
-#       BENCH_CONTAINERD=private, on a private containerd instead (the stack's
-#       deploy/containerd-config.toml with its own paths), so that neither
-#       side shares its containerd with other users' tests;
+#   (a) a PRIVATE cri-containerd (freshly built _output/cri-containerd) on a
+#       fresh private containerd (the stack's deploy/containerd-config.toml
+#       with its own paths), with its own socket, root/state dirs, containerd
+#       namespace ($BENCH_NAMESPACE), metrics port and pprof socket, so that
+#       both sides start from an empty containerd (every containerd garbage
+#       collection walks all of its namespaces: the stack's containerd also
+#       holds the stack's and the tests' images) and neither shares its
+#       containerd with other users' tests; with BENCH_CONTAINERD=shared, on
+#       the stack's containerd instead;
 #   (b) a PRIVATE containerd with its CRI plugin enabled, configured like
 #       hack/reference.sh's (deploy/containerd-reference-config.toml) but
 #       with its own paths, so it never meets hack/reference.sh's instance.
@@ -18,7 +21,7 @@
 #
 # Parameters: deploy/benchmark-params.yaml (50 pods / 50 containers / 20
 # images, 2 in parallel). critest's own JSON results land in
-# _output/benchmark/<target>/*.json; the table goes to stdout and
+# _output/benchmark/<target>/round-N/*.json; the table goes to stdout and
 # _output/benchmark.txt. Besides the times it reports, per daemon, VmRSS and
 # VmHWM after the run, goroutines before and after (pprof), and what the run
 # left behind (pods, containers, tasks, shims, CNI IP allocations, state
@@ -31,8 +34,8 @@
 #   BENCH_TARGETS        "cri-containerd reference" (run order; either alone works)
 #   BENCH_PARAMS         params file (default deploy/benchmark-params.yaml)
 #   BENCH_NAMESPACE      containerd namespace of the private daemon (default cri-bench)
-#   BENCH_CONTAINERD     shared (default: the stack's containerd) or private (a fresh
-#                        containerd for cri-containerd alone, like B's)
+#   BENCH_CONTAINERD     private (default: a fresh containerd for cri-containerd alone,
+#                        like B's) or shared (the stack's containerd)
 #   BENCH_SETTLE         seconds to wait after critest before the "after" samples
 #                        (default 35: longer than the 30 s idle timeout of the
 #                        per-pull registry HTTP transports, whose keep-alive
@@ -54,6 +57,9 @@
 #                        what it must do by hand on the same containerd (netns + CNI ADD +
 #                        pause task create + start), and reports the ratio (issue 9: <= 1.15x
 #                        for cri-containerd)
+#   BENCH_CRITEST_ROUNDS critest -benchmark runs per runtime (default 3), interleaved A B A B ...;
+#                        the table pools the samples of all rounds (n = rounds x the params'
+#                        counts) and lists each round's lifecycle ratios, which show the spread
 #   BENCH_IDLE_WAIT      at most this many seconds (default 120) to wait before each timed
 #                        section for the CPUs to be idle (busy < BENCH_IDLE_BUSY percent,
 #                        default 15, over two consecutive 2 s windows): a section that starts
@@ -72,7 +78,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../deploy/lib.sh"
 BENCH_TARGETS="${BENCH_TARGETS:-cri-containerd reference}"
 BENCH_PARAMS="${BENCH_PARAMS:-${REPO_ROOT}/deploy/benchmark-params.yaml}"
 BENCH_NAMESPACE="${BENCH_NAMESPACE:-cri-bench}"
-BENCH_CONTAINERD="${BENCH_CONTAINERD:-shared}"
+BENCH_CONTAINERD="${BENCH_CONTAINERD:-private}"
 BENCH_SETTLE="${BENCH_SETTLE:-35}"
 BENCH_CRITEST_ARGS="${BENCH_CRITEST_ARGS:-}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
@@ -80,6 +86,7 @@ BENCH_SCALE="${BENCH_SCALE:-100x5}"
 BENCH_SCALE_CLIENTS="${BENCH_SCALE_CLIENTS:-4}"
 BENCH_FLOOR_ROUNDS="${BENCH_FLOOR_ROUNDS:-20}"
 BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-120}"
+BENCH_CRITEST_ROUNDS="${BENCH_CRITEST_ROUNDS:-3}"
 BENCH_IDLE_BUSY="${BENCH_IDLE_BUSY:-15}"
 BUSYBOX_REF="${BUSYBOX_REF:-registry.k8s.io/e2e-test-images/busybox:1.29-2}"
 BENCH_OUT="${BENCH_OUT:-${OUTPUT_DIR}/benchmark}"
@@ -280,7 +287,8 @@ run_floor() {
 }
 
 run_critest() {
-	local target="$1" endpoint="$2" dir="${BENCH_OUT}/$1" rc=0
+	local target="$1" endpoint="$2" round="$3" rc=0
+	local dir="${BENCH_OUT}/$1/round-$3"
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	local args=(--runtime-endpoint "$endpoint" --image-endpoint "$endpoint"
@@ -290,21 +298,23 @@ run_critest() {
 		# shellcheck disable=SC2206 # word splitting intended
 		args+=($BENCH_CRITEST_ARGS)
 	fi
-	wait_idle "$target.critest"
-	log "[$target] critest ${args[*]} (log ${dir}/critest.log)"
-	R[$target.load_before]="$(cut -d' ' -f1-3 /proc/loadavg)"
+	wait_idle "$target.critest.$round"
+	((round == 1)) && R[$target.critest.busy_before]="${R[$target.critest.$round.busy_before]}"
+	log "[$target] critest round ${round}/${BENCH_CRITEST_ROUNDS}: ${args[*]} (log ${dir}/critest.log)"
+	((round == 1)) && R[$target.load_before]="$(cut -d' ' -f1-3 /proc/loadavg)"
 	local t0=$SECONDS
 	(cd "$dir" && critest "${args[@]}") >"${dir}/critest.log" 2>&1 || rc=$?
-	R[$target.secs]=$((SECONDS - t0))
+	R[$target.secs]=$((${R[$target.secs]:-0} + SECONDS - t0))
 	R[$target.load_after]="$(cut -d' ' -f1-3 /proc/loadavg)"
-	R[$target.rc]=$rc
-	R[$target.summary]="$(jq -r '[.[].SpecReports[] | select(.LeafNodeType == "It" and .State != "skipped") | .State]
-		| group_by(.) | map("\(length) \(.[0])") | join(", ")' "${dir}/ginkgo-report.json" 2>/dev/null || echo "no report")"
+	((rc > ${R[$target.rc]:-0})) && R[$target.rc]=$rc
+	R[$target.rc]="${R[$target.rc]:-0}"
+	R[$target.summary]="$(jq -rs '[.[][].SpecReports[] | select(.LeafNodeType == "It" and .State != "skipped") | .State]
+		| group_by(.) | map("\(length) \(.[0])") | join(", ")' "${BENCH_OUT}/${target}"/round-*/ginkgo-report.json 2>/dev/null || echo "no report")"
 	if ((rc != 0)); then
 		log "[$target] critest FAILED (exit $rc):"
 		grep -E '^\s*\[(FAIL|PANICKED)\]|^\s*(Expected|Unexpected error)|rpc error' "${dir}/critest.log" | head -20 >&2 || true
 	else
-		log "[$target] critest OK in ${R[$target.secs]}s: ${R[$target.summary]}"
+		log "[$target] critest round ${round} OK in $((SECONDS - t0))s"
 	fi
 }
 
@@ -344,8 +354,11 @@ a_stop() {
 	A_STARTED=0
 }
 
-bench_cri_containerd() {
-	local t=cri-containerd pid port dir="${BENCH_OUT}/cri-containerd"
+# a_start: (a) up, its "before" samples taken.
+a_start() {
+	local t=cri-containerd pid port
+	rm -rf "${BENCH_OUT}/${t}"
+	mkdir -p "${BENCH_OUT}/${t}"
 	build_daemon
 	mkdir -p "$(dirname "$A_BIN")"
 	cp "$CRI_CONTAINERD_BIN" "$A_BIN" # the stack may rebuild _output/cri-containerd meanwhile
@@ -393,14 +406,25 @@ bench_cri_containerd() {
 	R[$t.pid]="$pid"
 	R[$t.goroutines_before]="$(goroutines "${pprof[@]}")"
 	R[$t.mem_before]="$(mem_of "$pid")"
+	R[$t.metrics]="http://127.0.0.1:${port}/metrics"
+}
 
-	run_critest "$t" "$A_ENDPOINT"
-	local ctrd_pid
+a_critest() { run_critest cri-containerd "$A_ENDPOINT" "$1"; }
+
+a_scale() {
+	local pid ctrd_pid
+	pid="$(pid_of bench-cri-containerd)"
 	if [[ "$BENCH_CONTAINERD" == private ]]; then ctrd_pid="$(pid_of bench-containerd)"; else ctrd_pid="$(pid_of containerd)"; fi
-	run_scale "$t" "$A_ENDPOINT" "$pid" "http://127.0.0.1:${port}/metrics" "cri-containerd=$pid" ${ctrd_pid:+"containerd=$ctrd_pid"}
-	run_floor "$t" "$A_ENDPOINT" "$A_CTRD_ADDRESS" "$BENCH_NAMESPACE"
+	run_scale cri-containerd "$A_ENDPOINT" "$pid" "${R[cri-containerd.metrics]}" "cri-containerd=$pid" ${ctrd_pid:+"containerd=$ctrd_pid"}
+}
 
-	sleep "$BENCH_SETTLE"
+a_floor() { run_floor cri-containerd "$A_ENDPOINT" "$A_CTRD_ADDRESS" "$BENCH_NAMESPACE"; }
+
+# a_finish: the "after" samples of (a) (BENCH_SETTLE waited by the caller), then its stop.
+a_finish() {
+	local t=cri-containerd pid dir="${BENCH_OUT}/cri-containerd"
+	pid="$(pid_of bench-cri-containerd)"
+	local pprof=(--unix-socket "${A_STATE}/pprof.sock" "http://localhost/debug/pprof/goroutine?debug=1")
 	R[$t.goroutines_after]="$(goroutines "${pprof[@]}")"
 	curl -fsS --max-time 10 "${pprof[@]}" >"${dir}/goroutines-after.txt" 2>/dev/null || true
 	R[$t.mem_after]="$(mem_of "$pid")"
@@ -446,8 +470,11 @@ write_b_config() {
 		"$opts" "$(printf '%s\n        BinaryName = "%s"' "$opts" "$RUNC_BINARY")"
 }
 
-bench_reference() {
-	local t=reference pid dir="${BENCH_OUT}/reference"
+# b_start: (b) up, its "before" samples taken.
+b_start() {
+	local t=reference pid
+	rm -rf "${BENCH_OUT}/${t}"
+	mkdir -p "${BENCH_OUT}/${t}"
 	stop_bg bench-reference-containerd 30 # one left by an interrupted run
 	remove_dir "$B_STATE"
 	remove_dir "$B_ROOT"
@@ -462,12 +489,23 @@ bench_reference() {
 	R[$t.pid]="$pid"
 	R[$t.goroutines_before]="$(goroutines "${pprof[@]}")"
 	R[$t.mem_before]="$(mem_of "$pid")"
+}
 
-	run_critest "$t" "$B_ENDPOINT"
-	run_scale "$t" "$B_ENDPOINT" "$pid" "" "containerd=$pid"
-	run_floor "$t" "$B_ENDPOINT" "$B_SOCKET" k8s.io
+b_critest() { run_critest reference "$B_ENDPOINT" "$1"; }
 
-	sleep "$BENCH_SETTLE"
+b_scale() {
+	local pid
+	pid="$(pid_of bench-reference-containerd)"
+	run_scale reference "$B_ENDPOINT" "$pid" "" "containerd=$pid"
+}
+
+b_floor() { run_floor reference "$B_ENDPOINT" "$B_SOCKET" k8s.io; }
+
+# b_finish: the "after" samples of (b) (BENCH_SETTLE waited by the caller), then its stop.
+b_finish() {
+	local t=reference pid dir="${BENCH_OUT}/reference"
+	pid="$(pid_of bench-reference-containerd)"
+	local pprof=(--unix-socket "$B_DEBUG_SOCKET" "http://localhost/debug/pprof/goroutine?debug=1")
 	R[$t.goroutines_after]="$(goroutines "${pprof[@]}")"
 	curl -fsS --max-time 10 "${pprof[@]}" >"${dir}/goroutines-after.txt" 2>/dev/null || true
 	R[$t.mem_after]="$(mem_of "$pid")"
@@ -507,38 +545,60 @@ if [[ "$BENCH_SCALE" != 0 || "$BENCH_FLOOR_ROUNDS" != 0 ]]; then
 	(cd "$REPO_ROOT" && go build -o "$SCALE_BIN" ./test/scale)
 fi
 
-for target in $BENCH_TARGETS; do
-	case "$target" in
-	cri-containerd) bench_cri_containerd ;;
-	reference) bench_reference ;;
-	*) die "unknown target $target (cri-containerd, reference)" ;;
-	esac
+# Both daemons are up at once and each section alternates between them
+# (critest rounds interleaved A B A B ...), so that a disturbance of the
+# machine at one moment does not fall on one runtime only.
+prefix() { case "$1" in cri-containerd) echo a ;; reference) echo b ;; *) die "unknown target $1 (cri-containerd, reference)" ;; esac; }
+for target in $BENCH_TARGETS; do prefix "$target" >/dev/null; done
+for target in $BENCH_TARGETS; do "$(prefix "$target")_start"; done
+for ((round = 1; round <= BENCH_CRITEST_ROUNDS; round++)); do
+	for target in $BENCH_TARGETS; do "$(prefix "$target")_critest" "$round"; done
 done
+for target in $BENCH_TARGETS; do "$(prefix "$target")_scale"; done
+for target in $BENCH_TARGETS; do "$(prefix "$target")_floor"; done
+sleep "$BENCH_SETTLE"
+for target in $BENCH_TARGETS; do "$(prefix "$target")_finish"; done
 
 # ---------------------------------------------------------------------------
 # table
 
-# stats FILE OPERATION: "n median p90" in milliseconds; OPERATION "*" is the
-# whole lifecycle (endTime - startTime of each sample).
+# stats FILE OPERATION: "n median p90" in milliseconds over the samples of
+# every critest round's FILE (round-*/FILE); OPERATION "*" is the whole
+# lifecycle (endTime - startTime of each sample). A FILE with a directory
+# part names one file.
 stats() {
-	[[ -s "$1" ]] || { echo "0 - -"; return; }
-	jq -r --arg op "$2" '
+	local files
+	if [[ "$1" == */round-*/* ]]; then files=("$1"); else files=("$(dirname "$1")"/round-*/"$(basename "$1")"); fi
+	[[ -s "${files[0]}" ]] || { echo "0 - -"; return; }
+	jq -rs --arg op "$2" '
 		def med: sort | length as $n
 			| if $n == 0 then null elif $n % 2 == 1 then .[($n - 1) / 2] else (.[$n / 2 - 1] + .[$n / 2]) / 2 end;
 		def p90: sort | length as $n | if $n == 0 then null else .[((0.9 * $n) | ceil) - 1] end;
 		def ms: if . == null then "-" else (. / 1e6 * 100 | round / 100 | tostring) end;
-		(.operationsNames | index($op)) as $i
-		| [.datapoints[] | if $op == "*" then .endTime - .startTime elif $i == null then empty else .operationsDurationsNs[$i] end] as $v
-		| "\($v | length) \($v | med | ms) \($v | p90 | ms)"' "$1" 2>/dev/null || echo "0 - -"
+		[.[] | (.operationsNames | index($op)) as $i
+			| .datapoints[] | if $op == "*" then .endTime - .startTime elif $i == null then empty else .operationsDurationsNs[$i] end] as $v
+		| "\($v | length) \($v | med | ms) \($v | p90 | ms)"' "${files[@]}" 2>/dev/null || echo "0 - -"
 }
 
-# scratch TARGET: the single "create PodSandbox and container" sample (ms).
+# scratch TARGET: the median of the rounds' single "create PodSandbox and
+# container" samples (ms).
 scratch() {
-	local f="${BENCH_OUT}/$1/ginkgo-report.json"
-	[[ -s "$f" ]] || { echo "-"; return; }
-	jq -r '[.[].SpecReports[]?.ReportEntries[]? | select(.Name == "start-container-benchmark")
+	local f=("${BENCH_OUT}/$1"/round-*/ginkgo-report.json)
+	[[ -s "${f[0]}" ]] || { echo "-"; return; }
+	jq -rs '[.[][].SpecReports[]?.ReportEntries[]? | select(.Name == "start-container-benchmark")
 		| .Value.AsJSON | fromjson | .Measurements[]? | select(.Name == "create PodSandbox and container")
-		| .Durations[]?] | if length == 0 then "-" else (.[0] / 1e6 * 100 | round / 100 | tostring) end' "$f" 2>/dev/null || echo "-"
+		| .Durations[0]?] | sort | if length == 0 then "-" else (.[(length - 1) / 2 | floor] / 1e6 * 100 | round / 100 | tostring) end' "${f[@]}" 2>/dev/null || echo "-"
+}
+
+# round_ratios FILE: each critest round's lifecycle median ratio A/B.
+round_ratios() {
+	local r out=() a b
+	for ((r = 1; r <= BENCH_CRITEST_ROUNDS; r++)); do
+		read -r _ a _ <<<"$(stats "${BENCH_OUT}/cri-containerd/round-${r}/$1" '*')"
+		read -r _ b _ <<<"$(stats "${BENCH_OUT}/reference/round-${r}/$1" '*')"
+		out+=("$(ratio "$a" "$b")")
+	done
+	echo "${out[*]}"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else printf "-" }'; }
@@ -577,6 +637,7 @@ v() { echo "${R[$1]:--}"; }
 	echo "  B = containerd $(containerd --version 2>/dev/null | awk '{print $3}') built-in CRI (private instance, $(basename "$REF_CONFIG") paths)"
 	echo "  Both run containers with runc $("$RUNC_BINARY" --version 2>/dev/null | awk 'NR==1{print $3}') ($RUNC_BINARY)."
 	echo "  Times in ms; lifecycle = first call start to last call end of one sample. ratio = A/B median."
+	echo "  n pools ${BENCH_CRITEST_ROUNDS} critest rounds per runtime, interleaved A B A B ...; each started on idle CPUs."
 	echo "  The CPUs are shared with other tests running at the same time: numbers are noisy, compare within one run."
 	echo
 	printf '%-28s | %4s %9s %9s | %4s %9s %9s | %6s\n' "operation" "n" "A median" "A p90" "n" "B median" "B p90" "ratio"
@@ -591,14 +652,19 @@ v() { echo "${R[$1]:--}"; }
 	done
 	a1="$(col cri-containerd && scratch cri-containerd || echo -)"
 	b1="$(col reference && scratch reference || echo -)"
-	printf '%-28s | %4s %9s %9s | %4s %9s %9s | %6s\n' "pod+container from scratch" "1" "$a1" "" "1" "$b1" "" "$(ratio "$a1" "$b1")"
+	printf '%-28s | %4s %9s %9s | %4s %9s %9s | %6s\n' "pod+container from scratch" "$BENCH_CRITEST_ROUNDS" "$a1" "" "$BENCH_CRITEST_ROUNDS" "$b1" "" "$(ratio "$a1" "$b1")"
+	if col cri-containerd && col reference; then
+		echo
+		echo "  lifecycle ratio of each round (A B interleaved, ${BENCH_CRITEST_ROUNDS} rounds):"
+		echo "    container $(round_ratios container_benchmark_data.json); pod $(round_ratios pod_benchmark_data.json); image $(round_ratios image_lifecycle_benchmark_data.json)"
+	fi
 	echo
 	printf '%-34s | %-24s | %-24s\n' "daemon" "A cri-containerd" "B containerd+CRI"
 	printf '%s\n' "-----------------------------------+--------------------------+-------------------------"
 	row2() { printf '%-34s | %-24s | %-24s\n' "$1" "$2" "$3"; }
 	row2 "pid" "$(v cri-containerd.pid)" "$(v reference.pid)"
 	row2 "critest" "$(v cri-containerd.summary) (exit $(v cri-containerd.rc))" "$(v reference.summary) (exit $(v reference.rc))"
-	row2 "critest wall time (s)" "$(v cri-containerd.secs)" "$(v reference.secs)"
+	row2 "critest wall time (s, all rounds)" "$(v cri-containerd.secs)" "$(v reference.secs)"
 	row2 "load average before / after" "$(v cri-containerd.load_before) / $(v cri-containerd.load_after)" "$(v reference.load_before) / $(v reference.load_after)"
 	row2 "CPU busy before critest/scale/floor" "$(v cri-containerd.critest.busy_before) / $(v cri-containerd.scale.busy_before) / $(v cri-containerd.floor.busy_before)" "$(v reference.critest.busy_before) / $(v reference.scale.busy_before) / $(v reference.floor.busy_before)"
 	read -r ar0 _ <<<"$(v cri-containerd.mem_before)"
@@ -616,8 +682,8 @@ v() { echo "${R[$1]:--}"; }
 	row2 "error lines in daemon log" "$(v cri-containerd.errors)" "$(v reference.errors)"
 	echo
 	echo "  A's RSS is cri-containerd alone (without its containerd); B's is containerd with"
-	echo "  everything in it. \"left\" is counted ${BENCH_SETTLE}s after critest ended, before this script's cleanup."
-	echo "  Raw data: ${BENCH_OUT}/{cri-containerd,reference}/ (critest JSON, critest.log, goroutines-after.txt)."
+	echo "  everything in it. \"left\" is counted ${BENCH_SETTLE}s after the last section ended, before this script's cleanup."
+	echo "  Raw data: ${BENCH_OUT}/{cri-containerd,reference}/ (round-N/: critest JSON and log; scale, floor, goroutines-after.txt)."
 } | tee "$BENCH_TABLE"
 
 scale_results=()
