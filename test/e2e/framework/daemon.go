@@ -377,6 +377,7 @@ func CleanupNamespace(t testing.TB, address, ns string) {
 			_ = ls.Delete(ctx, l, leases.SynchronousDelete)
 		}
 	}
+	removeNamespaceCgroups(ns)
 	var err2 error
 	for i := 0; i < 20; i++ {
 		if err2 = cli.NamespaceService().Delete(ctx, ns); err2 == nil {
@@ -385,6 +386,21 @@ func CleanupNamespace(t testing.TB, address, ns string) {
 		time.Sleep(250 * time.Millisecond) // garbage collection is asynchronous
 	}
 	t.Logf("cleanup: namespace %s not deleted: %v", ns, err2)
+}
+
+// removeNamespaceCgroups removes the cgroup directory named after the
+// containerd namespace in every hierarchy: a container the test ran
+// without a cgroup parent had its cgroup at /<namespace>/<id>, and runc
+// removes only the leaf. Each test's namespace is new, so without this
+// every test would leave an empty cgroup per hierarchy behind (thousands
+// over a day of runs, which the kernel's memory cgroup walks keep paying
+// for). Only empty directories go (rmdir); errors are ignored.
+func removeNamespaceCgroups(ns string) {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns)) // cgroup v2 alone
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
 }
 
 // RandomSuffix returns 8 random hex characters.
