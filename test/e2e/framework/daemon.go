@@ -391,14 +391,22 @@ func CleanupNamespace(t testing.TB, address, ns string) {
 // removeNamespaceCgroups removes the cgroup directory named after the
 // containerd namespace in every hierarchy: a container the test ran
 // without a cgroup parent had its cgroup at /<namespace>/<id>, and runc
-// removes only the leaf. Each test's namespace is new, so without this
-// every test would leave an empty cgroup per hierarchy behind (thousands
-// over a day of runs, which the kernel's memory cgroup walks keep paying
-// for). Only empty directories go (rmdir); errors are ignored.
+// removes only the leaf (and not even that when a fault test killed what
+// would have). Each test's namespace is new, so without this every test
+// would leave an empty cgroup per hierarchy behind (thousands over a day of
+// runs, which the kernel's memory cgroup walks keep paying for). Only
+// cgroups without processes go (rmdir refuses the others); errors are
+// ignored.
 func removeNamespaceCgroups(ns string) {
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
 	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", ns)) // cgroup v2 alone
 	for _, d := range dirs {
+		leaves, _ := os.ReadDir(d)
+		for _, l := range leaves {
+			if l.IsDir() {
+				_ = os.Remove(filepath.Join(d, l.Name()))
+			}
+		}
 		_ = os.Remove(d)
 	}
 }
