@@ -103,7 +103,11 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	m.inflight.WithLabelValues(method).Inc()
 	defer m.inflight.WithLabelValues(method).Dec()
 	logger := klog.FromContext(ctx)
-	logger.V(int(lvl)).Info("CRI request", "method", method, "request", redactForLog(req))
+	// The redacted copies (a clone of a request with secrets) are made only
+	// when the line is logged.
+	if v := logger.V(int(lvl)); v.Enabled() {
+		v.Info("CRI request", "method", method, "request", redactForLog(req))
+	}
 	ctx, calls := withCtrdCallCount(ctx)
 	resp, err := validated(ctx, info.Server, req, handler) // validate.go: bad requests never reach a handler
 	err = toGRPC(err)
@@ -116,7 +120,9 @@ func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 		}
 		return nil, err
 	}
-	logger.V(int(lvl)+1).Info("CRI response", "method", method, "response", redactForLog(resp), "duration", time.Since(start))
+	if v := logger.V(int(lvl) + 1); v.Enabled() {
+		v.Info("CRI response", "method", method, "response", redactForLog(resp), "duration", time.Since(start))
+	}
 	return resp, nil
 }
 
