@@ -43,7 +43,6 @@ type Config struct {
 	CallTimeout time.Duration
 	Seed        uint64
 	Accounts    []accountSpec // processes whose CPU (and their children's) is split out
-	CPUAcctRoot string        // the cgroup v1 cpuacct hierarchy (default /sys/fs/cgroup/cpuacct)
 }
 
 // Result of one run.
@@ -109,6 +108,15 @@ func (r *runner) call(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, r.cfg.CallTimeout)
 }
 
+// timed makes one call of rpc, bounded by the call timeout, and records it.
+func (r *runner) timed(ctx context.Context, rpc string, f func(context.Context) error) error {
+	return r.rec.time(rpc, func() error {
+		c, cancel := r.call(ctx)
+		defer cancel()
+		return f(c)
+	})
+}
+
 func (r *runner) podConfig(i int) *runtimeapi.PodSandboxConfig {
 	name := fmt.Sprintf("scale-%s-%d", r.cfg.Name, i)
 	uid := fmt.Sprintf("%s-%d-%d", r.cfg.Name, i, r.cfg.Seed)
@@ -129,9 +137,7 @@ func (r *runner) up(ctx context.Context, i int) (*pod, error) {
 	if err := os.MkdirAll(p.cfg.LogDirectory, 0o755); err != nil {
 		return nil, err
 	}
-	err := r.rec.time("RunPodSandbox", func() error {
-		c, cancel := r.call(ctx)
-		defer cancel()
+	err := r.timed(ctx, "RunPodSandbox", func(c context.Context) error {
 		resp, err := r.rc.RunPodSandbox(c, &runtimeapi.RunPodSandboxRequest{Config: p.cfg})
 		p.id = resp.GetPodSandboxId()
 		return err
@@ -154,9 +160,7 @@ func (r *runner) up(ctx context.Context, i int) (*pod, error) {
 			}},
 		}
 		var id string
-		if err := r.rec.time("CreateContainer", func() error {
-			c, cancel := r.call(ctx)
-			defer cancel()
+		if err := r.timed(ctx, "CreateContainer", func(c context.Context) error {
 			resp, err := r.rc.CreateContainer(c, &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: cc, SandboxConfig: p.cfg})
 			id = resp.GetContainerId()
 			return err
@@ -164,9 +168,7 @@ func (r *runner) up(ctx context.Context, i int) (*pod, error) {
 			return p, err
 		}
 		p.ctrs = append(p.ctrs, id)
-		if err := r.rec.time("StartContainer", func() error {
-			c, cancel := r.call(ctx)
-			defer cancel()
+		if err := r.timed(ctx, "StartContainer", func(c context.Context) error {
 			_, err := r.rc.StartContainer(c, &runtimeapi.StartContainerRequest{ContainerId: id})
 			return err
 		}); err != nil {
@@ -184,9 +186,7 @@ func (r *runner) down(ctx context.Context, p *pod) {
 	var wg sync.WaitGroup
 	for _, id := range p.ctrs {
 		wg.Go(func() {
-			_ = r.rec.time("StopContainer", func() error {
-				c, cancel := r.call(ctx)
-				defer cancel()
+			_ = r.timed(ctx, "StopContainer", func(c context.Context) error {
 				_, err := r.rc.StopContainer(c, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 0})
 				return err
 			})
@@ -194,30 +194,23 @@ func (r *runner) down(ctx context.Context, p *pod) {
 	}
 	wg.Wait()
 	if p.id != "" {
-		_ = r.rec.time("StopPodSandbox", func() error {
-			c, cancel := r.call(ctx)
-			defer cancel()
+		_ = r.timed(ctx, "StopPodSandbox", func(c context.Context) error {
 			_, err := r.rc.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
 			return err
 		})
 	}
 	for _, id := range p.ctrs {
-		_ = r.rec.time("RemoveContainer", func() error {
-			c, cancel := r.call(ctx)
-			defer cancel()
+		_ = r.timed(ctx, "RemoveContainer", func(c context.Context) error {
 			_, err := r.rc.RemoveContainer(c, &runtimeapi.RemoveContainerRequest{ContainerId: id})
 			return err
 		})
 	}
-	if p.id == "" {
-		return
+	if p.id != "" {
+		_ = r.timed(ctx, "RemovePodSandbox", func(c context.Context) error {
+			_, err := r.rc.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+			return err
+		})
 	}
-	_ = r.rec.time("RemovePodSandbox", func() error {
-		c, cancel := r.call(ctx)
-		defer cancel()
-		_, err := r.rc.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
-		return err
-	})
 }
 
 // poll times the RPCs kubelet polls, with every object running.
@@ -315,15 +308,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("pulling %s: %w", cfg.Image, err)
 	}
 	sample("idle")
-	root := cfg.CPUAcctRoot
-	if root == "" {
-		root = cpuacctRoot
-	}
 	accounts := cfg.Accounts
 	if len(accounts) > 0 {
 		accounts = append(slices.Clone(accounts), accountSpec{name: "client", pid: os.Getpid()}) // this tool
 	}
-	acct, err := newCPUAccount(root, "/proc", accounts)
+	acct, err := newCPUAccount(cpuacctRoot, "/proc", accounts)
 	if err != nil {
 		return nil, err
 	}
