@@ -55,9 +55,14 @@ func (c *Controller) Stop(ctx context.Context, sb *Sandbox) error {
 // stopPause kills the pause task and waits for the exit to be recorded.
 func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 	state, _ := sb.State()
-	if sb.NoTask() {
+	// gone marks the sandbox as having no pause task any more.
+	gone := func() error {
+		sb.noTask.Store(true)
 		sb.SetNotReady(0, c.now())
 		return nil
+	}
+	if sb.NoTask() {
+		return gone()
 	}
 	if state == StateReady {
 		// The task is addressed by the pause container's ID on containerd's
@@ -73,9 +78,7 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 				return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
 			}
 			// No task: it was never started or is already deleted.
-			sb.noTask.Store(true)
-			sb.SetNotReady(0, c.now())
-			return nil
+			return gone()
 		}
 		timeout := time.NewTimer(PauseStopTimeout)
 		defer timeout.Stop()
@@ -102,9 +105,7 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 	if err := c.deletePauseTask(ctx, sb); err != nil {
 		return err
 	}
-	sb.noTask.Store(true)
-	sb.SetNotReady(0, c.now())
-	return nil
+	return gone()
 }
 
 // deletePauseTask deletes the pause task. The exit handler may be deleting
