@@ -63,6 +63,25 @@ func TestShimGroupRecord(t *testing.T) {
 			t.Error("ShimGroup set without a record")
 		}
 	})
+	// Chaos run of 924f1da: a RunPodSandbox cut by a daemon kill -9 left
+	// a half-made sandbox whose metadata (written before the record was
+	// made) had no ShimGroup; recovery kept it NOTREADY, RemovePodSandbox
+	// skipped the record, and it leaked.
+	t.Run("removal of a kept half-made sandbox deletes its record", func(t *testing.T) {
+		e := newEnv(t)
+		id, err := e.c.Run(ctx, testPod("web"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, _ := e.o.Store.Get(id)
+		sb.UpdateMetadata(func(m *Metadata) { m.ShimGroup, m.Phase = false, PhaseCreating })
+		if err := e.c.Remove(ctx, sb); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.ctrd.Records) != 0 {
+			t.Errorf("records left: %v", e.ctrd.Records)
+		}
+	})
 	t.Run("orphans", func(t *testing.T) {
 		e := newEnv(t)
 		id, err := e.c.Run(ctx, testPod("web"), "")

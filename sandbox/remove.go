@@ -38,7 +38,11 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 	} else if err := sb.Container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting containerd container of sandbox %s: %w", sb.ID, err)
 	}
-	if sb.GetMetadata().ShimGroup {
+	// A sandbox kept NOTREADY from a RunPodSandbox cut short (recovery's
+	// half-made ones, unreadable metadata) may have its record without
+	// its metadata saying so: the record is made after the metadata's
+	// first write. deleteRecord takes a missing one.
+	if sb.GetMetadata().ShimGroup || c.o.ShimGroups {
 		if err := c.deleteRecord(ctx, sb.ID); err != nil {
 			return err
 		}
