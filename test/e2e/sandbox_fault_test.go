@@ -208,8 +208,9 @@ func killDuringRunPodSandbox(t *testing.T, s *sbEnv, w *slowCNI, cfg *runtimeapi
 	leftCtrs := framework.ContainerdContainers(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace)
 	leftPaths := framework.PathsNaming(t, []string{id}, s.d.RootDir(), s.d.StateDir())
 	leftSnaps := framework.Snapshots(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace, "").Active
-	t.Logf("left by the crash: IP files %v, netns mounts %v, containerd containers %v, active snapshots %d, paths %v",
-		leftIP, leftNS, leftCtrs, len(leftSnaps), leftPaths)
+	leftRecs := framework.ContainerdSandboxRecords(t, s.d.Env.ContainerdAddress, s.d.Opts.Namespace)
+	t.Logf("left by the crash: IP files %v, netns mounts %v, containerd containers %v, sandbox records %v, active snapshots %d, paths %v",
+		leftIP, leftNS, leftCtrs, leftRecs, len(leftSnaps), leftPaths)
 	if len(leftIP) != 1 || len(leftNS) != 1 || len(leftCtrs) != 1 || len(leftSnaps) != 1 || len(leftPaths) == 0 {
 		t.Fatalf("the crash did not leave the expected half-made sandbox (1 IP, 1 netns, 1 container, 1 active snapshot, its dirs)")
 	}

@@ -21,6 +21,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -372,6 +373,27 @@ func ContainerdContainers(t testing.TB, address, ns string) []string {
 	return ids
 }
 
+// ContainerdSandboxRecords lists the IDs of containerd's sandbox records
+// in namespace ns (none on a containerd without them).
+func ContainerdSandboxRecords(t testing.TB, address, ns string) []string {
+	t.Helper()
+	cli := CtrClient(t, address, ns)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
+	defer cancel()
+	rs, err := cli.SandboxStore().List(ctx)
+	if errdefs.IsNotImplemented(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("listing sandbox records in %s: %v", ns, err)
+	}
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
 // SnapshotCounts summarises the snapshots of one snapshotter in a namespace.
 type SnapshotCounts struct {
 	Committed int      // image layers
@@ -511,6 +533,7 @@ func SandboxLeaks(t testing.TB, d *Daemon, ipamDir string, ids []string, wholeNa
 		add("host-local IP allocations", IPAMFilesFor(t, ipamDir, ids...))
 	}
 	ctrs := ContainerdContainers(t, d.Env.ContainerdAddress, d.Opts.Namespace)
+	recs := ContainerdSandboxRecords(t, d.Env.ContainerdAddress, d.Opts.Namespace)
 	snaps := Snapshots(t, d.Env.ContainerdAddress, d.Opts.Namespace, "")
 	if !wholeNamespace {
 		keep := func(list []string) []string {
@@ -525,9 +548,10 @@ func SandboxLeaks(t testing.TB, d *Daemon, ipamDir string, ids []string, wholeNa
 			}
 			return out
 		}
-		ctrs, snaps.Active, snaps.View = keep(ctrs), keep(snaps.Active), keep(snaps.View)
+		ctrs, recs, snaps.Active, snaps.View = keep(ctrs), keep(recs), keep(snaps.Active), keep(snaps.View)
 	}
 	add("containerd containers", ctrs)
+	add("containerd sandbox records", recs)
 	add("active snapshots", snaps.Active)
 	add("view snapshots", snaps.View)
 	if len(ids) > 0 {
