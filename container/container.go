@@ -21,6 +21,7 @@ import (
 
 	"github.com/cri-containerd/cri-containerd/atomicfile"
 	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/listwire"
 	"github.com/cri-containerd/cri-containerd/store"
 )
 
@@ -103,6 +104,13 @@ func (s Status) State() runtimeapi.ContainerState {
 	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
 }
 
+// ListKey is what can change in a container's list entry: its state and
+// the names its image is reported by (the image store's tags and digests).
+type ListKey struct {
+	State           runtimeapi.ContainerState
+	Image, ImageRef string
+}
+
 // Container is one container in the store.
 type Container struct {
 	Metadata
@@ -128,6 +136,10 @@ type Container struct {
 	// the container's task: the stop that saw the exit and the event
 	// monitor both call it, and only one deletes the task.
 	finishing atomic.Bool
+
+	// ListWire is the container's encoded ListContainers entry (the server
+	// makes and reads it).
+	ListWire listwire.Memo[ListKey]
 
 	statusPath string
 	mu         sync.RWMutex

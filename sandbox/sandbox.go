@@ -14,6 +14,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/listwire"
 )
 
 const (
@@ -112,6 +114,10 @@ type Sandbox struct {
 	// loaded): the removal then releases them (two containerd calls,
 	// one a listing of every snapshot).
 	imageVolumes atomic.Bool
+
+	// ListWire is the sandbox's encoded ListPodSandbox entry, by CRI state
+	// (the server makes and reads it; nothing else in the entry changes).
+	ListWire listwire.Memo[runtimeapi.PodSandboxState]
 }
 
 // MarkImageVolumes records that a container of the pod mounts image

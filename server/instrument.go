@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/containerio"
+	"github.com/cri-containerd/cri-containerd/listwire"
 )
 
 // Metrics holds the per-RPC Prometheus collectors.
@@ -165,6 +166,10 @@ func redactForLog(msg any) any {
 		return c
 	case *runtimeapi.ExecResponse:
 		return &runtimeapi.ExecResponse{Url: redactURL(m.GetUrl())}
+	case *runtimeapi.ListContainersResponse:
+		return listwire.Decode(m) // wireServer's entries are bytes
+	case *runtimeapi.ListPodSandboxResponse:
+		return listwire.Decode(m)
 	case *runtimeapi.AttachResponse:
 		return &runtimeapi.AttachResponse{Url: redactURL(m.GetUrl())}
 	case *runtimeapi.PortForwardResponse:

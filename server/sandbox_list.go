@@ -5,7 +5,9 @@ import (
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/listwire"
 	"github.com/cri-containerd/cri-containerd/sandbox"
 )
 
@@ -13,39 +15,68 @@ import (
 func (s *Service) ListPodSandbox(ctx context.Context, r *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
 	var out []*runtimeapi.PodSandbox
 	for _, sb := range s.sandboxes.List() {
-		item := sandboxListItem(sb)
-		if matchSandbox(item, r.GetFilter()) {
-			out = append(out, item)
+		if st, ok := listedSandbox(sb, r.GetFilter()); ok {
+			out = append(out, sandboxListItem(sb, st))
 		}
 	}
 	return &runtimeapi.ListPodSandboxResponse{Items: out}, nil
 }
 
-func sandboxListItem(sb *sandbox.Sandbox) *runtimeapi.PodSandbox {
-	md := sb.GetMetadata()
+// listPodSandboxWire is ListPodSandbox as the gRPC server answers it
+// (wireServer): each entry is the sandbox's encoding kept from the last
+// list (listwire), made again when its state changed.
+func (s *Service) listPodSandboxWire(r *runtimeapi.ListPodSandboxRequest) *runtimeapi.ListPodSandboxResponse {
+	sbs := s.sandboxes.List()
+	entries := make([][]byte, 0, len(sbs))
+	for _, sb := range sbs {
+		st, ok := listedSandbox(sb, r.GetFilter())
+		if !ok {
+			continue
+		}
+		b, ok := sb.ListWire.Get(st)
+		if !ok {
+			var err error
+			if b, err = listwire.Field(sandboxesField, sandboxListItem(sb, st)); err != nil {
+				klog.ErrorS(err, "Encoding a sandbox's list entry", "podSandboxID", sb.ID)
+				continue
+			}
+			sb.ListWire.Set(st, b)
+		}
+		entries = append(entries, b)
+	}
+	resp := &runtimeapi.ListPodSandboxResponse{}
+	listwire.Response(resp, entries)
+	return resp
+}
+
+// sandboxesField is the number of ListPodSandboxResponse.items.
+var sandboxesField = (&runtimeapi.ListPodSandboxResponse{}).ProtoReflect().Descriptor().Fields().ByName("items").Number()
+
+// listedSandbox reports whether sb passes the filter, and its CRI state.
+func listedSandbox(sb *sandbox.Sandbox, f *runtimeapi.PodSandboxFilter) (runtimeapi.PodSandboxState, bool) {
 	st, _ := sb.State()
+	cst := criSandboxState(st)
+	if f != nil {
+		if f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) ||
+			f.GetState() != nil && cst != f.GetState().GetState() ||
+			!matchLabels(sb.Config.GetLabels(), f.GetLabelSelector()) {
+			return cst, false
+		}
+	}
+	return cst, true
+}
+
+func sandboxListItem(sb *sandbox.Sandbox, st runtimeapi.PodSandboxState) *runtimeapi.PodSandbox {
+	md := sb.GetMetadata()
 	return &runtimeapi.PodSandbox{
 		Id:             md.ID,
 		Metadata:       md.Config.GetMetadata(),
-		State:          criSandboxState(st),
+		State:          st,
 		CreatedAt:      md.CreatedAt,
 		Labels:         md.Config.GetLabels(),
 		Annotations:    md.Config.GetAnnotations(),
 		RuntimeHandler: md.RuntimeHandler,
 	}
-}
-
-func matchSandbox(sb *runtimeapi.PodSandbox, f *runtimeapi.PodSandboxFilter) bool {
-	if f == nil {
-		return true
-	}
-	if f.GetId() != "" && !strings.HasPrefix(sb.Id, f.GetId()) {
-		return false
-	}
-	if f.GetState() != nil && sb.State != f.GetState().GetState() {
-		return false
-	}
-	return matchLabels(sb.Labels, f.GetLabelSelector())
 }
 
 // matchLabels reports whether labels contain every selector pair.

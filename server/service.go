@@ -341,7 +341,7 @@ func (s *Service) ServeListener(ctx context.Context, l net.Listener) error {
 		grpc.ChainStreamInterceptor(s.metrics.StreamInterceptor),
 		grpc.MaxRecvMsgSize(16*1024*1024), grpc.MaxSendMsgSize(16*1024*1024),
 	)...)
-	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, s)
+	runtimeapi.RegisterRuntimeServiceServer(s.grpcServer, wireServer{s})
 	runtimeapi.RegisterImageServiceServer(s.grpcServer, s)
 	for _, w := range s.watchers {
 		s.bg.Go(w)
