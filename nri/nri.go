@@ -17,7 +17,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
@@ -68,6 +70,13 @@ type NRI struct {
 	// view and the events after it agree. It guards state.
 	mu    sync.Mutex
 	state map[string]objState
+	// synced is set when a plugin first synchronises (before it lists
+	// the objects): PluginsSeen. The adaptation's Start synchronises its
+	// pre-installed plugins (the first call), also when there are none:
+	// that one counts only when preinstalled found files in PluginPath.
+	synced       atomic.Bool
+	syncs        atomic.Int64
+	preinstalled bool
 }
 
 // New makes the NRI host; with cfg.Disable it returns a host whose methods
@@ -112,6 +121,12 @@ func New(cfg config.NRI, d Domain) (*NRI, error) {
 // Enabled reports whether NRI is on.
 func (n *NRI) Enabled() bool { return n != nil && n.a != nil }
 
+// PluginsSeen reports whether a plugin ever synchronised with this host.
+// Until one does, no plugin reads the objects events carry, and the domain
+// may leave their costly parts out (a container's OCI spec); a plugin that
+// connects later gets complete objects from its synchronisation on.
+func (n *NRI) PluginsSeen() bool { return n.Enabled() && n.synced.Load() }
+
 // Start starts the pre-installed plugins (synchronising them with the pods
 // and containers Domain lists: call it after recovery) and listens for
 // external plugins.
@@ -121,6 +136,9 @@ func (n *NRI) Start() error {
 	}
 	n.gate.Lock()
 	defer n.gate.Unlock()
+	if ents, err := os.ReadDir(n.cfg.PluginPath); err == nil && len(ents) > 0 {
+		n.preinstalled = true
+	}
 	if err := n.a.Start(); err != nil {
 		return fmt.Errorf("starting the NRI host on %s: %w", n.cfg.SocketPath, err)
 	}
@@ -367,6 +385,9 @@ func (n *NRI) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr *api
 func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.syncs.Add(1) > 1 || n.preinstalled {
+		n.synced.Store(true)
+	}
 	pods := n.domain.ListPodSandboxes(ctx)
 	ctrs := n.domain.ListContainers(ctx)
 	for _, p := range pods {

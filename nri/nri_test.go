@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -536,5 +537,43 @@ func TestRegressionSlowSynchronizeDisconnectsPlugin(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// seenDomain records whether the host said a plugin was seen when it
+// listed the containers for a synchronisation.
+type seenDomain struct {
+	*fakeDomain
+	n             *NRI
+	seenAtListing atomic.Bool
+}
+
+func (d *seenDomain) ListContainers(ctx context.Context) []*api.Container {
+	d.seenAtListing.Store(d.n.PluginsSeen())
+	return d.fakeDomain.ListContainers(ctx)
+}
+
+// TestPluginsSeenFromTheFirstSynchronize: no plugin seen before one
+// connects (events may then carry objects without their spec); from the
+// first synchronisation on, including its own listing, the host says so.
+func TestPluginsSeenFromTheFirstSynchronize(t *testing.T) {
+	d := &seenDomain{fakeDomain: newFakeDomain()}
+	n, sock := startHost(t, d)
+	d.n = n
+	if n.PluginsSeen() {
+		t.Fatal("PluginsSeen before any plugin connected")
+	}
+	p := &recorder{}
+	connect(t, sock, "recorder", "10", p)
+	waitPluginReady(t, n, p)
+	if !d.seenAtListing.Load() {
+		t.Error("the synchronisation listed containers before PluginsSeen was set")
+	}
+	if !n.PluginsSeen() {
+		t.Error("PluginsSeen false after a plugin synchronised")
+	}
+	var disabled *NRI
+	if disabled.PluginsSeen() {
+		t.Error("PluginsSeen on a nil host")
 	}
 }

@@ -84,10 +84,11 @@ func (h *nriHost) podOf(c *container.Container) *api.PodSandbox {
 // spec is a container's OCI spec as made (after NRI's adjustment), which the
 // events tell plugins about: decoded from the containerd record the client
 // holds (no round trip), or read from containerd when an update changed it
-// since; nil when unknown. It is not kept: with hundreds of containers the
-// decoded specs were a tenth of the daemon's heap.
+// since; nil when unknown, and nil until a plugin first connects (no one
+// reads it then: NRI.PluginsSeen). It is not kept: with hundreds of
+// containers the decoded specs were a tenth of the daemon's heap.
 func (h *nriHost) spec(ctx context.Context, c *container.Container) *oci.Spec {
-	if c.Container == nil {
+	if c.Container == nil || !h.n.PluginsSeen() {
 		return nil
 	}
 	if !c.Status().SpecUpdated {
