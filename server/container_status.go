@@ -95,11 +95,12 @@ func (s *Service) containerInfo(ctx context.Context, c *container.Container) (ma
 		"logPath":   c.LogPath,
 		"image":     c.ImageRef,
 	}
-	// The record the containerd client got when the container was made (or
-	// listed at start-up), unless an update changed it since: then one
-	// round trip, which leaves the shared client object alone.
+	// The record the containerd client listed at start-up, unless an
+	// update changed it since or the client keeps it without its spec (a
+	// container this process made: backend.SlimCreates): then one round
+	// trip, which leaves the shared client object alone.
 	ci, err := c.Container.Info(ctx, containerd.WithoutRefreshedMetadata)
-	if st.SpecUpdated {
+	if st.SpecUpdated || err == nil && ci.Spec == nil {
 		ci, err = s.client.ContainerService().Get(ctx, c.ID)
 	}
 	if err == nil {

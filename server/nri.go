@@ -83,9 +83,10 @@ func (h *nriHost) podOf(c *container.Container) *api.PodSandbox {
 
 // spec is a container's OCI spec as made (after NRI's adjustment), which the
 // events tell plugins about: decoded from the containerd record the client
-// holds (no round trip), or read from containerd when an update changed it
-// since; nil when unknown, and nil until a plugin first connects (no one
-// reads it then: NRI.PluginsSeen). It is not kept: with hundreds of
+// holds when it has the spec (a container listed at start-up), or read from
+// containerd (a container this process made: backend.SlimCreates, or one an
+// update changed); nil when unknown, and nil until a plugin first connects
+// (no one reads it then: NRI.PluginsSeen). It is not kept: with hundreds of
 // containers the decoded specs were a tenth of the daemon's heap.
 func (h *nriHost) spec(ctx context.Context, c *container.Container) *oci.Spec {
 	if c.Container == nil || !h.n.PluginsSeen() {

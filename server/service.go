@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/prometheus/client_golang/prometheus"
@@ -234,12 +235,21 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 // connectContainerd dials containerd and waits until it serves, so that a
 // daemon started together with containerd does not fail on the race.
 func connectContainerd(ctx context.Context, cfg config.Config, opts ...containerd.Opt) (*containerd.Client, error) {
+	// The container store on the client's own connection once it exists.
+	slim := &backend.SlimCreates{}
 	cli, err := containerd.New(cfg.ContainerdEndpoint, append([]containerd.Opt{
 		containerd.WithDefaultNamespace(cfg.ContainerdNamespace),
-		containerd.WithTimeout(10 * time.Second)}, opts...)...)
+		containerd.WithTimeout(10 * time.Second),
+		containerd.WithServices(containerd.WithContainerStore(slim))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating containerd client for %s: %w", cfg.ContainerdEndpoint, err)
 	}
+	conn, ok := cli.Conn().(*grpc.ClientConn)
+	if !ok {
+		_ = cli.Close()
+		return nil, fmt.Errorf("containerd client for %s has no gRPC connection", cfg.ContainerdEndpoint)
+	}
+	slim.Store = containerd.NewRemoteContainerStore(containersapi.NewContainersClient(conn))
 	deadline := time.Now().Add(cfg.ContainerdStartTimeout.Duration)
 	var lastErr error
 	for attempt := 0; ; attempt++ {
