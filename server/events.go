@@ -43,7 +43,6 @@ hold:
 			pending = append(pending, e)
 		case err := <-errCh:
 			// Re-subscribed (and reconciled) once recovery is done.
-			s.ctrdEpoch.Add(1)
 			broken = fmt.Errorf("task event stream: %w", err)
 			evCh, errCh = nil, nil
 		}
@@ -58,7 +57,6 @@ hold:
 	for ctx.Err() == nil {
 		if broken == nil {
 			broken = s.consumeEvents(ctx, evCh, errCh, &backoff)
-			s.ctrdEpoch.Add(1)
 		}
 		cancel()
 		if ctx.Err() != nil {

@@ -63,7 +63,6 @@ func (s *Service) sandboxController() *sandbox.Controller {
 			ImageVolumes:        podImageVolumes{s},
 			Each:                s.boundedEach,
 			ReapShims:           s.reapShims,
-			ContainerdEpoch:     s.ctrdEpoch.Load,
 			Recovery:            s.recoveryRunner(),
 			ShimGroups:          s.shimGroups,
 		})
