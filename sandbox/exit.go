@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -25,11 +26,34 @@ func (c *Controller) HandleExit(ctx context.Context, sb *Sandbox, code uint32, a
 	defer cancel()
 	// One call: the pause container runs nothing but the exited pause
 	// process (the client kills what is left if containerd refuses).
-	if err := backend.DeleteExitedTask(dctx, c.o.Deps.Containerd, sb.Container, true); err != nil {
+	if err := c.deletePause(dctx, sb, func(ctx context.Context) error {
+		return backend.DeleteExitedTask(ctx, c.o.Deps.Containerd, sb.Container, true)
+	}); err != nil {
 		klog.ErrorS(err, "Deleting exited pause task", "podSandboxID", sb.ID)
-		return
+	}
+}
+
+// deletePause runs del, the deletion of sb's pause task, unless the task
+// is known gone; one deletion at a time. The exit handler and a stop both
+// delete the task, and two Tasks/Delete of one task at once make
+// containerd drop its connection to the shim while the shim lives on
+// ("cannot delete a deleted process", then "cleaning up dead shim"), left
+// for the removal's /proc reap to kill.
+func (c *Controller) deletePause(ctx context.Context, sb *Sandbox, del func(context.Context) error) error {
+	select {
+	case sb.deleteLock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the deletion of the pause task of %s: %w", sb.ID, ctx.Err())
+	}
+	defer func() { <-sb.deleteLock }()
+	if sb.noTask.Load() {
+		return nil
+	}
+	if err := del(ctx); err != nil {
+		return err
 	}
 	sb.noTask.Store(true)
+	return nil
 }
 
 // recordExit makes the sandbox NotReady with the pause exit and emits

@@ -104,6 +104,8 @@ type Sandbox struct {
 	// stopLock serialises stop/remove on this sandbox (LockStop): a
 	// channel, not a mutex, so that waiting for it ends with the request.
 	stopLock chan struct{}
+	// deleteLock serialises the deletions of the pause task (deletePause).
+	deleteLock chan struct{}
 	// noTask is true once containerd is known to hold no pause task (the
 	// stop or the exit handler deleted it, or found none): the removal then
 	// deletes the record and the snapshot without asking
@@ -129,7 +131,7 @@ func (s *Sandbox) NoTask() bool { return s.noTask.Load() }
 
 // New returns a sandbox in StateUnknown.
 func New(md Metadata) *Sandbox {
-	s := &Sandbox{Metadata: md, stopped: make(chan struct{}), stopLock: make(chan struct{}, 1)}
+	s := &Sandbox{Metadata: md, stopped: make(chan struct{}), stopLock: make(chan struct{}, 1), deleteLock: make(chan struct{}, 1)}
 	s.imageVolumes.Store(true) // not known; Run clears it
 	return s
 }

@@ -101,18 +101,18 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 			}
 		}
 	}
-	// The exit handler deletes the task; make sure it is gone even if the event was missed.
-	if err := c.deletePauseTask(ctx, sb); err != nil {
+	// The exit handler deletes the task; make sure it is gone even if the
+	// event was missed (after the handler's deletion, if it runs now).
+	if err := c.deletePause(ctx, sb, func(ctx context.Context) error { return c.deletePauseTask(ctx, sb) }); err != nil {
 		return err
 	}
 	return gone()
 }
 
-// deletePauseTask deletes the pause task. The exit handler may be deleting
-// it at the same moment (it records the exit first, so a stop can come in
-// meanwhile): the loser's call then fails with the shim's connection
-// closing under it (ttrpc: closed), which is no failure once the task is
-// gone. The task is looked up again a few times, briefly, before the
+// deletePauseTask deletes the pause task (through deletePause, so never
+// while the exit handler deletes it). A call that fails with the shim's
+// connection closing under it (ttrpc: closed) is no failure once the task
+// is gone: the task is looked up again a few times, briefly, before the
 // error counts.
 //
 // The pause container runs nothing but the pause process, which is dead
