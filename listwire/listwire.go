@@ -38,6 +38,20 @@ func (m *Memo[K]) Set(key K, wire []byte) {
 	m.p.Store(&entry[K]{key: key, wire: wire})
 }
 
+// Entry returns the entry of key: the one held, or else build's message
+// encoded as an element of the repeated field num, then held.
+func (m *Memo[K]) Entry(key K, num protowire.Number, build func() proto.Message) ([]byte, error) {
+	if b, ok := m.Get(key); ok {
+		return b, nil
+	}
+	b, err := Field(num, build())
+	if err != nil {
+		return nil, err
+	}
+	m.Set(key, b)
+	return b, nil
+}
+
 // Field encodes msg as one element of the repeated message field num: the
 // bytes a list response carries for it.
 func Field(num protowire.Number, msg proto.Message) ([]byte, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -33,14 +34,10 @@ func (s *Service) listContainersWire(r *runtimeapi.ListContainersRequest) *runti
 		if !ok {
 			continue
 		}
-		b, ok := c.ListWire.Get(key)
-		if !ok {
-			var err error
-			if b, err = listwire.Field(containersField, s.containerListItem(c, key)); err != nil {
-				klog.ErrorS(err, "Encoding a container's list entry", "containerID", c.ID)
-				continue
-			}
-			c.ListWire.Set(key, b)
+		b, err := c.ListWire.Entry(key, containersField, func() proto.Message { return s.containerListItem(c, key) })
+		if err != nil {
+			klog.ErrorS(err, "Encoding a container's list entry", "containerID", c.ID)
+			continue
 		}
 		entries = append(entries, b)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -33,14 +34,10 @@ func (s *Service) listPodSandboxWire(r *runtimeapi.ListPodSandboxRequest) *runti
 		if !ok {
 			continue
 		}
-		b, ok := sb.ListWire.Get(st)
-		if !ok {
-			var err error
-			if b, err = listwire.Field(sandboxesField, sandboxListItem(sb, st)); err != nil {
-				klog.ErrorS(err, "Encoding a sandbox's list entry", "podSandboxID", sb.ID)
-				continue
-			}
-			sb.ListWire.Set(st, b)
+		b, err := sb.ListWire.Entry(st, sandboxesField, func() proto.Message { return sandboxListItem(sb, st) })
+		if err != nil {
+			klog.ErrorS(err, "Encoding a sandbox's list entry", "podSandboxID", sb.ID)
+			continue
 		}
 		entries = append(entries, b)
 	}
