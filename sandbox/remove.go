@@ -47,7 +47,9 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 			return err
 		}
 	}
-	c.reapShims(sb.ID, sb.RuntimeHandler)
+	if c.shimMayBeLost(sb) {
+		c.reapShims(sb.ID, sb.RuntimeHandler)
+	}
 	if err := c.RemoveFiles(sb.ID); err != nil {
 		return err
 	}
@@ -74,6 +76,13 @@ func (c *Controller) RemoveFiles(id string) error {
 		}
 	}
 	return nil
+}
+
+// shimMayBeLost reports whether containerd may have lost the pause task
+// of sb while its shim runs on: not when this process made the task and
+// containerd's event stream has not broken since (Options.ContainerdEpoch).
+func (c *Controller) shimMayBeLost(sb *Sandbox) bool {
+	return sb.runEpoch == 0 || c.o.ContainerdEpoch == nil || c.o.ContainerdEpoch()+1 != sb.runEpoch
 }
 
 // reapShims kills the shims still serving id after its containerd

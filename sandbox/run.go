@@ -257,6 +257,10 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			recErr = c.createRecord(ctx, id, rt.Type)
 		}
 	}()
+	var runEpoch uint64
+	if s.ContainerdEpoch != nil {
+		runEpoch = s.ContainerdEpoch() + 1
+	}
 	startPause, taskErr := backend.NewTask(ctx, s.Deps.Containerd, ctr, rootfs, cio.NullIO)
 	<-recDone
 	if s.ShimGroups {
@@ -307,6 +311,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// arguments (recovery), which need no result.
 	sb := New(md)
 	sb.Container = ctr
+	sb.runEpoch = runEpoch
 	sb.imageVolumes.Store(false) // none mounted yet
 	if err := c.hooks().Run(ctx, sb); err != nil {
 		return "", fmt.Errorf("NRI RunPodSandbox: %w", err)

@@ -116,6 +116,10 @@ type Sandbox struct {
 	// loaded): the removal then releases them (two containerd calls,
 	// one a listing of every snapshot).
 	imageVolumes atomic.Bool
+	// runEpoch is Options.ContainerdEpoch plus one as it was before Run
+	// made the pause task; 0 when not known (a sandbox recovery loaded or
+	// a failed Run kept). Set before publication.
+	runEpoch uint64
 
 	// ListWire is the sandbox's encoded ListPodSandbox entry, by CRI state
 	// (the server makes and reads it; nothing else in the entry changes).

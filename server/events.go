@@ -43,6 +43,7 @@ hold:
 			pending = append(pending, e)
 		case err := <-errCh:
 			// Re-subscribed (and reconciled) once recovery is done.
+			s.ctrdEpoch.Add(1)
 			broken = fmt.Errorf("task event stream: %w", err)
 			evCh, errCh = nil, nil
 		}
@@ -57,6 +58,7 @@ hold:
 	for ctx.Err() == nil {
 		if broken == nil {
 			broken = s.consumeEvents(ctx, evCh, errCh, &backoff)
+			s.ctrdEpoch.Add(1)
 		}
 		cancel()
 		if ctx.Err() != nil {

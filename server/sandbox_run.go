@@ -63,6 +63,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 			ImageVolumes:        podImageVolumes{s},
 			Each:                s.boundedEach,
 			ReapShims:           s.reapShims,
+			ContainerdEpoch:     s.ctrdEpoch.Load,
 			Recovery:            s.recoveryRunner(),
 			ShimGroups:          s.shimGroups,
 		})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
@@ -45,7 +46,10 @@ type Service struct {
 	// shimGroups: pods get a containerd sandbox record so that their
 	// containers' tasks join the pause's shim (sandbox.Options.ShimGroups).
 	shimGroups bool
-	metrics    *Metrics
+	// ctrdEpoch counts the breaks of containerd's task event stream
+	// (monitorEvents): sandbox.Options.ContainerdEpoch.
+	ctrdEpoch atomic.Uint64
+	metrics   *Metrics
 	// tracing makes a span per CRI request and per containerd call and
 	// CNI operation in it (a no-op unless --tracing-endpoint is set).
 	tracing *tracing.Tracing
