@@ -65,7 +65,8 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 	}
 	// The first signal: the image's stop signal when there is a grace
 	// period, else SIGKILL to every process of the container.
-	sig, all := syscall.SIGKILL, true
+	killAll := killAllProcesses(ctr)
+	sig, all := syscall.SIGKILL, killAll
 	if timeout > 0 {
 		sig, all = stopSignal(ctr), false
 	}
@@ -89,7 +90,7 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 			return err
 		}
 		// A task gone by now exited meanwhile: its exit is awaited below.
-		if err := c.signal(ctx, ctr, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.signal(ctx, ctr, syscall.SIGKILL, killAll); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("killing %s: %w", ctr.ID, err)
 		}
 	}
@@ -110,6 +111,16 @@ func (c *Controller) signal(ctx context.Context, ctr *Container, sig syscall.Sig
 		return err
 	}
 	return nil
+}
+
+// killAllProcesses reports whether a SIGKILL must be sent to every process
+// of ctr rather than to its init alone. In a PID namespace of its own (the
+// default), the kernel kills every process of the namespace when its init
+// dies, as containerd's built-in CRI relies on; a kill of all (runc kill
+// --all) would freeze the cgroup, list it, signal each process and thaw it
+// (runc 1.1 on cgroup v1) for nothing.
+func killAllProcesses(ctr *Container) bool {
+	return !ownPIDNamespace(ctr)
 }
 
 // stopSignal is the image's stop signal, SIGTERM when it has none or an

@@ -624,6 +624,9 @@ type Task struct {
 	Deleted     bool
 	ProcessKill bool
 	Kills       []syscall.Signal
+	// KillAll records, per Kill, whether it was sent to every process
+	// (containerd.WithKillAll).
+	KillAll []bool
 	// exited is closed when the process dies (SIGKILL): Wait returns then.
 	exited chan struct{}
 }
@@ -667,9 +670,16 @@ func (t *Task) Start(context.Context) error {
 	return nil
 }
 
-func (t *Task) Kill(_ context.Context, sig syscall.Signal, _ ...containerd.KillOpts) error {
+func (t *Task) Kill(_ context.Context, sig syscall.Signal, opts ...containerd.KillOpts) error {
+	all := false
+	for _, o := range opts {
+		if SameFunc(o, containerd.WithKillAll) {
+			all = true
+		}
+	}
 	t.Mu.Lock()
 	t.Kills = append(t.Kills, sig)
+	t.KillAll = append(t.KillAll, all)
 	if exited := t.exitedLocked(); sig == syscall.SIGKILL {
 		select {
 		case <-exited:
