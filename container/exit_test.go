@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,5 +63,49 @@ func TestExitDeletesTaskWithoutKillWhenNothingCanBeLeft(t *testing.T) {
 				t.Errorf("task deleted %v with process kill %v, want deleted with process kill %v", deleted, kill, tc.wantKill)
 			}
 		})
+	}
+}
+
+// TestConcurrentExitHandlersDeleteTheTaskOnce: an exit reported at once by
+// the event stream and by a stop's own wait is handled by the first handler
+// alone (Container.finishing): the others return at once, the task is
+// deleted once (a second deletion would be refused, and containerd logs
+// it), and the exit is recorded once with its code.
+func TestConcurrentExitHandlersDeleteTheTaskOnce(t *testing.T) {
+	e := newCtlEnv(t)
+	ctx := context.Background()
+	cfg := testCtrConfig("app")
+	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}
+	c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Start(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	fake := e.ctrd.Live[c.ID]
+	fake.Mu.Lock()
+	// A slow deletion: every handler that gets past the check overlaps it.
+	fake.OnTaskDelete = func() { time.Sleep(50 * time.Millisecond) }
+	fake.Mu.Unlock()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { e.c.HandleExit(ctx, c.ID, 7, time.Unix(1700000002, 0)) })
+	}
+	wg.Wait()
+	select {
+	case <-c.Stopped():
+	case <-time.After(10 * time.Second):
+		t.Fatal("exit not recorded")
+	}
+	if st := c.Status(); st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 {
+		t.Errorf("state %v exit code %d, want EXITED 7", st.State(), st.ExitCode)
+	}
+	fake.Mu.Lock()
+	calls := fake.TaskDeletes
+	fake.Mu.Unlock()
+	if calls != 1 {
+		t.Errorf("task deleted %d times, want once", calls)
 	}
 }

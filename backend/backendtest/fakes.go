@@ -295,6 +295,15 @@ func waitVia(ctx context.Context, c taskOwner, r *tasks.WaitRequest) (*tasks.Wai
 }
 
 func (ts taskService) Delete(ctx context.Context, r *tasks.DeleteTaskRequest, _ ...grpc.CallOption) (*tasks.DeleteResponse, error) {
+	if c := ts.live(r.GetContainerID()); c != nil {
+		c.Mu.Lock()
+		c.TaskDeletes++
+		hook := c.OnTaskDelete
+		c.Mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+	}
 	t, err := ts.activeTask(r.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -472,6 +481,11 @@ type Container struct {
 
 	// OnDelete, when set, runs at the start of Delete (outside Mu).
 	OnDelete func(ctx context.Context)
+	// TaskDeletes counts the task service's Delete calls for this
+	// container, refused ones included; OnTaskDelete, when set, runs at
+	// the start of each (outside Mu).
+	TaskDeletes  int
+	OnTaskDelete func()
 
 	ActiveTask      *Task
 	Tasks           []*Task
