@@ -399,13 +399,16 @@ func (f *fuzzer) trim(ctx context.Context) {
 // one sends one random request of m.
 func (f *fuzzer) one(ctx context.Context, m rpcMethod) {
 	req := f.request(m)
+	// Taken before the deadline is set: a call that ran into its deadline
+	// took at least CallTimeout by this clock (timed after the set-up, it
+	// could miss that by the set-up's time, and a hang went unreported).
+	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout)
 	defer cancel()
 	var dumped func() ([]byte, error)
 	if !m.slow {
 		dumped = f.art.watch(ctx, f.cfg.CallTimeout)
 	}
-	t0 := time.Now()
 	var err error
 	resp := m.out.New().Interface()
 	if m.stream {
