@@ -73,7 +73,11 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		wctx, cancelWait := context.WithCancel(ctx)
 		defer cancelWait()
 		exitCh := backend.WaitTask(wctx, c.o.Deps.Containerd, sb.ID)
-		if err := backend.KillTask(ctx, c.o.Deps.Containerd, sb.ID, syscall.SIGKILL, true); err != nil {
+		// To the pause alone, as the built-in CRI does: it is the init of
+		// the pod's PID namespace (the kernel kills whatever else runs in
+		// it), or, sharing the host's, alone in its cgroup. A kill of every
+		// process (runc kill --all) would freeze, list and thaw its cgroup.
+		if err := backend.KillTask(ctx, c.o.Deps.Containerd, sb.ID, syscall.SIGKILL, false); err != nil {
 			if !errdefs.IsNotFound(err) {
 				return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
 			}

@@ -101,6 +101,15 @@ func TestControllerStop(t *testing.T) {
 	if kills := tasks[0].Killed(); len(kills) != 1 || kills[0] != syscall.SIGKILL {
 		t.Errorf("pause task kills = %v, want one SIGKILL", kills)
 	}
+	// To the pause alone, as the built-in CRI does: it is the init of the
+	// pod's PID namespace (the kernel kills the rest with it), or alone in
+	// its cgroup with the host's; a kill of all froze and thawed its cgroup.
+	tasks[0].Mu.Lock()
+	killAll := append([]bool(nil), tasks[0].KillAll...)
+	tasks[0].Mu.Unlock()
+	if len(killAll) != 1 || killAll[0] {
+		t.Errorf("pause task kills to every process %v, want one to the pause alone", killAll)
+	}
 	if _, deleted, _ := tasks[0].State(); !deleted {
 		t.Error("pause task not deleted")
 	}
