@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -17,7 +18,8 @@ import (
 // process of the container behind, whether the container has a PID
 // namespace of its own (the SIGKILL goes to its init, and the kernel kills
 // the rest of the namespace with it) or shares the pod's (the SIGKILL goes
-// to every process of its cgroup). Each container runs a shell with two
+// to every process of its cgroup); so does a StopPodSandbox (the pod's
+// containers, then the pause alone). Each container runs a shell with two
 // background sleeps.
 func TestContainerStopKillsEveryProcess(t *testing.T) {
 	e := newCtrEnv(t)
@@ -25,9 +27,14 @@ func TestContainerStopKillsEveryProcess(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pid  runtimeapi.NamespaceMode
+		// podStop stops the pod (its containers, then the pause) instead
+		// of the container.
+		podStop bool
 	}{
-		{"own-pid-namespace", runtimeapi.NamespaceMode_CONTAINER},
-		{"pod-pid-namespace", runtimeapi.NamespaceMode_POD},
+		{"own-pid-namespace", runtimeapi.NamespaceMode_CONTAINER, false},
+		{"pod-pid-namespace", runtimeapi.NamespaceMode_POD, false},
+		{"own-pid-namespace-pod-stop", runtimeapi.NamespaceMode_CONTAINER, true},
+		{"pod-pid-namespace-pod-stop", runtimeapi.NamespaceMode_POD, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			podID, podCfg := e.runPod("kill-"+tc.name, func(c *runtimeapi.PodSandboxConfig) {
@@ -43,7 +50,15 @@ func TestContainerStopKillsEveryProcess(t *testing.T) {
 			if len(pids) < 3 {
 				t.Fatalf("%d processes in %s before the stop (%v), want the shell and two sleeps", len(pids), procs, pids)
 			}
-			framework.StopContainerOrFail(t, rc, id, 0)
+			if tc.podStop {
+				ctx, cancel := context.WithTimeout(context.Background(), framework.CallTimeout)
+				defer cancel()
+				if _, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+					t.Fatalf("StopPodSandbox: %v", err)
+				}
+			} else {
+				framework.StopContainerOrFail(t, rc, id, 0)
+			}
 			st := framework.ContainerStatusOrFail(t, rc, id)
 			if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 137 {
 				t.Errorf("state %s exit %d, want EXITED 137 (SIGKILL)", st.State, st.ExitCode)
