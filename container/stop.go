@@ -64,7 +64,8 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 		}
 	}
 	// The first signal: the image's stop signal when there is a grace
-	// period, else SIGKILL to every process of the container.
+	// period, else SIGKILL (to the init alone when the container has its
+	// own PID namespace, to every process otherwise: killAllProcesses).
 	killAll := killAllProcesses(ctr)
 	sig, all := syscall.SIGKILL, killAll
 	if timeout > 0 {
