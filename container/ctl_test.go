@@ -122,6 +122,23 @@ func (e *ctlEnv) create(t *testing.T, name string) *Container {
 	return c
 }
 
+// startWithPID creates and starts container "app" with the PID namespace
+// mode pid.
+func (e *ctlEnv) startWithPID(t *testing.T, ctx context.Context, pid runtimeapi.NamespaceMode) *Container {
+	t.Helper()
+	cfg := testCtrConfig("app")
+	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: pid}}
+	c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := e.c.Start(ctx, c); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return c
+}
+
 // containerDirs lists the per-container directories under the root and state dirs.
 func (e *ctlEnv) containerDirs(t *testing.T) []string {
 	t.Helper()

@@ -40,16 +40,7 @@ func TestExitDeletesTaskWithoutKillWhenNothingCanBeLeft(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCtlEnv(t)
 			ctx := context.Background()
-			cfg := testCtrConfig("app")
-			cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: tc.pid}}
-			c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.c.Start(ctx, c); err != nil {
-				t.Fatal(err)
-			}
+			c := e.startWithPID(t, ctx, tc.pid)
 			c.UpdateMemory(func(st *Status) { st.CgroupDir = tc.cgroupDir })
 			e.c.HandleExit(ctx, c.ID, 0, time.Unix(1700000002, 0))
 			if st := c.Status(); st.State() != runtimeapi.ContainerState_CONTAINER_EXITED || st.Reason != "Completed" {
@@ -74,16 +65,7 @@ func TestExitDeletesTaskWithoutKillWhenNothingCanBeLeft(t *testing.T) {
 func TestConcurrentExitHandlersDeleteTheTaskOnce(t *testing.T) {
 	e := newCtlEnv(t)
 	ctx := context.Background()
-	cfg := testCtrConfig("app")
-	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
-		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}
-	c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.c.Start(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	c := e.startWithPID(t, ctx, runtimeapi.NamespaceMode_CONTAINER)
 	fake := e.ctrd.Live[c.ID]
 	fake.Mu.Lock()
 	// A slow deletion: every handler that gets past the check overlaps it.

@@ -69,16 +69,7 @@ func TestStopKillsEveryProcessOnlyWithoutOwnPIDNamespace(t *testing.T) {
 			e := newCtlEnv(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cfg := testCtrConfig("app")
-			cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: tc.pid}}
-			c, err := e.c.Create(ctx, CreateRequest{SandboxID: testPodID, Config: cfg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.c.Start(ctx, c); err != nil {
-				t.Fatal(err)
-			}
+			c := e.startWithPID(t, ctx, tc.pid)
 			fake := e.ctrd.Live[c.ID]
 			fake.Mu.Lock()
 			task := fake.ActiveTask
