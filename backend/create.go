@@ -43,61 +43,13 @@ func NewContainer(ctx context.Context, c Containerd, id string, opts ...containe
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating a lease for container %s: %w", id, err)
 	}
-	release = func() { releaseLease(ctx, lm, l, id) }
+	release = func() { image.ReleaseTemporaryLease(ctx, lm, l, "create", id) }
 	ctr, err := c.NewContainer(leases.WithLease(nctx, l.ID), id, opts...)
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
 	return ctr, release, nil
-}
-
-// leaseRetryFor bounds the background retries of a create lease's release;
-// leaseRetryEvery is the pause between them. Past the bound the next start
-// deletes the lease (and it expires after an hour anyway).
-const (
-	leaseRetryFor   = 10 * time.Minute
-	leaseRetryEvery = 500 * time.Millisecond
-)
-
-// releaseLease deletes the create lease l once now and, when that fails
-// (containerd killed or restarting), again in the background until it
-// succeeds or leaseRetryFor passes: a create that failed because containerd
-// died between preparing the snapshot and writing the container record
-// leaves the snapshot held by this lease alone, which one failed delete would
-// keep for an hour. The returned channel is closed when the lease is gone or
-// the retries gave up.
-func releaseLease(ctx context.Context, lm leases.Manager, l leases.Lease, id string) <-chan struct{} {
-	done := make(chan struct{})
-	rctx, cancel := CleanupCtx(context.WithoutCancel(ctx))
-	err := lm.Delete(rctx, l)
-	cancel()
-	if err == nil || errdefs.IsNotFound(err) {
-		close(done)
-		return done
-	}
-	klog.V(2).InfoS("Releasing the create lease failed; retrying in the background", "id", id, "lease", l.ID, "err", err)
-	go func() {
-		defer close(done)
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseRetryFor)
-		defer cancel()
-		for {
-			select {
-			case <-bctx.Done():
-				klog.ErrorS(err, "Failed to release the create lease; the next start deletes it", "id", id, "lease", l.ID)
-				return
-			case <-time.After(leaseRetryEvery):
-			}
-			actx, acancel := context.WithTimeout(bctx, CleanupTimeout)
-			err = lm.Delete(actx, l)
-			acancel()
-			if err == nil || errdefs.IsNotFound(err) {
-				klog.V(2).InfoS("Released the create lease after retrying", "id", id, "lease", l.ID)
-				return
-			}
-		}
-	}()
-	return done
 }
 
 // RollbackContainer deletes a container (and its snapshot) that a failed

@@ -28,46 +28,74 @@ func TemporaryLeaseOpts(op string, expiry time.Duration) []leases.Opt {
 	}
 }
 
-// leaseReleaseTimeout bounds the release of a temporary lease; releaseRetry
-// is the pause between attempts (containerd may be restarting).
+// Releases of temporary leases: one attempt bounded by releaseTimeout, then,
+// while containerd is unreachable (killed or restarting), attempts every
+// releaseRetryEvery in the background until releaseRetryFor has passed.
+// Past that the next start deletes the lease.
 const (
-	leaseReleaseTimeout = time.Minute
-	leaseReleaseRetry   = 500 * time.Millisecond
+	releaseTimeout    = time.Minute
+	releaseRetryEvery = 500 * time.Millisecond
+	releaseRetryFor   = 10 * time.Minute
 )
 
 // withTemporaryLease runs fn with a temporary lease for op in its context and
-// releases the lease afterwards, even when ctx is cancelled, retrying while
-// containerd is unreachable (a containerd killed during fn would otherwise
-// keep the lease, and the content and snapshots it pins, for 24 h).
+// releases the lease afterwards (ReleaseTemporaryLease), even when ctx is
+// cancelled.
 func (s *Service) withTemporaryLease(ctx context.Context, op, ref string, fn func(context.Context) error) error {
-	lctx, release, err := s.client.WithLease(ctx, TemporaryLeaseOpts(op, 24*time.Hour)...)
+	lm := s.client.LeasesService()
+	l, err := lm.Create(ctx, TemporaryLeaseOpts(op, 24*time.Hour)...)
 	if err != nil {
 		return fmt.Errorf("creating lease for %s of %q: %w", op, ref, err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseReleaseTimeout)
-		defer cancel()
-		if err := retryRelease(dctx, release); err != nil {
-			klog.ErrorS(err, "Failed to release a temporary lease; the next start deletes it", "operation", op, "ref", ref)
-		}
-	}()
-	return fn(lctx)
+	defer ReleaseTemporaryLease(ctx, lm, l, op, ref)
+	return fn(leases.WithLease(ctx, l.ID))
 }
 
-// retryRelease calls release until it succeeds (or finds the lease gone) or
-// ctx ends.
-func retryRelease(ctx context.Context, release func(context.Context) error) error {
-	for {
-		err := release(ctx)
-		if err == nil || errdefs.IsNotFound(err) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(leaseReleaseRetry):
-		}
+// ReleaseTemporaryLease deletes the temporary lease l of operation op on
+// object ref: once now and, when that fails (containerd killed during the
+// operation, or restarting), again in the background until it succeeds or
+// releaseRetryFor passes. One failed delete would leave the lease, and the
+// content and snapshots it holds (a create's snapshot whose container record
+// containerd never wrote), until it expires. The caller is not held up by
+// the retries; the returned channel is closed when the lease is gone or they
+// gave up.
+func ReleaseTemporaryLease(ctx context.Context, lm leases.Manager, l leases.Lease, op, ref string) <-chan struct{} {
+	done := make(chan struct{})
+	ctx = context.WithoutCancel(ctx)
+	err := deleteLease(ctx, lm, l)
+	if err == nil {
+		close(done)
+		return done
 	}
+	klog.V(2).InfoS("Releasing a temporary lease failed; retrying in the background", "operation", op, "ref", ref, "lease", l.ID, "err", err)
+	go func() {
+		defer close(done)
+		bctx, cancel := context.WithTimeout(ctx, releaseRetryFor)
+		defer cancel()
+		for {
+			select {
+			case <-bctx.Done():
+				klog.ErrorS(bctx.Err(), "Failed to release a temporary lease; the next start deletes it", "operation", op, "ref", ref, "lease", l.ID)
+				return
+			case <-time.After(releaseRetryEvery):
+			}
+			if err := deleteLease(bctx, lm, l); err == nil {
+				klog.V(2).InfoS("Released a temporary lease after retrying", "operation", op, "ref", ref, "lease", l.ID)
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// deleteLease deletes l; a lease already gone counts as deleted.
+func deleteLease(ctx context.Context, lm leases.Manager, l leases.Lease) error {
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	if err := lm.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // RemoveTemporaryLeases deletes every temporary lease in the namespace of
