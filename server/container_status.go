@@ -8,7 +8,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/container"
@@ -104,11 +103,10 @@ func (s *Service) containerInfo(ctx context.Context, c *container.Container) (ma
 		ci, err = s.client.ContainerService().Get(ctx, c.ID)
 	}
 	if err == nil {
-		if ci.Spec != nil {
-			var sp oci.Spec
-			if err := json.Unmarshal(ci.Spec.GetValue(), &sp); err == nil {
-				info["runtimeSpec"] = &sp
-			}
+		// The spec as containerd keeps it (the JSON of an oci.Spec): no
+		// decoding into an oci.Spec to encode it again.
+		if ci.Spec != nil && json.Valid(ci.Spec.GetValue()) {
+			info["runtimeSpec"] = json.RawMessage(ci.Spec.GetValue())
 		}
 		info["snapshotKey"] = ci.SnapshotKey
 		info["snapshotter"] = ci.Snapshotter
