@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-containerd/cri-containerd/image"
@@ -53,13 +55,47 @@ func NewContainer(ctx context.Context, c Containerd, id string, opts ...containe
 }
 
 // RollbackContainer deletes a container (and its snapshot) that a failed
-// create made; failures are logged.
+// create made, retrying while containerd is unreachable; failures are
+// logged.
 func RollbackContainer(ctx context.Context, ctr containerd.Container, log klog.Logger) {
 	cctx, cancel := CleanupCtx(ctx)
 	defer cancel()
-	if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+	err := RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+		return ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+	})
+	if err != nil && !errdefs.IsNotFound(err) {
 		log.Error(err, "Rollback: deleting containerd container")
 	}
+}
+
+// unavailableRetry is the pause between the attempts of
+// RetryWhileUnavailable.
+const unavailableRetry = 500 * time.Millisecond
+
+// RetryWhileUnavailable calls f until it returns anything but containerd
+// being unreachable (killed, or restarting) or ctx ends, and returns f's
+// last error. Rollbacks go through it: a create that failed because
+// containerd was killed would otherwise leave what it made (the containerd
+// container and sandbox records, their snapshot, the pause task's shim) to
+// the one attempt made while containerd was still down; the short chaos
+// campaign of 2026-12-06 15:53 leaked a pod's so.
+func RetryWhileUnavailable(ctx context.Context, f func(context.Context) error) error {
+	for {
+		err := f(ctx)
+		if err == nil || !IsUnavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(unavailableRetry):
+		}
+	}
+}
+
+// IsUnavailable reports whether err says containerd could not be reached.
+func IsUnavailable(err error) bool {
+	return errdefs.IsUnavailable(err) || status.Code(err) == codes.Unavailable
 }
 
 // FindImage finds the containerd image record under any of the names

@@ -87,10 +87,13 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 		if retErr != nil {
 			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
-			task, err := ctr.Container.Task(cctx, nil)
-			if err == nil {
-				_, err = task.Delete(cctx, containerd.WithProcessKill)
-			}
+			err := backend.RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+				task, err := ctr.Container.Task(ctx, nil)
+				if err == nil {
+					_, err = task.Delete(ctx, containerd.WithProcessKill)
+				}
+				return err
+			})
 			if err != nil && !errdefs.IsNotFound(err) {
 				klog.ErrorS(err, "Rollback: deleting task", "containerID", ctr.ID)
 			}

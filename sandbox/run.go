@@ -270,7 +270,9 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 				if retErr != nil && !keep {
 					cctx, cancel := backend.CleanupCtx(ctx)
 					defer cancel()
-					if err := c.deleteRecord(cctx, id); err != nil {
+					if err := backend.RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+						return c.deleteRecord(ctx, id)
+					}); err != nil {
 						log.Error(err, "Rollback: deleting containerd sandbox record")
 					}
 				}
@@ -286,10 +288,13 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		if retErr != nil {
 			cctx, cancel := backend.CleanupCtx(ctx)
 			defer cancel()
-			t, err := ctr.Task(cctx, nil)
-			if err == nil {
-				_, err = t.Delete(cctx, containerd.WithProcessKill)
-			}
+			err := backend.RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+				t, err := ctr.Task(ctx, nil)
+				if err == nil {
+					_, err = t.Delete(ctx, containerd.WithProcessKill)
+				}
+				return err
+			})
 			if err != nil && !errdefs.IsNotFound(err) {
 				log.Error(err, "Rollback: deleting pause task")
 			}
