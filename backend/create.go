@@ -82,7 +82,7 @@ const unavailableRetry = 500 * time.Millisecond
 func RetryWhileUnavailable(ctx context.Context, f func(context.Context) error) error {
 	for {
 		err := f(ctx)
-		if err == nil || !IsUnavailable(err) {
+		if err == nil || !isUnavailable(err) {
 			return err
 		}
 		select {
@@ -93,8 +93,8 @@ func RetryWhileUnavailable(ctx context.Context, f func(context.Context) error) e
 	}
 }
 
-// IsUnavailable reports whether err says containerd could not be reached.
-func IsUnavailable(err error) bool {
+// isUnavailable reports whether err says containerd could not be reached.
+func isUnavailable(err error) bool {
 	return errdefs.IsUnavailable(err) || status.Code(err) == codes.Unavailable
 }
 

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
 )
 
 // TestRegressionRollbackLeakedByContainerdKill: a rollback step that finds
@@ -53,5 +55,32 @@ func TestRegressionRollbackLeakedByContainerdKill(t *testing.T) {
 				t.Errorf("%d calls, want %d", calls, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// refusingContainer is a containerd container whose Delete is refused
+// while containerd is down (the first refusals calls), then works.
+type refusingContainer struct {
+	containerd.Container
+	refusals int
+	deletes  int
+}
+
+func (c *refusingContainer) Delete(context.Context, ...containerd.DeleteOpts) error {
+	c.deletes++
+	if c.deletes <= c.refusals {
+		return status.Error(codes.Unavailable, "connection refused")
+	}
+	return nil
+}
+
+// TestRollbackContainerDeletesOnceContainerdIsBack: the rollback of a
+// create cut by a containerd kill deletes the container (and its snapshot)
+// once containerd answers again; a single attempt left them behind.
+func TestRollbackContainerDeletesOnceContainerdIsBack(t *testing.T) {
+	ctr := &refusingContainer{refusals: 2}
+	RollbackContainer(context.Background(), ctr, klog.Background())
+	if ctr.deletes != 3 {
+		t.Errorf("%d deletes, want 3 (two refused, then done)", ctr.deletes)
 	}
 }
