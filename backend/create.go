@@ -55,17 +55,12 @@ func NewContainer(ctx context.Context, c Containerd, id string, opts ...containe
 }
 
 // RollbackContainer deletes a container (and its snapshot) that a failed
-// create made, retrying while containerd is unreachable; failures are
-// logged.
-func RollbackContainer(ctx context.Context, ctr containerd.Container, log klog.Logger) {
-	cctx, cancel := CleanupCtx(ctx)
-	defer cancel()
-	err := RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+// create made, retrying while containerd is unreachable (Leftovers.Rollback);
+// a deletion still not done is kept in left for later.
+func RollbackContainer(ctx context.Context, ctr containerd.Container, log klog.Logger, left *Leftovers) {
+	left.Rollback(ctx, ctr.ID(), "deleting containerd container", log, func(ctx context.Context) error {
 		return ctr.Delete(ctx, containerd.WithSnapshotCleanup)
 	})
-	if err != nil && !errdefs.IsNotFound(err) {
-		log.Error(err, "Rollback: deleting containerd container")
-	}
 }
 
 // unavailableRetry is the pause between the attempts of

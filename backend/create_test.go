@@ -66,6 +66,8 @@ type refusingContainer struct {
 	deletes  int
 }
 
+func (c *refusingContainer) ID() string { return "c1" }
+
 func (c *refusingContainer) Delete(context.Context, ...containerd.DeleteOpts) error {
 	c.deletes++
 	if c.deletes <= c.refusals {
@@ -79,7 +81,7 @@ func (c *refusingContainer) Delete(context.Context, ...containerd.DeleteOpts) er
 // once containerd answers again; a single attempt left them behind.
 func TestRollbackContainerDeletesOnceContainerdIsBack(t *testing.T) {
 	ctr := &refusingContainer{refusals: 2}
-	RollbackContainer(context.Background(), ctr, klog.Background())
+	RollbackContainer(context.Background(), ctr, klog.Background(), nil)
 	if ctr.deletes != 3 {
 		t.Errorf("%d deletes, want 3 (two refused, then done)", ctr.deletes)
 	}

@@ -44,6 +44,9 @@ type Options struct {
 	// ReapShims kills the shims that still serve the container once its
 	// containerd record is deleted (shims containerd forgot). Nil: none.
 	ReapShims func(c *Container)
+	// Leftovers keeps the rollback steps of failed CreateContainer calls
+	// that containerd could not take; nil: they are only logged.
+	Leftovers *backend.Leftovers
 	// Recovery runs the recovery of the containers (bound and deadline).
 	Recovery recovery.Runner
 	// CleanupTimeout bounds an exit handler run in the background.

@@ -144,7 +144,7 @@ func (c *Controller) Create(ctx context.Context, r CreateRequest) (_ *Container,
 	}
 	defer func() {
 		if retErr != nil {
-			backend.RollbackContainer(ctx, ctr, cc.log)
+			backend.RollbackContainer(ctx, ctr, cc.log, c.o.Leftovers)
 		}
 	}()
 

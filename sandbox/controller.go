@@ -57,6 +57,10 @@ type Options struct {
 	// needs no ReapShims at its removal (a /proc scan, ~13 ms with 800
 	// processes). Nil: every removal reaps.
 	ContainerdEpoch func() uint64
+	// Leftovers keeps the rollback steps of failed RunPodSandbox calls that
+	// containerd could not take (an outage longer than the rollback's bound);
+	// nil: they are only logged.
+	Leftovers *backend.Leftovers
 	// Recovery runs the recovery of the sandboxes (bound and deadline).
 	Recovery recovery.Runner
 	// ShimGroups makes each pod a containerd sandbox record (containerd

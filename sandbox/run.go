@@ -11,7 +11,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -188,7 +187,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	defer func() {
 		if retErr != nil && !keep {
-			backend.RollbackContainer(ctx, ctr, log)
+			backend.RollbackContainer(ctx, ctr, log, s.Leftovers)
 		}
 	}()
 
@@ -268,13 +267,9 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			md.ShimGroup = true
 			defer func() {
 				if retErr != nil && !keep {
-					cctx, cancel := backend.CleanupCtx(ctx)
-					defer cancel()
-					if err := backend.RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+					s.Leftovers.Rollback(ctx, id, "deleting containerd sandbox record", log, func(ctx context.Context) error {
 						return c.deleteRecord(ctx, id)
-					}); err != nil {
-						log.Error(err, "Rollback: deleting containerd sandbox record")
-					}
+					})
 				}
 			}()
 		} else {
@@ -286,18 +281,13 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// and the container's rollback cannot delete a container with a task.
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := backend.CleanupCtx(ctx)
-			defer cancel()
-			err := backend.RetryWhileUnavailable(cctx, func(ctx context.Context) error {
+			s.Leftovers.Rollback(ctx, id, "deleting pause task", log, func(ctx context.Context) error {
 				t, err := ctr.Task(ctx, nil)
 				if err == nil {
 					_, err = t.Delete(ctx, containerd.WithProcessKill)
 				}
 				return err
 			})
-			if err != nil && !errdefs.IsNotFound(err) {
-				log.Error(err, "Rollback: deleting pause task")
-			}
 		}
 	}()
 	if netDone != nil {

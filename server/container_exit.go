@@ -46,6 +46,7 @@ func (s *Service) ctrs() *container.Controller {
 				s.reapShims(c.ID, handler)
 			},
 			Recovery:       s.recoveryRunner(),
+			Leftovers:      s.leftovers,
 			CleanupTimeout: cleanupTimeout,
 			SpecGen:        s.specGen,
 			RestrictOOM:    s.restrictOOM,

@@ -78,6 +78,11 @@ hold:
 		evCh, errCh = s.subscribeTaskEvents(sctx)
 		// Exits that happened while we were not subscribed are found by asking containerd.
 		s.reconcileTasks(s.nsCtx(ctx))
+		// Rollbacks that gave up while containerd was away, aside: each
+		// step may wait for containerd up to its bound.
+		if s.leftovers.Len() > 0 {
+			s.bg.Go(func(ctx context.Context) { s.leftovers.Retry(s.nsCtx(ctx)) })
+		}
 		broken = nil
 	}
 	cancel()
@@ -145,4 +150,26 @@ func (s *Service) handleSandboxExit(ctx context.Context, sb *sandbox.Sandbox, co
 func (s *Service) reconcileTasks(ctx context.Context) {
 	s.sandboxController().Reconcile(ctx)
 	s.ctrs().Reconcile(ctx)
+}
+
+// leftoverRetryPeriod is how often rollback steps left over are retried
+// besides after each re-subscription (a rollback may give up just after
+// the re-subscription that followed containerd's return).
+const leftoverRetryPeriod = 30 * time.Second
+
+// retryLeftovers retries the rollback steps left over every period until ctx
+// ends.
+func (s *Service) retryLeftovers(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.leftovers.Len() > 0 {
+				s.leftovers.Retry(s.nsCtx(ctx))
+			}
+		}
+	}
 }

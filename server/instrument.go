@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-containerd/cri-containerd/backend"
 	"github.com/cri-containerd/cri-containerd/containerio"
 	"github.com/cri-containerd/cri-containerd/listwire"
 )
@@ -35,6 +36,9 @@ type Metrics struct {
 	// and rate-limits the reports of container log records that could not
 	// be written.
 	logErrors *containerio.LogErrorReporter
+	// leftovers are the rollback steps containerd could not take yet
+	// (Service.leftovers), counted by cri_containerd_rollback_leftovers.
+	leftovers *backend.Leftovers
 }
 
 // NewMetrics registers the RPC collectors in reg.
@@ -70,7 +74,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "cri_containerd_reaped_shims_total",
 		Help: "Shims killed when their sandbox or container was removed because containerd no longer knew their task.",
 	})
-	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest, m.reapedShims)
+	m.leftovers = &backend.Leftovers{}
+	leftovers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cri_containerd_rollback_leftovers",
+		Help: "Sandboxes and containers whose failed create could not be undone yet because containerd was unreachable (retried once it is back).",
+	}, func() float64 { return float64(m.leftovers.Len()) })
+	reg.MustRegister(m.requests, m.latency, m.inflight, m.cniOps, logWriteErrors, m.ctrdCalls, m.ctrdPerRequest, m.reapedShims, leftovers)
 	return m
 }
 

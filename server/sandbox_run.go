@@ -65,6 +65,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 			ReapShims:           s.reapShims,
 			ContainerdEpoch:     s.ctrdEpoch.Load,
 			Recovery:            s.recoveryRunner(),
+			Leftovers:           s.leftovers,
 			ShimGroups:          s.shimGroups,
 		})
 	})

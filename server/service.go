@@ -110,6 +110,11 @@ type Service struct {
 	// monitor (CNI config and image cache watchers).
 	watchers []func(ctx context.Context)
 
+	// leftovers are the rollback steps of failed creates that containerd
+	// could not take; retried after each re-subscription to containerd's
+	// events and every leftoverRetryPeriod (retryLeftovers).
+	leftovers *backend.Leftovers
+
 	// bg owns the background goroutines (event monitor, watchers, exit
 	// handlers): cancelled and joined when the service stops.
 	bg background
@@ -157,6 +162,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		metrics:    metrics,
 		tracing:    tr,
 		events:     newEventBroadcaster(),
+		leftovers:  metrics.leftovers,
 		stats:      stats.NewCollector(),
 		specGen:    spec.NewGenerator(spec.WithCDI(cdiCache)),
 
@@ -198,6 +204,7 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 	s.watchers = []func(context.Context){
 		func(ctx context.Context) { s.cni.Run(ctx, time.Second) },
 		func(ctx context.Context) { s.images.Watch(s.nsCtx(ctx)) },
+		func(ctx context.Context) { s.retryLeftovers(ctx, leftoverRetryPeriod) },
 	}
 	s.newSamplers()
 	s.watchCDI(cdiCache)
