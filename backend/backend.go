@@ -20,6 +20,7 @@ import (
 	gocni "github.com/containerd/go-cni"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/image"
 )
 
@@ -53,10 +54,11 @@ type Images interface {
 	EnsureImage(ctx context.Context, ref string, creds *image.Credentials, opts ...image.PullOpt) (image.Image, error)
 }
 
-// Network attaches and detaches pod network namespaces (CNI).
+// Network attaches and detaches pod network namespaces (CNI), with the
+// pod's CNI arguments.
 type Network interface {
-	Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error)
-	Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error
+	Setup(ctx context.Context, id, path string, args cni.PodArgs) (*gocni.Result, error)
+	Remove(ctx context.Context, id, path string, args cni.PodArgs) error
 	// Status is nil when the network is ready for pods.
 	Status() error
 	// Config is the loaded CNI configuration (nil when none).

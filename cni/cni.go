@@ -45,6 +45,11 @@ type Manager struct {
 	newCNI func() (gocni.CNI, error)
 	// tracer makes the spans of ADD and DEL (no-op by default).
 	tracer trace.Tracer
+	// loopbackPlugin runs the loopback CNI plugin (go-cni's lo network)
+	// instead of bringing lo up in-process (setLoopbackUp).
+	loopbackPlugin bool
+	// setLoopbackUp brings lo up in a pod's network namespace.
+	setLoopbackUp func(path string) error
 
 	// reloadMu serialises reloads; it is never held by ADD, DEL or Status.
 	reloadMu sync.Mutex
@@ -58,6 +63,11 @@ type netConfig struct {
 	plugin  gocni.CNI // nil only if go-cni could not be initialised
 	loadErr error
 	sum     string
+	// newCNI and loadOpts make the instances of variants (the chains
+	// without plugins a pod does not need, see variants.go).
+	newCNI   func() (gocni.CNI, error)
+	loadOpts []gocni.Opt
+	variants variants
 }
 
 // Option configures a Manager.
@@ -69,21 +79,30 @@ func WithMaxConfNum(n int) Option { return func(m *Manager) { m.maxConf = n } }
 // WithTracer makes a span for every ADD (cni.Setup) and DEL (cni.Remove).
 func WithTracer(t trace.Tracer) Option { return func(m *Manager) { m.tracer = t } }
 
+// WithLoopbackPlugin runs the loopback CNI plugin for each pod (go-cni's lo
+// network), as containerd's built-in CRI does, instead of bringing lo up
+// in-process; for namespaces that cannot be entered (tests).
+func WithLoopbackPlugin() Option { return func(m *Manager) { m.loopbackPlugin = true } }
+
 // New creates a Manager and loads the current configuration (a missing or
 // empty config directory is not an error: the network is reported not ready).
 func New(confDir string, binDirs []string, opts ...Option) (*Manager, error) {
-	m := &Manager{confDir: confDir, binDirs: binDirs, maxConf: 1, tracer: noop.NewTracerProvider().Tracer("")}
+	m := &Manager{confDir: confDir, binDirs: binDirs, maxConf: 1, tracer: noop.NewTracerProvider().Tracer(""), setLoopbackUp: setLoopbackUp}
 	for _, o := range opts {
 		o(m)
 	}
 	maxConf := max(m.maxConf, 0)
+	minNetworks := 1 // the pod's network (eth0)
+	if m.loopbackPlugin {
+		minNetworks = 2 // and lo
+	}
 	m.newCNI = func() (gocni.CNI, error) {
 		return gocni.New(
 			gocni.WithPluginDir(binDirs),
 			gocni.WithPluginConfDir(confDir),
 			gocni.WithPluginMaxConfNum(maxConf),
 			gocni.WithInterfacePrefix("eth"),
-			gocni.WithMinNetworkCount(2),
+			gocni.WithMinNetworkCount(minNetworks),
 		)
 	}
 	if _, err := m.newCNI(); err != nil {
@@ -218,11 +237,14 @@ func (m *Manager) Sync() {
 	if cur := m.current(); cur != nil && cur.sum == sum {
 		return
 	}
-	next := &netConfig{sum: sum}
+	next := &netConfig{sum: sum, newCNI: m.newCNI}
+	if m.loopbackPlugin {
+		next.loadOpts = []gocni.Opt{gocni.WithLoNetwork}
+	}
 	p, err := m.newCNI()
 	if err == nil {
 		next.plugin = p
-		err = p.Load(gocni.WithLoNetwork, gocni.WithDefaultConf)
+		err = p.Load(append(next.loadOpts, gocni.WithDefaultConf)...)
 		if err == nil {
 			err = p.Status()
 		}
@@ -279,15 +301,33 @@ func (m *Manager) Config() *gocni.ConfigResult {
 	return c.plugin.GetConfig()
 }
 
-// Setup attaches the network namespace at path to the pod network.
-func (m *Manager) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (_ *gocni.Result, retErr error) {
+// Setup attaches the network namespace at path to the pod network, with
+// the pod's CNI arguments. Plugins the pod does not need are not run (see
+// variants.go), and lo is brought up in-process while the chain runs
+// (unless WithLoopbackPlugin).
+func (m *Manager) Setup(ctx context.Context, id, path string, args PodArgs) (_ *gocni.Result, retErr error) {
 	ctx, span := m.tracer.Start(ctx, "cni.Setup", trace.WithAttributes(attribute.String("sandbox.id", id)))
 	defer func() { endSpan(span, retErr) }()
 	c := m.current()
 	if err := c.status(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNetworkNotReady, err)
 	}
-	return c.plugin.Setup(ctx, id, path, opts...)
+	p, err := c.variant(skipFor(args, true))
+	if err != nil {
+		return nil, err
+	}
+	loErr := make(chan error, 1)
+	if m.loopbackPlugin || path == "" {
+		loErr <- nil
+	} else {
+		go func() { loErr <- m.setLoopbackUp(path) }()
+	}
+	res, err := p.Setup(ctx, id, path, args.Opts()...)
+	if lerr := <-loErr; err == nil && lerr != nil {
+		// The chain ran: the caller's rollback tears it down.
+		return nil, lerr
+	}
+	return res, err
 }
 
 func endSpan(span trace.Span, err error) {
@@ -298,19 +338,26 @@ func endSpan(span trace.Span, err error) {
 	span.End()
 }
 
-// Remove detaches the pod from the network. It must be called with the same
-// options as Setup (see TeardownPod); the namespace may already be gone.
-func (m *Manager) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (retErr error) {
+// Remove detaches the pod from the network (see Setup; the plugins left
+// out of a DEL are those whose DEL does nothing for the arguments); the
+// arguments must be those of Setup (see TeardownPod). The namespace may
+// already be gone.
+func (m *Manager) Remove(ctx context.Context, id, path string, args PodArgs) (retErr error) {
 	ctx, span := m.tracer.Start(ctx, "cni.Remove", trace.WithAttributes(attribute.String("sandbox.id", id)))
 	defer func() { endSpan(span, retErr) }()
 	c := m.current()
 	if c == nil || c.plugin == nil {
 		return errNoConfig
 	}
-	err := c.plugin.Remove(ctx, id, path, opts...)
+	p, err := c.variant(skipFor(args, false))
+	if err != nil {
+		return err
+	}
+	opts := args.Opts()
+	err = p.Remove(ctx, id, path, opts...)
 	if err != nil && strings.Contains(err.Error(), "no such file or directory") && path != "" {
 		// Some plugins fail when the netns vanished; retry without a netns so IPAM still releases.
-		return c.plugin.Remove(ctx, id, "", opts...)
+		return p.Remove(ctx, id, "", opts...)
 	}
 	return err
 }

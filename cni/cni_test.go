@@ -33,6 +33,7 @@ func newTestManager(t *testing.T) (*Manager, *cnitest.Plugin) {
 	if err := m.Status(); err != nil {
 		t.Fatalf("Status: %v", err)
 	}
+	m.setLoopbackUp = func(string) error { return nil } // the namespaces are fake
 	return m, p
 }
 
@@ -46,7 +47,7 @@ func TestRegressionCNIReloadBlockedBehindSlowAdd(t *testing.T) {
 	t.Cleanup(func() { p.Set(t, cnitest.BlockAdd, false) })
 	setupDone := make(chan error, 1)
 	go func() {
-		_, err := m.Setup(context.Background(), "slow-pod", "/var/run/netns/fake-slow")
+		_, err := m.Setup(context.Background(), "slow-pod", "/var/run/netns/fake-slow", PodArgs{})
 		setupDone <- err
 	}()
 	p.WaitFor(t, cnitest.AddBlocked)
@@ -86,7 +87,7 @@ func TestRegressionCNIReloadBlockedBehindSlowAdd(t *testing.T) {
 	case <-time.After(hangGuard):
 		t.Fatal("the released ADD never returned")
 	}
-	if err := m.Remove(context.Background(), "slow-pod", ""); err != nil {
+	if err := m.Remove(context.Background(), "slow-pod", "", PodArgs{}); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
 	if got := p.Allocations(t); len(got) != 0 {
@@ -134,7 +135,7 @@ func TestManagerNotReadyWithoutConfig(t *testing.T) {
 	if err := m.Status(); err == nil {
 		t.Fatal("Status is ready without a configuration")
 	}
-	if _, err := m.Setup(context.Background(), "pod", "/var/run/netns/x"); err == nil {
+	if _, err := m.Setup(context.Background(), "pod", "/var/run/netns/x", PodArgs{}); err == nil {
 		t.Fatal("Setup succeeded without a configuration")
 	}
 }

@@ -165,7 +165,7 @@ func validPortMapping(pm gocni.PortMapping) bool {
 
 // Remover runs CNI DEL.
 type Remover interface {
-	Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error
+	Remove(ctx context.Context, id, path string, args PodArgs) error
 }
 
 // TeardownPod runs CNI DEL for a pod so that its address is released even
@@ -200,7 +200,7 @@ func TeardownPod(ctx context.Context, r Remover, id, path string, args PodArgs, 
 			klog.FromContext(ctx).Info("CNI DEL failed with the pod's arguments; retrying with fewer capability arguments",
 				"podSandboxID", id, "capabilities", capabilityNames(a), "err", errs[len(errs)-1])
 		}
-		err := r.Remove(ctx, id, path, a.Opts()...)
+		err := r.Remove(ctx, id, path, a)
 		if err == nil {
 			return nil
 		}

@@ -107,7 +107,7 @@ func TestTeardownPod(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.Set(t, cnitest.FailAddCaps, tc.failAdd)
-			_, err = m.Setup(context.Background(), "pod", "/var/run/netns/fake", args.Opts()...)
+			_, err = m.Setup(context.Background(), "pod", "/var/run/netns/fake", args)
 			if (err != nil) != tc.failAdd {
 				t.Fatalf("ADD: %v", err)
 			}

@@ -225,7 +225,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		go func() {
 			defer close(netDone)
 			start := time.Now()
-			res, err := s.Deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs.Opts()...)
+			res, err := s.Deps.Network.Setup(ctx, id, md.NetNSPath, cniArgs)
 			c.observeCNI("setup", start, err)
 			if err != nil {
 				// No configuration: no plugin ran, there is nothing to tear down.

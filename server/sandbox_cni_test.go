@@ -18,7 +18,7 @@ import (
 func (e *testEnv) withFakeCNI(t *testing.T) *cnitest.Plugin {
 	t.Helper()
 	p := cnitest.Install(t)
-	m, err := cni.New(p.ConfDir, []string{p.BinDir})
+	m, err := cni.New(p.ConfDir, []string{p.BinDir}, cni.WithLoopbackPlugin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestRegressionIPLeakWhenCNIDelFailsOnAddArgs(t *testing.T) {
 	t.Run("no configuration: nothing to tear down, nothing kept", func(t *testing.T) {
 		e := newTestEnv(t)
 		p := cnitest.Install(t)
-		m, err := cni.New(t.TempDir(), []string{p.BinDir})
+		m, err := cni.New(t.TempDir(), []string{p.BinDir}, cni.WithLoopbackPlugin())
 		if err != nil {
 			t.Fatal(err)
 		}

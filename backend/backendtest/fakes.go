@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cri-containerd/cri-containerd/backend"
+	"github.com/cri-containerd/cri-containerd/cni"
 	"github.com/cri-containerd/cri-containerd/image"
 )
 
@@ -806,10 +807,10 @@ type Network struct {
 	Removes []NetCall
 }
 
-func (f *Network) Setup(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) (*gocni.Result, error) {
+func (f *Network) Setup(ctx context.Context, id, path string, args cni.PodArgs) (*gocni.Result, error) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	f.Setups = append(f.Setups, NetCall{id, path, len(opts)})
+	f.Setups = append(f.Setups, NetCall{id, path, len(args.Opts())})
 	if f.SetupErr != nil {
 		return nil, f.SetupErr
 	}
@@ -821,7 +822,7 @@ func (f *Network) Setup(ctx context.Context, id, path string, opts ...gocni.Name
 	}}, nil
 }
 
-func (f *Network) Remove(ctx context.Context, id, path string, opts ...gocni.NamespaceOpts) error {
+func (f *Network) Remove(ctx context.Context, id, path string, args cni.PodArgs) error {
 	f.Mu.Lock()
 	hook := f.OnRemove
 	f.Mu.Unlock()
@@ -832,7 +833,7 @@ func (f *Network) Remove(ctx context.Context, id, path string, opts ...gocni.Nam
 	}
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	f.Removes = append(f.Removes, NetCall{id, path, len(opts)})
+	f.Removes = append(f.Removes, NetCall{id, path, len(args.Opts())})
 	if f.RemoveErrs > 0 {
 		f.RemoveErrs--
 		return fmt.Errorf("cni del: %w", ErrInjected)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -227,6 +228,39 @@ func TestSandboxPodNetwork(t *testing.T) {
 	st, info = framework.PodStatus(t, rc, id)
 	if st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY || st.GetNetwork().GetIp() != "" || !info.NetNamespaceClosed {
 		t.Errorf("after stop: state %v, ip %q, netNamespaceClosed %v; want NOTREADY, no IP, closed", st.GetState(), st.GetNetwork().GetIp(), info.NetNamespaceClosed)
+	}
+	removePod(t, rc, id)
+	s.assertNoLeaks(t, id)
+}
+
+// TestSandboxLoopbackUpWithoutPlugin: a pod without host ports or bandwidth
+// limits is set up without the loopback, portmap and bandwidth plugin runs
+// (lo is brought up in-process, portmap and bandwidth would do nothing for
+// it): lo is up in the pod's netns (a new netns has it down), the pod
+// answers on its IP, and stop leaves no address, rule or mount behind.
+func TestSandboxLoopbackUpWithoutPlugin(t *testing.T) {
+	s := startSandboxDaemon(t, nil)
+	rc := s.rc()
+	id := runPod(t, rc, framework.PodConfig("lo"), "")
+	st, info := framework.PodStatus(t, rc, id)
+	ip := st.GetNetwork().GetIp()
+	s.checkPodIP(t, id, ip)
+	out, err := exec.Command("nsenter", "--net="+info.NetNamespacePath, "ip", "-o", "link", "show", "lo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show lo in the pod: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), ",UP") {
+		t.Errorf("lo in the pod is not up: %s", out)
+	}
+	serveInPod(t, info.NetNamespacePath, 8080, "hello "+id[:12])
+	waitHTTP(t, fmt.Sprintf("http://%s:8080/", ip), "hello "+id[:12], 10*time.Second)
+
+	stopPod(t, rc, id)
+	if got := framework.IPAMFilesFor(t, s.ipam, id); len(got) != 0 {
+		t.Errorf("after stop: IP allocations %v", got)
+	}
+	if rules := framework.IptablesRulesFor(t, id); len(rules) != 0 {
+		t.Errorf("after stop: rules still mention the pod: %v", rules)
 	}
 	removePod(t, rc, id)
 	s.assertNoLeaks(t, id)
