@@ -354,6 +354,16 @@ func (m *Manager) Remove(ctx context.Context, id, path string, args PodArgs) (re
 		return err
 	}
 	opts := args.Opts()
+	if args.LoopbackPlugin && !m.loopbackPlugin {
+		// Set up by the loopback plugin: its DEL drops its cached result.
+		lo, err := c.loopbackOnly()
+		if err == nil {
+			err = lo.Remove(ctx, id, path, opts...)
+		}
+		if err != nil {
+			klog.FromContext(ctx).Info("CNI DEL of the loopback network failed", "podSandboxID", id, "err", err)
+		}
+	}
 	err = p.Remove(ctx, id, path, opts...)
 	if err != nil && strings.Contains(err.Error(), "no such file or directory") && path != "" {
 		// Some plugins fail when the netns vanished; retry without a netns so IPAM still releases.

@@ -2,6 +2,7 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -41,6 +42,10 @@ const (
 type PodArgs struct {
 	Labels       map[string]string
 	Capabilities map[string]any
+	// LoopbackPlugin: the pod's lo may have been set up by the loopback
+	// plugin (a pod made before lo was brought up in-process, or whose ADD
+	// result is unknown): DEL runs it too, so that its cached result goes.
+	LoopbackPlugin bool
 }
 
 // NewPodArgs builds the CNI arguments of a pod.
@@ -110,7 +115,7 @@ func PodOptions(id string, cfg *runtimeapi.PodSandboxConfig, podCIDRs []string) 
 // with returns a copy of a whose capabilities are filtered by keep, which
 // may also replace a value.
 func (a PodArgs) with(keep func(name string, v any) (any, bool)) PodArgs {
-	out := PodArgs{Labels: a.Labels, Capabilities: map[string]any{}}
+	out := PodArgs{Labels: a.Labels, Capabilities: map[string]any{}, LoopbackPlugin: a.LoopbackPlugin}
 	for n, v := range a.Capabilities {
 		if nv, ok := keep(n, v); ok {
 			out.Capabilities[n] = nv
@@ -303,4 +308,20 @@ func PodIPs(res *gocni.Result) (string, []string, error) {
 		return "", nil, fmt.Errorf("CNI result has no IP on %s", DefaultInterface)
 	}
 	return all[0], all[1:], nil
+}
+
+// LoopbackInResult reports whether the loopback plugin may have set up the
+// lo of a pod, from its recorded ADD result (go-cni's Result as JSON): an
+// ADD that ran the plugin recorded an lo interface. An empty or unreadable
+// record (the ADD failed, or the result is lost) counts as one with it.
+func LoopbackInResult(result []byte) bool {
+	if len(result) == 0 {
+		return true
+	}
+	var r struct{ Interfaces map[string]json.RawMessage }
+	if err := json.Unmarshal(result, &r); err != nil {
+		return true
+	}
+	_, ok := r.Interfaces["lo"]
+	return ok
 }

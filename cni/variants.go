@@ -59,6 +59,30 @@ func skipFor(args PodArgs, add bool) skipSet {
 type variants struct {
 	mu   sync.Mutex
 	byID map[skipSet]gocni.CNI
+	// lo is go-cni's lo network alone (loopbackOnly).
+	lo gocni.CNI
+}
+
+// loopbackOnly returns an instance with go-cni's lo network alone, for the
+// DEL of pods whose lo the loopback plugin set up.
+func (c *netConfig) loopbackOnly() (gocni.CNI, error) {
+	c.variants.mu.Lock()
+	defer c.variants.mu.Unlock()
+	if c.variants.lo != nil {
+		return c.variants.lo, nil
+	}
+	if c.newCNI == nil {
+		return nil, errNoConfig
+	}
+	p, err := c.newCNI()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Load(gocni.WithLoNetwork); err != nil {
+		return nil, fmt.Errorf("loading the loopback network: %w", err)
+	}
+	c.variants.lo = p
+	return p, nil
 }
 
 // variant returns the instance of base without the plugins of s that its

@@ -36,7 +36,7 @@ func chainEnv(t *testing.T, bandwidthConf string) (*Manager, func() []string) {
 	p := cnitest.Install(t)
 	log := filepath.Join(p.Dir, "runs")
 	body := strings.NewReplacer("@LOG@", log, "@IP@", cnitest.PodIP).Replace(chainedScript)
-	for _, name := range []string{pluginPortmap, pluginBandwidth} {
+	for _, name := range []string{pluginPortmap, pluginBandwidth, "loopback"} {
 		if err := os.WriteFile(filepath.Join(p.BinDir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -156,5 +156,49 @@ func TestPrunedListsKeepFirstPlugin(t *testing.T) {
 	}
 	if string(lists[1]) != plain {
 		t.Errorf("second list changed: %s", lists[1])
+	}
+}
+
+// TestLoopbackPluginDELForPodsItSetUp: ADD never runs the loopback plugin
+// (lo is brought up in-process); DEL runs it for a pod whose recorded ADD
+// result has an lo interface (made by an earlier version, which ran it) or
+// is unknown, so that libcni's cached result of that network goes too.
+func TestLoopbackPluginDELForPodsItSetUp(t *testing.T) {
+	old := []byte(`{"Interfaces":{"lo":{"IPConfigs":[{"IP":"127.0.0.1"}]},"eth0":{"IPConfigs":[{"IP":"10.99.0.5"}]}}}`)
+	recent := []byte(`{"Interfaces":{"eth0":{"IPConfigs":[{"IP":"10.99.0.5"}]}}}`)
+	for _, tc := range []struct {
+		name   string
+		result []byte
+		want   bool
+	}{
+		{"made by an earlier version", old, true},
+		{"made in-process", recent, false},
+		{"ADD result unknown", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := LoopbackInResult(tc.result); got != tc.want {
+				t.Fatalf("LoopbackInResult = %v, want %v", got, tc.want)
+			}
+			m, runs := chainEnv(t, "")
+			loUp := 0
+			m.setLoopbackUp = func(string) error { loUp++; return nil }
+			args, err := NewPodArgs("pod", &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "uid"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Setup(context.Background(), "pod", "/var/run/netns/fake", args); err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			if got := pluginRuns(runs(), "ADD"); slices.Contains(got, "loopback") || loUp != 1 {
+				t.Errorf("ADD ran %v and brought lo up %d times; want no loopback plugin, lo up once", got, loUp)
+			}
+			args.LoopbackPlugin = LoopbackInResult(tc.result)
+			if err := TeardownPod(context.Background(), m, "pod", "/var/run/netns/fake", args, true); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			if got := slices.Contains(pluginRuns(runs(), "DEL"), "loopback"); got != tc.want {
+				t.Errorf("DEL ran the loopback plugin: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

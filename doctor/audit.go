@@ -545,7 +545,8 @@ func (d *Doctor) auditNetwork(ctx context.Context, t *truth, rep *Report, add fu
 			}
 		}
 	}
-	// go-cni's loopback network is cached for every pod: only ours count.
+	// go-cni's loopback network is cached for every pod that ran the loopback
+	// plugin (made before lo was brought up in-process): only ours count.
 	for _, c := range cache {
 		if c.NetworkName != loopbackNetwork || !orphanIDs[c.ContainerID] || t.liveNetwork(c.ContainerID) {
 			continue

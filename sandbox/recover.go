@@ -160,6 +160,7 @@ func (c *Controller) cleanupHalfMade(ctx context.Context, cc containerd.Containe
 		if err != nil {
 			args = cni.PodArgs{}
 		}
+		args.LoopbackPlugin = cni.LoopbackInResult(md.CNIResult)
 		path := md.NetNSPath
 		if closed, err := c.o.Deps.Host.LoadNetNS(path).Closed(); err == nil && closed {
 			path = ""

@@ -153,6 +153,7 @@ func (c *Controller) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 		klog.ErrorS(err, "Building CNI arguments for teardown", "podSandboxID", md.ID)
 		args = cni.PodArgs{}
 	}
+	args.LoopbackPlugin = cni.LoopbackInResult(md.CNIResult)
 	path := md.NetNSPath
 	if closed, cerr := c.o.Deps.Host.LoadNetNS(path).Closed(); cerr == nil && closed {
 		// The namespace is gone (e.g. after a reboot); DEL still releases the IP.
