@@ -23,11 +23,12 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/containerd/v2/pkg/oci"
-	gocni "github.com/containerd/go-cni"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-containerd/cri-containerd/cni"
 )
 
 // FloorConfig says what to time.
@@ -114,12 +115,13 @@ func RunFloor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	defer client.Close()
-	cni, err := gocni.New(gocni.WithPluginDir([]string{cfg.CNIBinDir}), gocni.WithPluginConfDir(cfg.CNIConfDir),
-		gocni.WithInterfacePrefix("eth"), gocni.WithMinNetworkCount(2))
+	// The daemon's own CNI manager: the floor's ADD runs the plugins a
+	// pod needs, as RunPodSandbox's does (see package cni, variants.go).
+	network, err := cni.New(cfg.CNIConfDir, []string{cfg.CNIBinDir})
 	if err != nil {
 		return nil, err
 	}
-	if err := cni.Load(gocni.WithLoNetwork, gocni.WithDefaultConf); err != nil {
+	if err := network.Status(); err != nil {
 		return nil, fmt.Errorf("loading CNI config from %s: %w", cfg.CNIConfDir, err)
 	}
 	if err := os.MkdirAll(cfg.NetNSDir, 0o755); err != nil {
@@ -129,7 +131,7 @@ func RunFloor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 	tag := time.Now().UnixNano()
 	for i := range cfg.Warmup + cfg.Rounds {
 		timed := i >= cfg.Warmup
-		f, err := floorOnce(namespaces.WithNamespace(ctx, cfg.Namespace), client, cni, cfg, fmt.Sprintf("floor-%d-%d", tag, i))
+		f, err := floorOnce(namespaces.WithNamespace(ctx, cfg.Namespace), client, network, cfg, fmt.Sprintf("floor-%d-%d", tag, i))
 		if err != nil {
 			return res, fmt.Errorf("floor round %d: %w", i, err)
 		}
@@ -163,7 +165,7 @@ func median(v []float64) float64 {
 
 // floorOnce does by hand what RunPodSandbox must do, timing each step, and
 // undoes it (untimed).
-func floorOnce(ctx context.Context, client *containerd.Client, cni gocni.CNI, cfg FloorConfig, id string) (_ [4]time.Duration, retErr error) {
+func floorOnce(ctx context.Context, client *containerd.Client, network *cni.Manager, cfg FloorConfig, id string) (_ [4]time.Duration, retErr error) {
 	var d [4]time.Duration
 	image, err := client.GetImage(ctx, cfg.SandboxImage)
 	if err != nil {
@@ -182,14 +184,14 @@ func floorOnce(ctx context.Context, client *containerd.Client, cni gocni.CNI, cf
 	}()
 
 	t = time.Now()
-	labels := gocni.WithLabels(map[string]string{"K8S_POD_NAMESPACE": "floor", "K8S_POD_NAME": id,
-		"K8S_POD_INFRA_CONTAINER_ID": id, "K8S_POD_UID": id, "IgnoreUnknown": "1"})
-	if _, err := cni.Setup(ctx, id, ns.GetPath(), labels); err != nil {
+	args := cni.PodArgs{Labels: map[string]string{"K8S_POD_NAMESPACE": "floor", "K8S_POD_NAME": id,
+		"K8S_POD_INFRA_CONTAINER_ID": id, "K8S_POD_UID": id, "IgnoreUnknown": "1"}}
+	if _, err := network.Setup(ctx, id, ns.GetPath(), args); err != nil {
 		return d, fmt.Errorf("CNI ADD: %w", err)
 	}
 	d[1] = time.Since(t)
 	defer func() {
-		if err := cni.Remove(context.WithoutCancel(ctx), id, ns.GetPath(), labels); err != nil && retErr == nil {
+		if err := network.Remove(context.WithoutCancel(ctx), id, ns.GetPath(), args); err != nil && retErr == nil {
 			retErr = fmt.Errorf("CNI DEL: %w", err)
 		}
 	}()
