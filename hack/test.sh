@@ -96,7 +96,21 @@ fuzz() {
 		# A new input that widens coverage is minimized first, by default for
 		# up to 60 s during which the run makes no progress: past -fuzztime
 		# that ends the run with "context deadline exceeded".
-		go test -run '^$' -fuzz "^${t#*:}\$" -fuzztime "${FUZZTIME:-5s}" -fuzzminimizetime "${FUZZMINIMIZETIME:-1s}" "./${t%%:*}/" || return 1
+		# Even bounded, a minimization or a slow input on a loaded machine can
+		# still outlast -fuzztime (2026-12-06 17:38, FuzzLoadFile at 123
+		# execs/s): "context deadline exceeded" with no failing input written
+		# is the fuzzing engine's deadline, not a finding.
+		local out
+		out="$(mktemp)"
+		if ! go test -run '^$' -fuzz "^${t#*:}\$" -fuzztime "${FUZZTIME:-5s}" -fuzzminimizetime "${FUZZMINIMIZETIME:-1s}" "./${t%%:*}/" 2>&1 | tee "$out"; then
+			if grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out"; then
+				log "fuzz ${t#*:}: the engine's deadline passed during a run (no failing input): not a finding"
+			else
+				rm -f "$out"
+				return 1
+			fi
+		fi
+		rm -f "$out"
 	done
 	log "live request fuzzer: ${CRI_FUZZ_REQUESTS:-1500} requests"
 	CRI_FUZZ_REQUESTS="${CRI_FUZZ_REQUESTS:-1500}" go test -count=1 -v -timeout 30m -run TestLiveFuzz ./test/fuzz/
