@@ -19,6 +19,12 @@ type ProcSample struct {
 	Threads    int     `json:"threads"`
 	Goroutines int     `json:"goroutines,omitempty"` // from go_goroutines (0: unknown)
 	CPUSeconds float64 `json:"cpuSeconds"`
+	// Writers and WritersPSSMiB: the container log writer processes on the
+	// machine (the shim-side writers of container_log_mode "shim", one per
+	// running container, whatever daemon started it) and their summed
+	// proportional set size: memory the node pays beside the daemon's RSS.
+	Writers       int     `json:"writers,omitempty"`
+	WritersPSSMiB float64 `json:"writersPssMiB,omitempty"`
 }
 
 // procWatch reads a process's figures from /proc (and its goroutines from
@@ -74,7 +80,54 @@ func (w *procWatch) sample(phase string) (ProcSample, bool) {
 	defer f.Close()
 	s.RSSMiB, s.HWMMiB, s.Threads = parseStatus(f)
 	s.Goroutines = w.goroutines()
+	s.Writers, s.WritersPSSMiB = logWriters(w.procRoot)
 	return s, true
+}
+
+// writerComm is the log writer's command name as /proc shows it (the
+// executable's name, cri-containerd-log-writer, cut to 15 bytes); the
+// daemon's own is "cri-containerd".
+const writerComm = "cri-containerd-"
+
+// logWriters counts the log writer processes under procRoot and sums their
+// Pss (smaps_rollup), in MiB.
+func logWriters(procRoot string) (n int, pssMiB float64) {
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("%s/%s/comm", procRoot, e.Name()))
+		if err != nil || strings.TrimSpace(string(comm)) != writerComm {
+			continue
+		}
+		f, err := os.Open(fmt.Sprintf("%s/%s/smaps_rollup", procRoot, e.Name()))
+		if err != nil {
+			continue
+		}
+		n++
+		pssMiB += parsePSS(f)
+		f.Close()
+	}
+	return n, pssMiB
+}
+
+// parsePSS reads the Pss line (kB) of a smaps_rollup, in MiB.
+func parsePSS(r io.Reader) float64 {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
 }
 
 // parseStatus reads VmRSS, VmHWM (MiB) and Threads of /proc/<pid>/status.

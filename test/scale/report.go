@@ -129,7 +129,33 @@ func WriteTable(w io.Writer, results []*Result) {
 			val("idle", gor), val("running", gor), val("after", gor))
 	}
 	tw.Flush()
+	writeWriters(w, results)
 	writeCPUSplit(w, results)
+}
+
+// writeWriters reports the container log writer processes with everything
+// running, when a runtime had any: memory beside the daemon's RSS.
+func writeWriters(w io.Writer, results []*Result) {
+	var lines []string
+	for _, r := range results {
+		idle, running := ProcSample{}, ProcSample{}
+		for _, s := range r.Process {
+			switch s.Phase {
+			case "idle":
+				idle = s
+			case "running":
+				running = s
+			}
+		}
+		if n := running.Writers - idle.Writers; n > 0 {
+			pss := running.WritersPSSMiB - idle.WritersPSSMiB
+			lines = append(lines, fmt.Sprintf("  %s: %d log writer processes (shim-side, one per running container), %.0f MiB PSS in all (%.2f MiB each), beside the daemon's RSS", r.Name, n, pss, pss/float64(n)))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
+	}
 }
 
 // anyCPU reports whether owner k used CPU in any of the results (a column

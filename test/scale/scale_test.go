@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -84,5 +87,35 @@ func TestFloorTable(t *testing.T) {
 	WriteFloorTable(&b, []*FloorResult{r})
 	if !strings.Contains(b.String(), "cri-containerd") || !strings.Contains(b.String(), "RunPodSandbox   80.0") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestLogWriters: the log writer processes are found by command name and
+// their Pss summed; other processes are not counted.
+func TestLogWriters(t *testing.T) {
+	root := t.TempDir()
+	proc := func(pid, comm string, pssKB int) {
+		dir := filepath.Join(root, pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		smaps := fmt.Sprintf("00400000-7fff [rollup]\nRss:  3300 kB\nPss:  %d kB\nPss_Anon: 840 kB\n", pssKB)
+		if err := os.WriteFile(filepath.Join(dir, "smaps_rollup"), []byte(smaps), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc("10", "cri-containerd-", 1024)
+	proc("11", "cri-containerd-", 2048)
+	proc("12", "cri-containerd", 40960) // the daemon
+	proc("13", "containerd-shim", 8192)
+	if err := os.MkdirAll(filepath.Join(root, "self"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n, pss := logWriters(root)
+	if n != 2 || pss != 3 {
+		t.Errorf("logWriters = %d, %.2f MiB; want 2, 3", n, pss)
 	}
 }
