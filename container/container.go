@@ -22,6 +22,7 @@ import (
 	"github.com/cri-containerd/cri-containerd/atomicfile"
 	"github.com/cri-containerd/cri-containerd/containerio"
 	"github.com/cri-containerd/cri-containerd/listwire"
+	"github.com/cri-containerd/cri-containerd/pidfd"
 	"github.com/cri-containerd/cri-containerd/store"
 )
 
@@ -132,6 +133,9 @@ type Container struct {
 	// snapshot without asking (backend.DeleteContainer). False when not
 	// known (a container recovery loaded).
 	noTask atomic.Bool
+	// init is a pidfd of the task's init process while it runs, when this
+	// daemon started it and Options.SignalDirect is set (package pidfd).
+	init pidfd.Init
 	// finishing is set by the first exit handler (Controller.Finish) of
 	// the container's task: the stop that saw the exit and the event
 	// monitor both call it, and only one deletes the task.

@@ -51,6 +51,10 @@ type Options struct {
 	Recovery recovery.Runner
 	// CleanupTimeout bounds an exit handler run in the background.
 	CleanupTimeout time.Duration
+	// SignalDirect makes a stop signal the init process of a container this
+	// daemon started through a pidfd of it, without containerd and runc
+	// (package pidfd). Unit tests with fake tasks (fake pids) leave it off.
+	SignalDirect bool
 	// SpecGen builds the OCI spec changes (resources).
 	SpecGen *spec.Generator
 	// Hooks are told of a creation or start before it is done (NRI);

@@ -159,6 +159,7 @@ func (c *Controller) RecordExit(ctr *Container, code int32, at time.Time, reason
 	if !recorded {
 		return // another handler recorded this exit first
 	}
+	ctr.init.Close()
 	if cio := ctr.IO(); cio != nil {
 		cio.Close()
 	}

@@ -46,6 +46,7 @@ func (c *Controller) Remove(ctx context.Context, ctr *Container) error {
 	if !c.o.Go(func(context.Context) { c.o.ReapShims(ctr) }) {
 		c.o.ReapShims(ctr)
 	}
+	ctr.init.Close()
 	if cio := ctr.IO(); cio != nil {
 		cio.Close()
 	}

@@ -111,6 +111,9 @@ func (c *Controller) Start(ctx context.Context, ctr *Container) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("starting container %s: %w", ctr.ID, err)
 	}
+	if c.o.SignalDirect {
+		ctr.init.Open(pid)
+	}
 	cgroupDir := ""
 	if !ownPIDNamespace(ctr) {
 		// Where the exit handler looks for processes the init leaves behind.

@@ -107,6 +107,9 @@ func (c *Controller) Stop(ctx context.Context, ctr *Container, timeout time.Dura
 // with all). An error because the container exited meanwhile (its exit
 // recorded within exitRecordWait) is not one; NotFound is returned as is.
 func (c *Controller) signal(ctx context.Context, ctr *Container, sig syscall.Signal, all bool) error {
+	if !all && ctr.init.Signal(sig) {
+		return nil // through the init's pidfd (package pidfd)
+	}
 	err := backend.KillTask(ctx, c.o.Deps.Containerd, ctr.ID, sig, all)
 	if err == nil || errdefs.IsNotFound(err) || !stoppedWithin(ctx, ctr, exitRecordWait) {
 		return err

@@ -57,6 +57,10 @@ type Options struct {
 	// needs no ReapShims at its removal (a /proc scan, ~13 ms with 800
 	// processes). Nil: every removal reaps.
 	ContainerdEpoch func() uint64
+	// SignalDirect makes a stop kill the pause process this daemon started
+	// through a pidfd of it, without containerd and runc (package pidfd).
+	// Unit tests with fake tasks (fake pids) leave it off.
+	SignalDirect bool
 	// Leftovers keeps the rollback steps of failed RunPodSandbox calls that
 	// containerd could not take (an outage longer than the rollback's bound);
 	// nil: they are only logged.

@@ -62,6 +62,7 @@ func (c *Controller) recordExit(sb *Sandbox, code uint32, at time.Time) bool {
 	if !sb.SetNotReady(code, at) {
 		return false
 	}
+	sb.init.Close()
 	klog.V(2).InfoS("Pod sandbox exited", "podSandboxID", sb.ID, "exitCode", code)
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	return true

@@ -57,6 +57,7 @@ func (c *Controller) Remove(ctx context.Context, sb *Sandbox) error {
 		// A concurrent Remove finished first.
 		return nil
 	}
+	sb.init.Close()
 	c.o.Store.Delete(sb.ID)
 	c.o.Names.ReleaseByID(sb.ID)
 	c.emit(sb, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)

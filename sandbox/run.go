@@ -330,6 +330,9 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", fmt.Errorf("starting pause task: %w", err)
 	}
+	if s.SignalDirect {
+		sb.init.Open(pid)
+	}
 	sb.SetReady(pid)
 	md = sb.UpdateMetadata(func(m *Metadata) { m.Phase = PhaseCreated })
 	if err := backend.SetExtension(ctx, s.Deps.Containerd, id, MetadataExtension, &md); err != nil {

@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-containerd/cri-containerd/listwire"
+	"github.com/cri-containerd/cri-containerd/pidfd"
 )
 
 const (
@@ -111,6 +112,9 @@ type Sandbox struct {
 	// deletes the record and the snapshot without asking
 	// (backend.DeleteContainer), and a stop asks nothing.
 	noTask atomic.Bool
+	// init is a pidfd of the pause process while it runs, when this daemon
+	// started it and Options.SignalDirect is set (package pidfd).
+	init pidfd.Init
 	// imageVolumes is true once a container of the pod mounted (or tried
 	// to mount) image volumes, or when not known (a sandbox recovery
 	// loaded): the removal then releases them (two containerd calls,

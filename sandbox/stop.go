@@ -77,12 +77,16 @@ func (c *Controller) stopPause(ctx context.Context, sb *Sandbox) error {
 		// the pod's PID namespace (the kernel kills whatever else runs in
 		// it), or, sharing the host's, alone in its cgroup. A kill of every
 		// process (runc kill --all) would freeze, list and thaw its cgroup.
-		if err := backend.KillTask(ctx, c.o.Deps.Containerd, sb.ID, syscall.SIGKILL, false); err != nil {
-			if !errdefs.IsNotFound(err) {
-				return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
+		// Through the pause's pidfd when it has one (package pidfd): no
+		// runc kill.
+		if !sb.init.Signal(syscall.SIGKILL) {
+			if err := backend.KillTask(ctx, c.o.Deps.Containerd, sb.ID, syscall.SIGKILL, false); err != nil {
+				if !errdefs.IsNotFound(err) {
+					return fmt.Errorf("killing pause task of %s: %w", sb.ID, err)
+				}
+				// No task: it was never started or is already deleted.
+				return gone()
 			}
-			// No task: it was never started or is already deleted.
-			return gone()
 		}
 		timeout := time.NewTimer(PauseStopTimeout)
 		defer timeout.Stop()

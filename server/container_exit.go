@@ -47,6 +47,7 @@ func (s *Service) ctrs() *container.Controller {
 			},
 			Recovery:       s.recoveryRunner(),
 			Leftovers:      s.leftovers,
+			SignalDirect:   s.signalDirect,
 			CleanupTimeout: cleanupTimeout,
 			SpecGen:        s.specGen,
 			RestrictOOM:    s.restrictOOM,

@@ -66,6 +66,7 @@ func (s *Service) sandboxController() *sandbox.Controller {
 			ContainerdEpoch:     s.ctrdEpoch.Load,
 			Recovery:            s.recoveryRunner(),
 			Leftovers:           s.leftovers,
+			SignalDirect:        s.signalDirect,
 			ShimGroups:          s.shimGroups,
 		})
 	})

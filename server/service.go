@@ -110,6 +110,9 @@ type Service struct {
 	// monitor (CNI config and image cache watchers).
 	watchers []func(ctx context.Context)
 
+	// signalDirect: container stops signal the init through a pidfd
+	// (container.Options.SignalDirect); set by New, off with fake tasks.
+	signalDirect bool
 	// leftovers are the rollback steps of failed creates that containerd
 	// could not take; retried after each re-subscription to containerd's
 	// events and every leftoverRetryPeriod (retryLeftovers).
@@ -163,8 +166,10 @@ func New(ctx context.Context, cfg config.Config, reg prometheus.Registerer) (*Se
 		tracing:    tr,
 		events:     newEventBroadcaster(),
 		leftovers:  metrics.leftovers,
-		stats:      stats.NewCollector(),
-		specGen:    spec.NewGenerator(spec.WithCDI(cdiCache)),
+		// Real tasks: their pids are real processes.
+		signalDirect: true,
+		stats:        stats.NewCollector(),
+		specGen:      spec.NewGenerator(spec.WithCDI(cdiCache)),
 
 		sandboxes:    sandbox.NewStore(),
 		sandboxNames: registrar.New(),
