@@ -170,6 +170,18 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", fmt.Errorf("generating sandbox spec: %w", err)
 	}
+	// A pause task create that containerd died in can leave a shim that the
+	// restarted containerd cannot load (no bootstrap.json yet) and forgets:
+	// no removal will ever come for a pod that failed to run, so a failed
+	// run whose task create was attempted kills shims still serving its ID,
+	// once its containerd container is gone (registered here, it runs after
+	// that rollback). The short chaos campaign of 2026-12-06 19:13 left one.
+	taskAttempted := false
+	defer func() {
+		if retErr != nil && !keep && taskAttempted {
+			c.reapShims(id, handler)
+		}
+	}()
 	// The mounts of the pause's rootfs, as Prepare returned them: the task
 	// is then created with one call (backend.NewTask).
 	var rootfs []mount.Mount
@@ -260,6 +272,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if s.ContainerdEpoch != nil {
 		runEpoch = s.ContainerdEpoch() + 1
 	}
+	taskAttempted = true
 	startPause, taskErr := backend.NewTask(ctx, s.Deps.Containerd, ctr, rootfs, cio.NullIO)
 	<-recDone
 	if s.ShimGroups {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,54 @@ func TestControllerRunRollsBack(t *testing.T) {
 	e.ctrd.Configure = nil
 	if _, err := e.c.Run(context.Background(), testPod("web"), ""); err != nil {
 		t.Errorf("the name was not released: %v", err)
+	}
+}
+
+// TestRegressionShimLeftByRunCutDuringTaskCreate: containerd killed while
+// it created the pause task (the short chaos campaign of 2026-12-06 19:13)
+// left a shim the restarted containerd could not load and forgot; the
+// failed RunPodSandbox rolled back its containerd objects but never got a
+// RemovePodSandbox to reap that shim. A failed run whose task create was
+// attempted reaps shims serving its ID, after its container is deleted; a
+// run that failed before that does not scan for any.
+func TestRegressionShimLeftByRunCutDuringTaskCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		configure func(e *runEnv)
+		wantReap  bool
+	}{
+		{"task create cut", func(e *runEnv) {
+			e.ctrd.Configure = func(c *backendtest.Container) { c.NewTaskErr = backendtest.ErrInjected }
+		}, true},
+		{"task start failed", func(e *runEnv) {
+			e.ctrd.Configure = func(c *backendtest.Container) { c.TaskStartErr = backendtest.ErrInjected }
+		}, true},
+		{"no containerd container", func(e *runEnv) { e.ctrd.NewContainerErr = backendtest.ErrInjected }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRunEnv(t)
+			var reaped []string
+			var liveAtReap []string
+			e.o.ReapShims = func(id, handler string) {
+				reaped = append(reaped, id+"/"+handler)
+				liveAtReap = e.ctrd.LiveIDs()
+			}
+			e.c = NewController(e.o)
+			tc.configure(e)
+			if _, err := e.c.Run(context.Background(), testPod("web"), ""); !errors.Is(err, backendtest.ErrInjected) {
+				t.Fatalf("Run: %v, want the injected failure", err)
+			}
+			if got := len(reaped) == 1; got != tc.wantReap || len(reaped) > 1 {
+				t.Fatalf("shim reaps %v, want one: %v", reaped, tc.wantReap)
+			}
+			if tc.wantReap {
+				if !strings.HasSuffix(reaped[0], "/runc") {
+					t.Errorf("reaped %q, want the pod's handler runc", reaped[0])
+				}
+				if len(liveAtReap) != 0 {
+					t.Errorf("shims reaped while containerd still held %v", liveAtReap)
+				}
+			}
+		})
 	}
 }
