@@ -50,10 +50,7 @@ type leftoverStep struct {
 // unreachable, up to Timeout. A step that is still not done is kept for
 // Retry (unless l is nil) and logged. It reports whether the step is done.
 func (l *Leftovers) Rollback(ctx context.Context, id, what string, log klog.Logger, f func(context.Context) error) bool {
-	timeout := CleanupTimeout
-	if l != nil && l.Timeout > 0 {
-		timeout = l.Timeout
-	}
+	timeout := l.stepTimeout()
 	if l.pending(id) {
 		// An earlier step of this object is kept: this one comes after it.
 		log.Info("Rollback: "+what+" kept until an earlier step is done", "id", id)
@@ -73,6 +70,15 @@ func (l *Leftovers) Rollback(ctx context.Context, id, what string, log klog.Logg
 	log.Error(err, "Rollback: "+what+"; retried once containerd is back", "id", id)
 	l.add(id, what, f)
 	return false
+}
+
+// stepTimeout bounds one step: Timeout, CleanupTimeout by default (also
+// for a nil l).
+func (l *Leftovers) stepTimeout() time.Duration {
+	if l != nil && l.Timeout > 0 {
+		return l.Timeout
+	}
+	return CleanupTimeout
 }
 
 // pending reports whether steps of object id are kept.
@@ -119,10 +125,7 @@ func (l *Leftovers) Retry(ctx context.Context) int {
 	l.mu.Lock()
 	ids := append([]string(nil), l.order...)
 	l.mu.Unlock()
-	timeout := CleanupTimeout
-	if l.Timeout > 0 {
-		timeout = l.Timeout
-	}
+	timeout := l.stepTimeout()
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			break
